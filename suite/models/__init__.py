@@ -1,0 +1,1 @@
+"""Modules built on the functional kernels of :mod:`suite.ops`."""

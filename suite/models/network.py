@@ -1,0 +1,148 @@
+"""The paper's feed-forward delay SNN: per layer delay op and weights -> BatchNorm over (T x B) -> LIF -> dropout
+(one mask per sample for all steps); the output layer has delays and weights but no BatchNorm, no dropout, and a
+non-spiking leaky readout whose membrane trace is the network output."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from suite.models.delays import ChannelDelay, SynapticDelay, _DelayBase, sigma_decay_factor
+from suite.models.lif import LIF, LeakyReadout
+from suite.specs import ModelSpec
+
+
+class DelayBlock(nn.Module):
+    """One layer. ``delay_site`` says where the delay sits: 'pre' (axonal), 'post' (dendritic), 'fused' (synaptic)."""
+
+    def __init__(self, n_in: int, n_out: int, spec: ModelSpec, backend: str, is_output: bool) -> None:
+        super().__init__()
+        self.n_in, self.n_out, self.is_output = n_in, n_out, is_output
+        self.dropout = 0.0 if is_output else spec.dropout
+        sig = spec.sig_init
+        self.linear: nn.Linear | None = None
+        self.delay: _DelayBase | None = None
+        self.delay_site = {"axonal": "pre", "dendritic": "post", "synaptic": "fused", "none": "none"}[spec.delay_type]
+        if self.delay_site == "pre":
+            self.delay = ChannelDelay(n_in, spec.kernel_size, backend, sig, spec.delay_sparsity, spec.passthrough)
+        if self.delay_site == "fused":
+            self.delay = SynapticDelay(n_in, n_out, spec.kernel_size, backend, sig)
+        else:
+            self.linear = nn.Linear(n_in, n_out, bias=False)
+            nn.init.kaiming_uniform_(self.linear.weight, nonlinearity="relu")
+        if self.delay_site == "post":
+            self.delay = ChannelDelay(n_out, spec.kernel_size, backend, sig, spec.delay_sparsity, spec.passthrough)
+        self.norm = nn.BatchNorm1d(n_out) if spec.batchnorm and not is_output else None
+        self.neuron: nn.Module = (LeakyReadout(spec.tau, backend) if is_output
+                                  else LIF(spec.tau, spec.v_threshold, spec.surrogate_alpha, backend))
+        if spec.weight_sparsity > 0:
+            self.register_buffer("weight_mask", (torch.rand(self.weight.shape) > spec.weight_sparsity).float())
+            self.apply_weight_mask()
+        else:
+            self.weight_mask = None
+
+    @property
+    def weight(self) -> nn.Parameter:
+        """The (N_out, N_in) weight matrix, wherever it lives."""
+        return self.delay.weight if isinstance(self.delay, SynapticDelay) else self.linear.weight  # type: ignore[union-attr]
+
+    def apply_weight_mask(self) -> None:
+        if self.weight_mask is not None:
+            with torch.no_grad():
+                self.weight.mul_(self.weight_mask)
+
+    def synaptic_current(self, x: torch.Tensor) -> torch.Tensor:
+        """Delays and weights: (T, B, N_in) -> (T', B, N_out)."""
+        if self.delay_site == "pre":
+            x = self.delay(x)  # type: ignore[misc]
+        if self.linear is not None:
+            x = self.linear(x)
+        if self.delay_site in ("post", "fused"):
+            x = self.delay(x)  # type: ignore[misc]
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.synaptic_current(x)
+        if self.norm is not None:
+            t, b, c = x.shape
+            x = self.norm(x.reshape(t * b, c)).reshape(t, b, c)
+        x = self.neuron(x)
+        if self.dropout > 0 and self.training:
+            keep = torch.empty_like(x[0]).bernoulli_(1.0 - self.dropout) / (1.0 - self.dropout)
+            x = x * keep
+        return x
+
+    def output_length(self, t_in: int) -> int:
+        return t_in if self.delay is None else self.delay.output_length(t_in)  # type: ignore[operator]
+
+
+class DelayNetwork(nn.Module):
+    """Stack of DelayBlocks; ``forward`` returns the output layer's membrane trace (T_out, B, n_outputs)."""
+
+    def __init__(self, spec: ModelSpec, backend: str = "torch") -> None:
+        super().__init__()
+        self.spec = spec
+        self.backend = backend
+        sizes = spec.layer_sizes
+        self.layers = nn.ModuleList(
+            DelayBlock(n_in, n_out, spec, backend, is_output=i == len(sizes) - 1) for i, (n_in, n_out) in enumerate(sizes)
+        )
+
+    def forward(self, x: torch.Tensor, spikes: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Run the network; if ``spikes`` is a list, each hidden layer's spike tensor is appended to it."""
+        for layer in self.layers[:-1]:
+            x = layer(x)
+            if spikes is not None:
+                spikes.append(x)
+        return self.layers[-1](x)
+
+    def delay_modules(self) -> list[_DelayBase]:
+        return [layer.delay for layer in self.layers if layer.delay is not None]
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Optimiser groups of the official code: weights (with L2 decay), BatchNorm (no decay), delay positions."""
+        groups: dict[str, list[nn.Parameter]] = {"weights": [], "norm": [], "positions": []}
+        for layer in self.layers:
+            groups["weights"].append(layer.weight)
+            if layer.norm is not None:
+                groups["norm"] += [layer.norm.weight, layer.norm.bias]
+        groups["positions"] = [d.P for d in self.delay_modules()]
+        return groups
+
+    def after_step(self) -> None:
+        """After every optimiser step: re-apply weight-sparsity masks, clamp positions (official ``reset_model``)."""
+        for layer in self.layers:
+            layer.apply_weight_mask()
+        for delay in self.delay_modules():
+            delay.clamp_positions()
+
+    def end_epoch(self, epoch: int, epochs: int) -> None:
+        """Official SIG schedule, once per epoch after the schedulers: SIG *= alpha while epoch < epochs // 4."""
+        for delay in self.delay_modules():
+            sig = float(delay.sig)
+            if epoch < epochs // 4 and sig > self.spec.sig_final:
+                delay.sig.mul_(sigma_decay_factor(self.spec.sig_init, self.spec.sig_final, epochs))
+
+    def hard_copy(self) -> DelayNetwork:
+        """An evaluation copy with integer delays in eval mode; the training model is never touched."""
+        clone = copy.deepcopy(self).eval()
+        for delay in clone.delay_modules():
+            delay.hard = True
+        return clone
+
+    def output_length(self, t_in: int) -> int:
+        for layer in self.layers:
+            t_in = layer.output_length(t_in)
+        return t_in
+
+
+def summed_softmax(output: torch.Tensor) -> torch.Tensor:
+    """The official readout m = sum_t softmax(V_out[t]): (T, B, K) -> (B, K). Prediction is argmax m."""
+    return torch.softmax(output, dim=2).sum(0)
+
+
+def summed_softmax_loss(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the summed probabilities (log-softmax applied to m), as ``nn.CrossEntropyLoss(m, y)``."""
+    return nn.functional.cross_entropy(summed_softmax(output), labels)

@@ -1,0 +1,13 @@
+"""Kernel backends. Each backend is a module exposing the functions in ``BACKEND_FUNCTIONS`` with the signatures of
+:mod:`suite.ops.pytorch`; models look their backend up by name at call time, so a model can switch backend freely."""
+
+from __future__ import annotations
+
+BACKEND_FUNCTIONS = (
+    "lif_spikes",
+    "leaky_readout",
+    "channel_delay",
+    "channel_delay_hard",
+    "synaptic_delay",
+    "synaptic_delay_hard",
+)

@@ -1,0 +1,153 @@
+"""Registries of model variants, backends and protocols (timm-style ``register_variant`` + ``create_model``).
+
+Third-party packages add variants without editing the suite: they declare an entry point in the group
+``suite.variants`` whose target is a module (imported for its ``register_variant`` calls) or a callable (called once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from suite.errors import SuiteError
+from suite.ops.registry import BACKENDS
+from suite.specs import ModelSpec, ProtocolSpec, load_protocol_file
+
+ENTRY_POINT_GROUP = "suite.variants"
+PROTOCOL_DIR = Path(__file__).parent / "protocols"
+
+Builder = Callable[[ModelSpec, str], nn.Module]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named model variant: ModelSpec defaults plus a builder (default: the paper's DelayNetwork)."""
+
+    name: str
+    description: str
+    delay_type: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    builder: Builder | None = None
+    backends: tuple[str, ...] | None = None
+    origin: str = "suite"
+
+    def supported_backends(self) -> tuple[str, ...]:
+        return self.backends if self.backends is not None else tuple(BACKENDS)
+
+    def build(self, spec: ModelSpec, backend: str) -> nn.Module:
+        if backend not in self.supported_backends():
+            raise SuiteError(f"variant {self.name!r} does not support backend {backend!r} "
+                             f"(supported: {', '.join(self.supported_backends())})")
+        if self.builder is not None:
+            return self.builder(spec, backend)
+        from suite.models.network import DelayNetwork
+
+        return DelayNetwork(spec, backend)
+
+
+_VARIANTS: dict[str, Variant] = {}
+_entry_points_loaded = False
+
+
+def register_variant(name: str, *, description: str, delay_type: str, backends: tuple[str, ...] | None = None,
+                     builder: Builder | None = None, origin: str = "suite", **defaults: Any) -> Variant:
+    """Register a variant. ``defaults`` are ModelSpec fields (``delay_type`` is set from the argument)."""
+    if name in _VARIANTS:
+        raise SuiteError(f"variant {name!r} is already registered (by {_VARIANTS[name].origin})")
+    variant = Variant(name, description, delay_type, {"delay_type": _spec_delay_type(delay_type), **defaults},
+                      builder, backends, origin)
+    _VARIANTS[name] = variant
+    return variant
+
+
+def _spec_delay_type(delay_type: str) -> str:
+    """Custom delay types (third-party) build on the 'none' ModelSpec unless their defaults say otherwise."""
+    return delay_type if delay_type in ("none", "synaptic", "axonal", "dendritic") else "none"
+
+
+def variant(name: str, **kwargs: Any) -> Callable[[Builder], Builder]:
+    """Decorator form: ``@variant("my-delays", description=..., delay_type=...)`` over a builder function."""
+
+    def wrap(builder: Builder) -> Builder:
+        register_variant(name, builder=builder, **kwargs)
+        return builder
+
+    return wrap
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            target = ep.load()
+        except Exception as err:  # a broken plug-in must not take the suite down; say which one
+            raise SuiteError(f"entry point {ep.name!r} ({ep.value}) in group {ENTRY_POINT_GROUP} failed to load: "
+                             f"{type(err).__name__}: {err}") from None
+        if callable(target):
+            target()
+
+
+def variants() -> dict[str, Variant]:
+    """All registered variants, built-in first, then plug-ins, in registration order."""
+    _load_entry_points()
+    return dict(_VARIANTS)
+
+
+def get_variant(name: str) -> Variant:
+    found = variants().get(name)
+    if found is None:
+        raise SuiteError(f"unknown variant {name!r}; registered: {', '.join(variants())}")
+    return found
+
+
+def protocol_names() -> list[str]:
+    return sorted(p.stem for p in PROTOCOL_DIR.glob("*.yaml"))
+
+
+def get_protocol(name: str) -> ProtocolSpec:
+    """Load ``suite/protocols/NAME.yaml`` (or a path to a YAML file)."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return load_protocol_file(path)
+    path = PROTOCOL_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise SuiteError(f"unknown protocol {name!r}; available: {', '.join(protocol_names())}")
+    protocol = load_protocol_file(path)
+    if protocol.name != name:
+        raise SuiteError(f"{path}: name is {protocol.name!r} but the file is named {name!r}")
+    return protocol
+
+
+def create_model(variant_name: str, protocol: ProtocolSpec, backend: str = "torch",
+                 overrides: Mapping[str, Any] | None = None) -> tuple[nn.Module, ModelSpec]:
+    """Resolve a variant on a protocol into a ModelSpec and build it on ``backend``."""
+    from suite.data import n_classes, n_inputs
+
+    found = get_variant(variant_name)
+    spec = protocol.model_spec(found.defaults, variant_name, n_inputs(protocol.data), n_classes(protocol.data),
+                               overrides or {})
+    return found.build(spec, backend), spec
+
+
+def _register_builtin() -> None:
+    register_variant("no-delay", description="LIF baseline without delays: Linear -> BN -> LIF", delay_type="none")
+    register_variant("synaptic", description="one learnable delay per synapse (DCLS-delays)", delay_type="synaptic")
+    register_variant("axonal", description="one learnable delay per presynaptic neuron, before the weights",
+                     delay_type="axonal")
+    register_variant("dendritic", description="one learnable delay per postsynaptic neuron, after the weights",
+                     delay_type="dendritic")
+    register_variant("axonal-sparse", description="axonal delays on ~20% of presynaptic neurons (delay sparsity 0.8)",
+                     delay_type="axonal", delay_sparsity=0.8, passthrough="official")
+    register_variant("dendritic-sparse", description="dendritic delays on ~20% of postsynaptic neurons (sparsity 0.8)",
+                     delay_type="dendritic", delay_sparsity=0.8, passthrough="official")
+
+
+_register_builtin()
