@@ -16,7 +16,7 @@ from torch import nn
 
 from suite.errors import SuiteError
 from suite.ops.registry import BACKENDS
-from suite.specs import ModelSpec, ProtocolSpec, load_protocol_file
+from suite.specs import DELAY_TYPES, ModelSpec, ProtocolSpec, load_protocol_file
 
 ENTRY_POINT_GROUP = "suite.variants"
 PROTOCOL_DIR = Path(__file__).parent / "protocols"
@@ -55,19 +55,19 @@ _entry_points_loaded = False
 
 
 def register_variant(name: str, *, description: str, delay_type: str, backends: tuple[str, ...] | None = None,
-                     builder: Builder | None = None, origin: str = "suite", **defaults: Any) -> Variant:
-    """Register a variant. ``defaults`` are ModelSpec fields (``delay_type`` is set from the argument)."""
+                     builder: Builder | None = None, origin: str = "suite", model_delay_type: str | None = None,
+                     **defaults: Any) -> Variant:
+    """Register a variant. ``delay_type`` is the label shown in listings; ``model_delay_type`` is the ModelSpec
+    delay type its builder receives (default: ``delay_type`` when it is a standard one, else 'none').
+    ``defaults`` are further ModelSpec fields (e.g. ``delay_sparsity=0.8``)."""
     if name in _VARIANTS:
         raise SuiteError(f"variant {name!r} is already registered (by {_VARIANTS[name].origin})")
-    variant = Variant(name, description, delay_type, {"delay_type": _spec_delay_type(delay_type), **defaults},
-                      builder, backends, origin)
+    if model_delay_type is None:
+        model_delay_type = delay_type if delay_type in DELAY_TYPES else "none"
+    variant = Variant(name, description, delay_type, {"delay_type": model_delay_type, **defaults}, builder, backends,
+                      origin)
     _VARIANTS[name] = variant
     return variant
-
-
-def _spec_delay_type(delay_type: str) -> str:
-    """Custom delay types (third-party) build on the 'none' ModelSpec unless their defaults say otherwise."""
-    return delay_type if delay_type in ("none", "synaptic", "axonal", "dendritic") else "none"
 
 
 def variant(name: str, **kwargs: Any) -> Callable[[Builder], Builder]:
@@ -115,12 +115,17 @@ def protocol_names() -> list[str]:
 def get_protocol(name: str) -> ProtocolSpec:
     """Load ``suite/protocols/NAME.yaml`` (or a path to a YAML file)."""
     path = Path(name)
+    from suite.data import validate_data_config
+
     if path.suffix in (".yaml", ".yml") and path.exists():
-        return load_protocol_file(path)
+        protocol = load_protocol_file(path)
+        validate_data_config(protocol.data, f"{path}: data")
+        return protocol
     path = PROTOCOL_DIR / f"{name}.yaml"
     if not path.exists():
         raise SuiteError(f"unknown protocol {name!r}; available: {', '.join(protocol_names())}")
     protocol = load_protocol_file(path)
+    validate_data_config(protocol.data, f"{path}: data")
     if protocol.name != name:
         raise SuiteError(f"{path}: name is {protocol.name!r} but the file is named {name!r}")
     return protocol

@@ -51,6 +51,8 @@ class ModelSpec:
     passthrough: str = "official"
     weight_sparsity: float = 0.0
     sig_final: float = 0.23
+    sig_start: float | None = None
+    sig_decay_fraction: float = 0.25
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n_hidden", tuple(int(n) for n in self.n_hidden))
@@ -68,6 +70,8 @@ class ModelSpec:
         _check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, f"{where}.kernel_size",
                f"must be a positive odd number of steps, got {self.kernel_size}")
         _check(self.tau > 1.0, f"{where}.tau", f"must exceed 1 step (decay = 1 - 1/tau), got {self.tau}")
+        _check(0.0 < self.sig_decay_fraction <= 1.0, f"{where}.sig_decay_fraction",
+               f"must be in (0, 1], got {self.sig_decay_fraction}")
         for key in ("delay_sparsity", "weight_sparsity", "dropout"):
             value = getattr(self, key)
             _check(0.0 <= value < 1.0, f"{where}.{key}", f"must be in [0, 1), got {value}")
@@ -82,8 +86,12 @@ class ModelSpec:
 
     @property
     def sig_init(self) -> float:
-        """Initial Gaussian SIG: D // 2 (official ``sigInit``)."""
-        return float(self.kernel_size // 2)
+        """Initial Gaussian SIG: ``sig_start`` if set (DCLS-delays SHD: D // 3), else D // 2 (official ``sigInit``)."""
+        return float(self.sig_start) if self.sig_start is not None else float(self.kernel_size // 2)
+
+    def sig_decay_epochs(self, epochs: int) -> int:
+        """Epochs over which SIG decays: epochs // 4 in the paper (``final_epoch``), epochs // 2 in DCLS-delays SHD."""
+        return int(epochs * self.sig_decay_fraction)
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,7 @@ class ProtocolSpec:
     seeds: tuple[int, ...] = (0,)
     embedded: bool = False
     source: str = ""
+    measure: Mapping[str, Any] = field(default_factory=dict)
 
     def model_spec(self, variant_defaults: Mapping[str, Any], variant: str, n_inputs: int, n_outputs: int,
                    overrides: Mapping[str, Any] = ()) -> ModelSpec:  # type: ignore[assignment]
@@ -113,6 +122,13 @@ class ProtocolSpec:
         except TypeError as err:
             raise SuiteError(f"protocol {self.name}: model: {err}") from None
 
+
+MEASURE_DEFAULTS: dict[str, Any] = {
+    "memory": True,  # peak memory of a training step and of inference, each in a fresh subprocess
+    "training_latency": True,
+    "warmup": 2,
+    "repeats": 10,
+}
 
 OPTIM_DEFAULTS: dict[str, Any] = {
     "epochs": 100,
@@ -218,6 +234,9 @@ def load_protocol_file(path: Path) -> ProtocolSpec:
     known_model = {f.name for f in fields(ModelSpec)} - {"variant", "n_inputs", "n_outputs"}
     unknown_model = sorted(set(data["model"]) - known_model)
     _check(not unknown_model, f"{where}: model", f"unknown keys {unknown_model}; known: {sorted(known_model)}")
+    measure = data.get("measure", {})
+    _check(isinstance(measure, Mapping) and not set(measure) - set(MEASURE_DEFAULTS), f"{where}: measure",
+           f"must be a mapping with keys among {sorted(MEASURE_DEFAULTS)}")
     seeds = data.get("seeds", [0])
     _check(isinstance(seeds, list) and all(isinstance(s, int) and s >= 0 for s in seeds) and seeds,
            f"{where}: seeds", "must be a non-empty list of non-negative integers")
@@ -231,4 +250,5 @@ def load_protocol_file(path: Path) -> ProtocolSpec:
         seeds=tuple(seeds),
         embedded=bool(data.get("embedded", False)),
         source=str(data.get("source", "")),
+        measure={**MEASURE_DEFAULTS, **measure},
     )

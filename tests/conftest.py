@@ -10,3 +10,39 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+TINY_PROTOCOL = """\
+name: tiny
+version: 1
+description: "test protocol: 10 synthetic SSC-schema classes, one 8-neuron hidden layer"
+embedded: true
+data:
+  kind: ssc
+  n_bins: 20
+  time_step_ms: 10
+  synthetic: {n_classes: 10, train_per_class: 4, valid_per_class: 2, test_per_class: 2, seed: 0}
+model:
+  n_hidden: [8]
+  kernel_size: 5
+  dropout: 0.1
+optim:
+  epochs: 4
+  batch_size: 16
+measure: {memory: false, training_latency: false, warmup: 1, repeats: 2}
+seeds: [0]
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_protocol_path(tmp_path_factory: pytest.TempPathFactory):
+    """A protocol file small enough to train every variant in about a second."""
+    path = tmp_path_factory.mktemp("protocols") / "tiny.yaml"
+    path.write_text(TINY_PROTOCOL)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One synthetic-data cache for the whole session (generation is deterministic, so sharing is safe)."""
+    return tmp_path_factory.mktemp("cache")

@@ -121,6 +121,6 @@ class SynapticDelay(_DelayBase):
         return t_in + self.pad_right
 
 
-def sigma_decay_factor(sig_init: float, sig_final: float, epochs: int) -> float:
-    """Official per-epoch SIG factor: (0.23 / SIG_init) ** (1 / (epochs // 4))."""
-    return math.pow(sig_final / sig_init, 1.0 / (epochs // 4))
+def sigma_decay_factor(sig_init: float, sig_final: float, decay_epochs: int) -> float:
+    """Official per-epoch SIG factor: (0.23 / SIG_init) ** (1 / final_epoch), final_epoch = epochs // 4."""
+    return math.pow(sig_final / sig_init, 1.0 / decay_epochs)

@@ -119,11 +119,15 @@ class DelayNetwork(nn.Module):
             delay.clamp_positions()
 
     def end_epoch(self, epoch: int, epochs: int) -> None:
-        """Official SIG schedule, once per epoch after the schedulers: SIG *= alpha while epoch < epochs // 4."""
+        """Official SIG schedule, once per epoch after the schedulers: SIG *= alpha while epoch < epochs // 4.
+
+        alpha = (sig_final / sig_init) ** (1 / (epochs // 4)); with fewer than 4 epochs the official condition is never
+        true, so SIG stays at its initial value (kept: it is what the released code does).
+        """
+        final_epoch = self.spec.sig_decay_epochs(epochs)
         for delay in self.delay_modules():
-            sig = float(delay.sig)
-            if epoch < epochs // 4 and sig > self.spec.sig_final:
-                delay.sig.mul_(sigma_decay_factor(self.spec.sig_init, self.spec.sig_final, epochs))
+            if epoch < final_epoch and float(delay.sig) > self.spec.sig_final:
+                delay.sig.mul_(sigma_decay_factor(self.spec.sig_init, self.spec.sig_final, final_epoch))
 
     def hard_copy(self) -> DelayNetwork:
         """An evaluation copy with integer delays in eval mode; the training model is never touched."""

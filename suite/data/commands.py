@@ -1,0 +1,132 @@
+"""`python -m suite data synth|check`: write synthetic datasets and check a data root against the protocol.
+
+``data check`` exit codes: 0 when the files are structurally valid (sizes may differ from the official ones, as for
+synthetic data: the table says so), 1 with ``--strict`` when any split size or the class count differs from the
+official numbers, 2 on a structural error (missing file or key, bad WAV, bad sample), printed as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from suite.data import OFFICIAL_CLASSES, OFFICIAL_SIZES, gsc, ssc, synthetic
+from suite.errors import SuiteError
+
+
+def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``data`` with ``synth`` and ``check`` to a parent's subparsers; each leaf sets ``func(args) -> int``."""
+    data = subparsers.add_parser("data", help="generate synthetic datasets or check a data root",
+                                 description="Generate synthetic datasets or check a data root.")
+    sub = data.add_subparsers(dest="data_command", metavar="{synth,check}", required=True)
+
+    synth = sub.add_parser("synth", help="write a synthetic dataset in the real GSC / SSC / SHD file format",
+                           description="Write a delay-dependent synthetic dataset in a real file format.")
+    synth.add_argument("--format", dest="format", choices=("gsc", "ssc", "shd"), required=True)
+    synth.add_argument("--out", type=Path, required=True, help="folder to create (must not exist or be empty)")
+    synth.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    synth.add_argument("--per-class", type=int, default=None, metavar="K",
+                       help="train samples per class; valid and test get max(1, K // 4) (default 24 / 6 / 6)")
+    synth.add_argument("--classes", type=int, default=None, metavar="N",
+                       help="number of classes (default 35 for gsc/ssc, 20 for shd)")
+    synth.set_defaults(func=run_synth)
+
+    check = sub.add_parser("check", help="count samples per split and compare with the official sizes",
+                           description="Check a data root's structure and compare split sizes with the official ones.")
+    check.add_argument("root", type=Path, help="data root (GSC folder, or folder of ssc_*.h5 / shd_*.h5)")
+    check.add_argument("--format", dest="format", choices=("gsc", "ssc", "shd"), default=None,
+                       help="data format (default: detected from the files)")
+    check.add_argument("--strict", action="store_true", help="exit 1 when sizes differ from the official ones")
+    check.add_argument("--quick", action="store_true", help="skip the per-file / per-sample checks")
+    check.set_defaults(func=run_check)
+    return data
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    """Generate into a temp folder next to ``--out`` and rename, so ``--out`` is complete or absent."""
+    kind: str = args.format
+    out: Path = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SuiteError(f"{out}: already exists and is not an empty folder; choose a new --out")
+    values: dict[str, Any] = {"seed": args.seed}
+    if args.per_class is not None:
+        if args.per_class < 1:
+            raise SuiteError(f"--per-class {args.per_class}: expected a positive integer")
+        values.update(train_per_class=args.per_class, valid_per_class=max(1, args.per_class // 4),
+                      test_per_class=max(1, args.per_class // 4))
+    if args.classes is not None:
+        values["n_classes"] = args.classes
+    settings = synthetic.resolve_settings(values, kind, "data synth")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        synthetic.write_format(kind, tmp, settings, args.seed)
+        if out.exists():
+            out.rmdir()
+        os.rename(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    counts = synthetic.split_counts(settings, kind)
+    total = {split: n * settings.n_classes for split, n in counts.items()}  # type: ignore[operator]
+    print(f"wrote synthetic {kind} to {out}: {settings.n_classes} classes, "
+          + ", ".join(f"{split} {n}" for split, n in total.items()))
+    print(f"chance {synthetic.chance_level(settings, kind):.4f}, "
+          f"no-delay ceiling {synthetic.no_delay_ceiling(settings, kind):.4f} "
+          f"({synthetic.n_groups(settings)} event groups / {settings.n_classes} classes)")
+    return 0
+
+
+def detect_format(root: Path) -> str:
+    """gsc if the split lists are there, else ssc / shd by their train file."""
+    if not root.is_dir():
+        raise SuiteError(f"{root}: data root not found")
+    if (root / gsc.LIST_FILES["valid"]).is_file() or (root / gsc.LIST_FILES["test"]).is_file():
+        return "gsc"
+    for kind in ("ssc", "shd"):
+        if ssc.h5_path(root, kind, "train").is_file():
+            return kind
+    raise SuiteError(f"{root}: cannot tell the format (no validation_list.txt, ssc_train.h5 or shd_train.h5); "
+                     "pass --format")
+
+
+def inspect_root(root: Path, kind: str, deep: bool) -> tuple[dict[str, int], int]:
+    """Split sizes and class count; raises SuiteError on any structural problem."""
+    if kind == "gsc":
+        layout = gsc.scan_tree(root)
+        if deep:
+            gsc.check_files(layout)
+        return {split: len(files) for split, files in layout.files.items()}, len(layout.class_names)
+    heads = ssc.headers(root, kind)
+    if deep:
+        ssc.check_files(root, kind)
+    return {split: head.n_samples for split, head in heads.items()}, len(next(iter(heads.values())).class_names)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Print a table of split sizes against the official ones; see the module docstring for exit codes."""
+    root: Path = args.root
+    try:
+        kind = args.format or detect_format(root)
+        sizes, classes = inspect_root(root, kind, deep=not args.quick)
+    except SuiteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rows = [(split, n, OFFICIAL_SIZES[kind][split]) for split, n in sizes.items()]
+    rows.append(("classes", classes, OFFICIAL_CLASSES[kind]))
+    print(f"{kind} data at {root}: structure ok" + (" (quick: files not opened)" if args.quick else ""))
+    print(f"{'split':<8} {'found':>8} {'official':>9}  status")
+    for name, found, official in rows:
+        print(f"{name:<8} {found:>8,} {official:>9,}  {'ok' if found == official else 'differs'}")
+    differs = any(found != official for _, found, official in rows)
+    if kind == "shd":
+        print("note: SHD has no valid file; the protocol validates on test")
+    if differs:
+        print("sizes differ from the official dataset" + (" (--strict: failing)" if args.strict else
+                                                          " (expected for synthetic or partial data)"))
+    return 1 if differs and args.strict else 0

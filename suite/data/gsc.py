@@ -1,0 +1,221 @@
+"""Google Speech Commands v0.02 loader: the official splits and Kaldi fbank features of the protocol.
+
+Layout (as released): ``root/<word>/<speaker>_nohash_<n>.wav`` (16 kHz mono PCM), ``root/_background_noise_/``
+(ignored), ``root/validation_list.txt`` and ``root/testing_list.txt`` listing relative paths. Train is every other
+``*/*.wav``. Labels are the word folders in alphabetical order. Features are
+``torchaudio.compliance.kaldi.fbank(waveform, num_mel_bins=n_mels)`` with library defaults on the waveform as
+float32 in [-1, 1), as in the official code (which read it with ``torchaudio.load``; we read with soundfile, which
+gives the same scaling for 16-bit PCM).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+import torchaudio.compliance.kaldi as kaldi
+
+from suite.data.cache import SplitSource
+from suite.errors import SuiteError
+
+SAMPLE_RATE = 16000
+WINDOW_MS = 25.0
+BACKGROUND_DIR = "_background_noise_"
+LIST_FILES = {"valid": "validation_list.txt", "test": "testing_list.txt"}
+SPLITS = ("train", "valid", "test")
+OFFICIAL_SIZES = {"train": 84843, "valid": 9981, "test": 11005}
+OFFICIAL_CLASSES = 35
+ROOT_HINT = "the extracted speech_commands_v0.02 folder (word folders, validation_list.txt, testing_list.txt)"
+
+
+@dataclass(frozen=True)
+class WavInfo:
+    """What the RIFF header says about a WAV file."""
+
+    sample_rate: int
+    channels: int
+    bits: int
+    n_samples: int
+
+
+@dataclass(frozen=True)
+class GscLayout:
+    """The split file lists of a GSC tree, relative POSIX paths, with label ids."""
+
+    root: Path
+    class_names: tuple[str, ...]
+    files: dict[str, list[str]]
+    labels: dict[str, list[int]]
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def wav_info(path: Path) -> WavInfo:
+    """Parse the RIFF header ourselves: libsndfile silently reads truncated files, we want an error instead."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                raise SuiteError(f"{path}: not a RIFF/WAVE file (bad or truncated header)")
+            fmt: tuple[int, ...] | None = None
+            pos = 12
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    raise SuiteError(f"{path}: truncated WAV, no 'data' chunk found")
+                cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    body = f.read(csize)
+                    if len(body) < 16:
+                        raise SuiteError(f"{path}: truncated WAV, 'fmt ' chunk is {len(body)} bytes, expected >= 16")
+                    fmt = struct.unpack("<HHIIHH", body[:16])
+                    f.seek(csize & 1, 1)
+                elif cid == b"data":
+                    if fmt is None:
+                        raise SuiteError(f"{path}: WAV has its 'data' chunk before the 'fmt ' chunk")
+                    available = size - (pos + 8)
+                    if csize > available:
+                        raise SuiteError(f"{path}: truncated WAV, data chunk declares {csize} bytes, "
+                                         f"file holds {available}")
+                    _, channels, rate, _, block_align, bits = fmt
+                    return WavInfo(rate, channels, bits, csize // max(block_align, 1))
+                else:
+                    f.seek(csize + (csize & 1), 1)
+                pos += 8 + csize + (csize & 1)
+    except OSError as err:
+        raise SuiteError(f"{path}: cannot read WAV ({_one_line(err)})") from None
+
+
+def read_wav(path: Path) -> torch.Tensor:
+    """A validated 16 kHz mono clip as a (1, N) float32 tensor in [-1, 1)."""
+    info = wav_info(path)
+    if info.sample_rate != SAMPLE_RATE:
+        raise SuiteError(f"{path}: sample rate {info.sample_rate} Hz, expected {SAMPLE_RATE}")
+    if info.channels != 1:
+        raise SuiteError(f"{path}: {info.channels} channels, expected mono")
+    try:
+        data, _ = soundfile.read(str(path), dtype="float32", always_2d=False)
+    except (RuntimeError, ValueError, TypeError) as err:  # LibsndfileError is a RuntimeError
+        raise SuiteError(f"{path}: cannot decode WAV ({_one_line(err)})") from None
+    if data.ndim != 1:
+        raise SuiteError(f"{path}: decoded {data.ndim}-D audio, expected mono")
+    window = int(SAMPLE_RATE * WINDOW_MS / 1000)
+    if data.shape[0] < window:
+        raise SuiteError(f"{path}: {data.shape[0]} samples, expected at least {window} (one 25 ms window)")
+    return torch.from_numpy(np.ascontiguousarray(data)).unsqueeze(0)
+
+
+def fbank_features(waveform: torch.Tensor, n_mels: int = 40, time_step_ms: float = 10.0) -> torch.Tensor:
+    """Kaldi log mel filterbank, library defaults (frame_shift 10 ms is the default, passed for other steps)."""
+    return kaldi.fbank(waveform, num_mel_bins=n_mels, frame_shift=float(time_step_ms))
+
+
+def n_frames(n_samples: int, time_step_ms: float = 10.0) -> int:
+    """Frames of kaldi fbank with snip_edges: 1 + (N - window) // shift (98 for 1 s)."""
+    window = int(SAMPLE_RATE * WINDOW_MS / 1000)
+    shift = int(SAMPLE_RATE * time_step_ms / 1000)
+    return 0 if n_samples < window else 1 + (n_samples - window) // shift
+
+
+def _word_dirs(root: Path) -> list[str]:
+    names = []
+    for d in root.iterdir():
+        if d.is_dir() and not d.name.startswith(("_", ".")) and any(d.glob("*.wav")):
+            names.append(d.name)
+    return sorted(names)
+
+
+def _read_list(path: Path, known: set[str]) -> list[str]:
+    if not path.is_file():
+        raise SuiteError(f"{path}: split list missing, expected lines like 'yes/0a7c2a8d_nohash_0.wav'")
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SuiteError(f"{path}: cannot read split list ({_one_line(err)})") from None
+    out = []
+    for number, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if not entry:
+            continue
+        if entry not in known:
+            raise SuiteError(f"{path}:{number}: lists {entry!r}, which is not a .wav in a word folder of {path.parent}")
+        out.append(entry)
+    return out
+
+
+def scan_tree(root: Path) -> GscLayout:
+    """Class names and split file lists, following the official rules (lists order kept, train sorted)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SuiteError(f"{root}: GSC root not found, expected {ROOT_HINT}")
+    classes = _word_dirs(root)
+    if not classes:
+        raise SuiteError(f"{root}: no word folders with .wav files, expected {ROOT_HINT}")
+    all_wavs = sorted(f"{c}/{p.name}" for c in classes for p in (root / c).glob("*.wav"))
+    known = set(all_wavs)
+    valid = _read_list(root / LIST_FILES["valid"], known)
+    test = _read_list(root / LIST_FILES["test"], known)
+    both = set(valid) & set(test)
+    if both:
+        raise SuiteError(f"{root / LIST_FILES['test']}: {sorted(both)[0]!r} is also in {LIST_FILES['valid']}")
+    held_out = set(valid) | set(test)
+    files = {"train": [w for w in all_wavs if w not in held_out], "valid": valid, "test": test}
+    index = {c: i for i, c in enumerate(classes)}
+    labels = {split: [index[rel.split("/", 1)[0]] for rel in rels] for split, rels in files.items()}
+    return GscLayout(root, tuple(classes), files, labels)
+
+
+def check_files(layout: GscLayout) -> None:
+    """Validate every WAV header (rate, channels, truncation) without decoding: the deep part of `data check`."""
+    for rels in layout.files.values():
+        for rel in rels:
+            path = layout.root / rel
+            info = wav_info(path)
+            if info.sample_rate != SAMPLE_RATE:
+                raise SuiteError(f"{path}: sample rate {info.sample_rate} Hz, expected {SAMPLE_RATE}")
+            if info.channels != 1:
+                raise SuiteError(f"{path}: {info.channels} channels, expected mono")
+
+
+def sources(root: Path, n_mels: int, time_step_ms: float) -> dict[str, SplitSource]:
+    """One cacheable source per split; the fingerprint is (path, size, mtime) of every file and both lists."""
+    layout = scan_tree(root)
+    lists = [(name, *_stat(layout.root / name)) for name in LIST_FILES.values()]
+    settings = {"n_mels": n_mels, "time_step_ms": time_step_ms, "features": "kaldi.fbank defaults"}
+    out = {}
+    for split in SPLITS:
+        rels = layout.files[split]
+        fingerprint = lists + [(rel, *_stat(layout.root / rel)) for rel in rels]
+        out[split] = SplitSource(
+            kind="gsc", split=split, origin=str(layout.root), fingerprint=fingerprint, settings=settings,
+            labels=np.asarray(layout.labels[split], dtype=np.int64), class_names=layout.class_names,
+            n_channels=n_mels, store_dtype="float32",
+            features=_feature_iter(layout.root, rels, n_mels, time_step_ms),
+        )
+    return out
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError as err:
+        raise SuiteError(f"{path}: cannot stat ({_one_line(err)})") from None
+    return st.st_size, st.st_mtime_ns
+
+
+def _feature_iter(root: Path, rels: list[str], n_mels: int, time_step_ms: float) -> Callable[[], Iterator[np.ndarray]]:
+    """Defer the expensive part: only called on a cache miss."""
+
+    def run() -> Iterator[np.ndarray]:
+        for rel in rels:
+            feats = fbank_features(read_wav(root / rel), n_mels, time_step_ms)
+            yield feats.numpy()
+    return run

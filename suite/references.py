@@ -1,0 +1,249 @@
+"""Stored reference results (``reference_results/*.yaml``): published numbers, derived counts and measured bands.
+
+Every number carries its source, a status saying how we know it, and (where a run of ours can be compared with it) a
+tolerance, so ``suite verify`` can say PASS / FAIL / NOT COMPARABLE without guessing. The schema is documented in
+``reference_results/README.md``; the loader rejects anything else with a one-line error naming the file, the entry index
+and the key, because a silently ignored typo in a reference file would turn a failing check into a skipped one.
+
+Units: accuracy metrics (any metric whose name contains ``acc``) are stored in percent, as papers print them, with
+``std`` and ``tolerance.abs`` in percentage points; run records hold fractions and are converted on comparison. All
+other metrics are stored in the record's own unit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from suite.errors import SuiteError
+
+REFERENCES_DIR = Path(__file__).resolve().parent.parent / "reference_results"
+PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"
+BUILTIN_PROTOCOLS = ("gsc", "ssc", "shd", "gsc-mini", "ssc-mini")
+STATUSES = ("quoted", "derived", "secondary", "measured")
+SELECTIONS = ("mean", "best")
+ENTRY_KEYS = ("protocol", "protocol_version", "method", "variant", "metric", "value", "std", "seeds", "kernel_size",
+              "source", "status", "tolerance", "comparable", "select", "note")
+REQUIRED_KEYS = ("protocol", "method", "metric", "value", "source", "status")
+FILE_KEYS = ("entries", "description")
+
+
+def is_accuracy(metric: str) -> bool:
+    """Accuracy metrics are fractions in records and percent in reference files (the one rule for units)."""
+    return "acc" in metric
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One stored number about one method on one protocol."""
+
+    protocol: str
+    method: str
+    variant: tuple[str, ...] | None
+    metric: str
+    value: float
+    source: str
+    status: str
+    std: float | None = None
+    seeds: int | tuple[int, ...] | None = None
+    kernel_size: int | None = None
+    tolerance_abs: float | None = None
+    tolerance_rel: float | None = None
+    comparable: bool = True
+    select: str = "mean"
+    protocol_version: int | None = None
+    note: str = ""
+    file: str = ""
+    index: int = -1
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}: entries[{self.index}]"
+
+    @property
+    def n_seeds(self) -> int | None:
+        if self.seeds is None:
+            return None
+        return self.seeds if isinstance(self.seeds, int) else len(self.seeds)
+
+    @property
+    def percent(self) -> bool:
+        return is_accuracy(self.metric)
+
+    @property
+    def checkable(self) -> bool:
+        """Ours (a registry variant) and comparable: verify compares runs with it."""
+        return self.variant is not None and self.comparable
+
+    def tolerance(self) -> float:
+        """Allowed absolute difference, in the reference's unit (points for accuracies)."""
+        if self.tolerance_abs is not None:
+            return self.tolerance_abs
+        if self.tolerance_rel is not None:
+            return self.tolerance_rel * abs(self.value)
+        raise SuiteError(f"{self.where}: no tolerance")
+
+    def tolerance_text(self) -> str:
+        if self.tolerance_abs is not None:
+            unit = " points" if self.percent else ""
+            return f"±{_number(self.tolerance_abs, self.percent)}{unit}"
+        if self.tolerance_rel is not None:
+            return f"±{100 * self.tolerance_rel:g}% of the value"
+        return "none"
+
+    def value_text(self) -> str:
+        text = _number(self.value, self.percent) + ("%" if self.percent else "")
+        if self.std is not None:
+            text += f" ± {_number(self.std, self.percent)}"
+        return text
+
+
+def _number(value: float, percent: bool) -> str:
+    if percent:
+        return f"{value:.2f}"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.4g}"
+
+
+def _fail(where: str, message: str) -> SuiteError:
+    return SuiteError(f"{where}: {message}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _known_protocols() -> set[str]:
+    return set(BUILTIN_PROTOCOLS) | {p.stem for p in PROTOCOLS_DIR.glob("*.yaml")}
+
+
+def _entry(raw: Any, file: str, index: int, protocols: set[str]) -> Reference:
+    where = f"{file}: entries[{index}]"
+    if not isinstance(raw, Mapping):
+        raise _fail(where, f"expected a mapping, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(ENTRY_KEYS))
+    if unknown:
+        raise _fail(f"{where}.{unknown[0]}", f"unknown key; known keys: {', '.join(ENTRY_KEYS)}")
+    for key in REQUIRED_KEYS:
+        if key not in raw or raw[key] is None or raw[key] == "":
+            raise _fail(f"{where}.{key}", "missing (every entry needs " + ", ".join(REQUIRED_KEYS) + ")")
+    for key in ("protocol", "method", "metric", "source", "status"):
+        if not isinstance(raw[key], str) or not raw[key].strip():
+            raise _fail(f"{where}.{key}", f"must be a non-empty string, got {raw[key]!r}")
+    protocol, metric = raw["protocol"], raw["metric"]
+    if protocol not in protocols:
+        raise _fail(f"{where}.protocol", f"unknown protocol {protocol!r}; known: {', '.join(sorted(protocols))}")
+    if raw["status"] not in STATUSES:
+        raise _fail(f"{where}.status", f"{raw['status']!r} is not one of {', '.join(STATUSES)}")
+
+    value = raw["value"]
+    if not _is_number(value):
+        raise _fail(f"{where}.value", f"must be a number, got {value!r}")
+    if is_accuracy(metric) and not 1.0 < value <= 100.0:
+        raise _fail(f"{where}.value", f"{metric} is stored in percent (1, 100], got {value!r}"
+                    + (" (a fraction? write 95.58, not 0.9558)" if 0 <= value <= 1 else ""))
+    std = raw.get("std")
+    if std is not None and (not _is_number(std) or std < 0):
+        raise _fail(f"{where}.std", f"must be a non-negative number, got {std!r}")
+
+    variant = raw.get("variant")
+    if variant is not None:
+        names = [variant] if isinstance(variant, str) else variant
+        if not isinstance(names, list) or not names or not all(isinstance(v, str) and v for v in names):
+            raise _fail(f"{where}.variant", f"must be a variant name, a list of names, or null; got {variant!r}")
+        variant = tuple(names)
+
+    seeds = raw.get("seeds")
+    if seeds is not None:
+        ok = (isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0) or (
+            isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds))
+        if not ok:
+            raise _fail(f"{where}.seeds", f"must be a positive count or a list of seeds, got {seeds!r}")
+        seeds = seeds if isinstance(seeds, int) else tuple(seeds)
+
+    kernel_size = raw.get("kernel_size")
+    if kernel_size is not None and not (isinstance(kernel_size, int) and not isinstance(kernel_size, bool)
+                                        and kernel_size > 0 and kernel_size % 2 == 1):
+        raise _fail(f"{where}.kernel_size", f"must be a positive odd integer (D in steps), got {kernel_size!r}")
+    version = raw.get("protocol_version")
+    if version is not None and not (isinstance(version, int) and not isinstance(version, bool)):
+        raise _fail(f"{where}.protocol_version", f"must be an integer, got {version!r}")
+
+    comparable = raw.get("comparable", True)
+    if not isinstance(comparable, bool):
+        raise _fail(f"{where}.comparable", f"must be true or false, got {comparable!r}")
+    note = raw.get("note") or ""
+    if not isinstance(note, str):
+        raise _fail(f"{where}.note", f"must be a string, got {note!r}")
+    if not comparable and not note.strip():
+        raise _fail(f"{where}.note", "comparable: false needs a note saying why (verify prints it as the reason)")
+    select = raw.get("select", "mean")
+    if select not in SELECTIONS:
+        raise _fail(f"{where}.select", f"{select!r} is not one of {', '.join(SELECTIONS)}")
+
+    tol_abs = tol_rel = None
+    tolerance = raw.get("tolerance")
+    if tolerance is not None:
+        if not isinstance(tolerance, Mapping) or len(tolerance) != 1 or next(iter(tolerance)) not in ("abs", "rel"):
+            raise _fail(f"{where}.tolerance", f"must be {{abs: x}} or {{rel: x}}, got {tolerance!r}")
+        kind, amount = next(iter(tolerance.items()))
+        if not _is_number(amount) or amount < 0:
+            raise _fail(f"{where}.tolerance.{kind}", f"must be a non-negative number, got {amount!r}")
+        tol_abs, tol_rel = (amount, None) if kind == "abs" else (None, amount)
+    elif variant is not None and comparable:
+        raise _fail(f"{where}.tolerance", "missing: an entry for one of our variants needs {abs: x} or {rel: x} "
+                    "(or comparable: false with a note)")
+
+    return Reference(
+        protocol=protocol, method=raw["method"].strip(), variant=variant, metric=metric, value=float(value),
+        source=raw["source"].strip(), status=raw["status"], std=None if std is None else float(std), seeds=seeds,
+        kernel_size=kernel_size, tolerance_abs=tol_abs, tolerance_rel=tol_rel, comparable=comparable, select=select,
+        protocol_version=version, note=note.strip(), file=file, index=index,
+    )
+
+
+def load_reference_file(path: Path) -> list[Reference]:
+    """Parse and validate one reference file; an empty ``entries: []`` is valid (bands not measured yet)."""
+    file = str(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise SuiteError(f"{file}: cannot read reference file ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark is not None else ""
+        raise SuiteError(f"{file}:{at} malformed YAML ({getattr(err, 'problem', None) or err})") from None
+    if not isinstance(data, Mapping):
+        raise SuiteError(f"{file}: expected a mapping with an 'entries' list at the top level")
+    unknown = sorted(set(data) - set(FILE_KEYS))
+    if unknown:
+        raise SuiteError(f"{file}: unknown top-level key {unknown[0]!r}; known: {', '.join(FILE_KEYS)}")
+    entries = data.get("entries")
+    if not isinstance(entries, list):
+        raise SuiteError(f"{file}: 'entries' must be a list (possibly empty), got {type(entries).__name__}")
+    protocols = _known_protocols()
+    return [_entry(raw, file, i, protocols) for i, raw in enumerate(entries)]
+
+
+def load_references(references_dir: Path | None = None) -> list[Reference]:
+    """Every entry of every ``*.yaml`` in ``references_dir`` (default: the repository's reference_results/)."""
+    directory = Path(references_dir) if references_dir is not None else REFERENCES_DIR
+    if not directory.is_dir():
+        raise SuiteError(f"{directory}: reference results directory does not exist")
+    refs: list[Reference] = []
+    for path in sorted(directory.glob("*.yaml")):
+        refs.extend(load_reference_file(path))
+    return refs
+
+
+def references_for(protocol: str, references_dir: Path | None = None) -> list[Reference]:
+    """The stored references about ``protocol``, in file order."""
+    return [ref for ref in load_references(references_dir) if ref.protocol == protocol]

@@ -1,0 +1,278 @@
+"""The protocol runner: fit with the official optimisation, select on validation with a hard-delay copy, score test
+once on the selected checkpoint, measure, and write one run record (protocol.md 'Optimisation', hazards 1-3).
+
+Resumable: a checkpoint is written atomically after every epoch (model, optimisers, schedulers, RNG state, history),
+and a rerun of the same RunSpec continues from it, so an interrupted run ends with the same metrics as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from suite import metrics as suite_metrics
+from suite.data import Batch, build_datasets, make_loader
+from suite.errors import SuiteError
+from suite.models.network import summed_softmax, summed_softmax_loss
+from suite.registry import create_model, get_protocol
+from suite.results import (
+    CHECKPOINTS_DIR,
+    SCHEMA,
+    SCHEMA_VERSION,
+    atomic_write_bytes,
+    environment,
+    find_record,
+    record_path,
+    write_record,
+)
+from suite.specs import ProtocolSpec, RunSpec
+
+
+class Progress:
+    """Callbacks the runner calls while it works; the CLI renders them with rich, tests use them to interrupt."""
+
+    def run_started(self, spec: RunSpec, epochs: int, batches: int, start_epoch: int) -> None: ...
+
+    def batch_done(self, epoch: int, batch: int, loss: float) -> None: ...
+
+    def epoch_done(self, epoch: int, row: dict[str, Any]) -> None: ...
+
+    def run_done(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores of one pass over a split: per-sample accuracy (what we report) and the official per-batch mean."""
+
+    loss: float
+    accuracy: float
+    batch_mean_accuracy: float
+    samples: int
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _batches(loader: Iterable[Batch], device: torch.device) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    for batch in loader:
+        yield batch.x.to(device, non_blocking=True), batch.labels.to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable[Batch], device: torch.device) -> EvalResult:
+    """Score ``model`` (already a hard-delay eval copy) on a split."""
+    correct = total = 0
+    loss_sum = 0.0
+    batch_accs: list[float] = []
+    for x, labels in _batches(loader, device):
+        output = model(x)
+        loss_sum += float(summed_softmax_loss(output, labels)) * labels.numel()
+        hits = int((summed_softmax(output).argmax(1) == labels).sum())
+        correct += hits
+        total += labels.numel()
+        batch_accs.append(hits / labels.numel())
+    if total == 0:
+        raise SuiteError("evaluation split is empty")
+    return EvalResult(loss_sum / total, correct / total, float(np.mean(batch_accs)), total)
+
+
+def _optimisers(model: nn.Module, optim: dict[str, Any]) -> tuple[list[torch.optim.Optimizer], list[Any]]:
+    """Two Adams (weights with coupled L2 decay, BN without; positions at lr_pos) and their per-epoch schedulers."""
+    groups = model.param_groups()
+    weights = [p for p in groups["weights"] if p.requires_grad]
+    param_groups = [{"params": weights, "lr": optim["lr_w"], "weight_decay": optim["weight_decay"]}]
+    if groups["norm"]:
+        param_groups.append({"params": groups["norm"], "lr": optim["lr_w"], "weight_decay": 0.0})
+    opt_w = torch.optim.Adam(param_groups)
+    optimisers: list[torch.optim.Optimizer] = [opt_w]
+    schedulers: list[Any] = [torch.optim.lr_scheduler.OneCycleLR(opt_w, max_lr=optim["max_lr_w"],
+                                                                 total_steps=optim["epochs"])]
+    positions = [p for p in groups["positions"] if p.requires_grad]
+    if positions:
+        opt_pos = torch.optim.Adam(positions, lr=optim["lr_pos"], weight_decay=0.0)
+        optimisers.append(opt_pos)
+        schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(opt_pos, T_max=optim["epochs"]))
+    return optimisers, schedulers
+
+
+def _sig(model: nn.Module) -> float | None:
+    delays = model.delay_modules()
+    return float(delays[-1].sig) if delays else None
+
+
+def _checkpoint_path(out_dir: Path, spec: RunSpec) -> Path:
+    return out_dir / CHECKPOINTS_DIR / f"{spec.run_id}.pt"
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a torn or foreign file: say which, do not guess
+        raise SuiteError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to restart the run") from None
+
+
+def run_training(
+    spec: RunSpec,
+    out_dir: Path,
+    data_root: Path | None = None,
+    cache_dir: Path | None = None,
+    device: str = "cpu",
+    progress: Progress | None = None,
+    protocol: ProtocolSpec | None = None,
+) -> dict[str, Any]:
+    """Train and score one RunSpec; returns the record (also written under ``out_dir/records``)."""
+    progress = progress or Progress()
+    protocol = protocol or get_protocol(spec.protocol)
+    optim = dict(protocol.optim)
+    epochs, batch_size = int(optim["epochs"]), int(optim["batch_size"])
+    dev = torch.device(device)
+    cache_dir = cache_dir or out_dir / ".cache"
+
+    datasets = build_datasets(dict(protocol.data), data_root, cache_dir)
+    seed_everything(spec.seed)
+    model, model_spec = create_model(spec.variant, protocol, spec.backend, dict(spec.overrides))
+    model.to(dev)
+    optimisers, schedulers = _optimisers(model, optim)
+
+    ckpt_path = _checkpoint_path(out_dir, spec)
+    state = _load_checkpoint(ckpt_path)
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"valid_acc": -1.0, "epoch": -1, "state": None, "test_acc": None}
+    start_epoch, train_seconds = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        for opt, opt_state in zip(optimisers, state["optimisers"], strict=True):
+            opt.load_state_dict(opt_state)
+        for sched, sched_state in zip(schedulers, state["schedulers"], strict=True):
+            sched.load_state_dict(sched_state)
+        history, best, train_seconds = state["history"], state["best"], state["train_seconds"]
+        start_epoch = state["epoch"]
+        torch.set_rng_state(state["rng"])
+
+    train_set = datasets["train"]
+    n_batches = math.ceil(len(train_set) / batch_size)
+    progress.run_started(spec, epochs, n_batches, start_epoch)
+    valid_loader = make_loader(datasets["valid"], batch_size, shuffle=False, seed=0)
+    test_loader = make_loader(datasets["test"], batch_size, shuffle=False, seed=0)
+
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        loader = make_loader(train_set, batch_size, shuffle=True, seed=spec.seed * 100_003 + epoch)
+        for i, (x, labels) in enumerate(_batches(loader, dev)):
+            for opt in optimisers:
+                opt.zero_grad(set_to_none=True)
+            output = model(x)
+            loss = summed_softmax_loss(output, labels)
+            loss.backward()
+            for opt in optimisers:
+                opt.step()
+            model.after_step()
+            batch_loss = float(loss.detach())
+            loss_sum += batch_loss * labels.numel()
+            correct += int((summed_softmax(output.detach()).argmax(1) == labels).sum())
+            seen += labels.numel()
+            progress.batch_done(epoch, i, batch_loss)
+        lrs = [s.get_last_lr()[0] for s in schedulers]
+        for sched in schedulers:
+            sched.step()
+        model.end_epoch(epoch, epochs)
+        train_seconds += time.perf_counter() - t0
+
+        hard = model.hard_copy()
+        valid = evaluate(hard, valid_loader, dev)
+        row: dict[str, Any] = {
+            "epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen, "valid_loss": valid.loss,
+            "valid_acc": valid.accuracy, "valid_batch_mean_acc": valid.batch_mean_accuracy, "lr_w": lrs[0],
+            "lr_pos": lrs[1] if len(lrs) > 1 else None, "sig": _sig(model), "epoch_seconds": time.perf_counter() - t0,
+        }
+        if spec.official_metric:
+            row["test_batch_mean_acc"] = evaluate(hard, test_loader, dev).batch_mean_accuracy
+        if valid.accuracy > best["valid_acc"]:
+            best = {"valid_acc": valid.accuracy, "epoch": epoch, "state": copy.deepcopy(model.state_dict()),
+                    "test_batch_mean_acc": row.get("test_batch_mean_acc")}
+        history.append(row)
+        _save_checkpoint(ckpt_path, {
+            "epoch": epoch + 1, "model": model.state_dict(), "optimisers": [o.state_dict() for o in optimisers],
+            "schedulers": [s.state_dict() for s in schedulers], "history": history, "best": best,
+            "train_seconds": train_seconds, "rng": torch.get_rng_state(),
+        })
+        progress.epoch_done(epoch, row)
+
+    last_test = evaluate(model.hard_copy(), test_loader, dev)
+    final_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best["state"])
+    selected = model.hard_copy()
+    best_test = evaluate(selected, test_loader, dev)
+    model.load_state_dict(final_state)
+
+    metrics: dict[str, Any] = {
+        "test_acc_at_best_valid": best_test.accuracy,
+        "test_acc_last_epoch": last_test.accuracy,
+        "best_valid_acc": best["valid_acc"],
+        "best_epoch": best["epoch"],
+        "test_loss_at_best_valid": best_test.loss,
+        "train_seconds": train_seconds,
+        "epochs": epochs,
+    }
+    if spec.official_metric:
+        # Official code's logged 'best test': max(last test, test at best valid), per-batch mean (hazards 1 and 2).
+        metrics["official_best_test_acc"] = max(history[-1]["test_batch_mean_acc"], best["test_batch_mean_acc"])
+    sample = next(iter(test_loader))
+    metrics.update(suite_metrics.static_metrics(selected))
+    measure = protocol.measure
+    metrics.update(suite_metrics.runtime_metrics(
+        selected, sample.x.to(dev), sample.lengths, dev, labels=sample.labels,
+        measure_training=measure["training_latency"], measure_memory=measure["memory"], warmup=measure["warmup"],
+        repeats=measure["repeats"]))
+
+    models_dir = out_dir / "models"
+    buffer = io.BytesIO()
+    torch.save(best["state"], buffer)
+    atomic_write_bytes(models_dir / f"{spec.run_id}.pt", buffer.getvalue())
+    record = {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "spec": spec.to_dict(),
+        "label": spec.label,
+        "protocol": {"name": protocol.name, "version": protocol.version, "data": dict(protocol.data),
+                     "model": dict(protocol.model), "optim": optim, "embedded": protocol.embedded,
+                     "measure": dict(protocol.measure)},
+        "model_spec": _jsonable(model_spec.__dict__), "environment": environment(device),
+        "history": history, "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_record(record_path(out_dir, spec.protocol, spec.variant, spec.seed, spec.run_id), record)
+    ckpt_path.unlink(missing_ok=True)
+    progress.run_done(record)
+    return record
+
+
+def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+def is_done(spec: RunSpec, out_dir: Path) -> bool:
+    """True when a record for this RunSpec exists (``run --all`` skips it)."""
+    return find_record(out_dir, spec.run_id) is not None

@@ -1,0 +1,108 @@
+"""The command line: list, describe, run --all (skip, force), leaderboard, verify, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suite.cli import main
+from suite.registry import variants
+
+PAPER_COUNTS = {  # protocol.md, 'Parameter counts of the official models'
+    ("synaptic", "gsc"): 1_128_448, ("synaptic", "ssc"): 1_230_848,
+    ("axonal", "gsc"): 567_336, ("axonal", "ssc"): 618_636,
+    ("dendritic", "gsc"): 567_331, ("dendritic", "ssc"): 618_531,
+}
+
+
+def test_list_from_a_subprocess() -> None:
+    out = subprocess.run([sys.executable, "-m", "suite", "list"], capture_output=True, text=True, check=True).stdout
+    for name in ("no-delay", "synaptic", "axonal", "dendritic", "axonal-sparse", "dendritic-sparse"):
+        assert name in out
+    assert "numba-cuda" in out and "gsc-mini" in out
+
+
+@pytest.mark.parametrize(("variant", "protocol"), sorted(PAPER_COUNTS))
+def test_describe_prints_the_official_counts(variant: str, protocol: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["describe", variant, "--protocol", protocol, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    total = sum(layer["parameters"]["trainable"] for layer in info["layers"])
+    assert total == PAPER_COUNTS[(variant, protocol)] == info["static"]["params_trainable"]
+    assert main(["describe", variant, "--protocol", protocol]) == 0
+    assert f"{PAPER_COUNTS[(variant, protocol)]:,}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["describe", "somatic"], "unknown variant 'somatic'"),
+        (["describe", "axonal", "--protocol", "timit"], "unknown protocol 'timit'"),
+        (["describe", "axonal", "--set", "kernel_size=30"], "kernel_size: must be a positive odd number"),
+        (["describe", "axonal", "--set", "delay_sparsity=1.5"], "delay_sparsity: must be in [0, 1)"),
+        (["describe", "axonal", "--set", "kernel"], "expected KEY=VALUE"),
+        (["describe", "axonal", "--set", "kernal_size=3"], "unknown keys ['kernal_size']"),
+        (["run", "--variant", "axonal"], "give --protocol and --variant, or --all"),
+        (["run", "--protocol", "gsc", "--variant", "axonal", "--backend", "jax"], "unknown backend 'jax'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture,
+                                      tmp_path: Path) -> None:
+    if argv[0] == "run":
+        argv = [*argv, "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_paper_protocol_without_data_root_is_one_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    assert main(["run", "--protocol", "gsc", "--variant", "axonal", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--data-root" in err and err.count("\n") == 1
+
+
+def test_run_all_then_noop_then_leaderboard_and_verify(tiny_protocol_path: Path, data_cache: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "results"
+    argv = ["run", "--all", "--protocol", str(tiny_protocol_path), "--out", str(out), "--cache-dir", str(data_cache)]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    records = sorted((out / "records").glob("*.json"))
+    assert len(records) == len(variants())
+    assert "Leaderboard written" in first and (out / "leaderboard" / "leaderboard_tiny.md").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in records}
+
+    assert main(argv) == 0  # everything recorded: a no-op
+    second = capsys.readouterr().out
+    assert f"{len(records)} already recorded" in second and "0 to run" in second
+    assert {p: p.stat().st_mtime_ns for p in records} == stamps
+
+    assert main([*argv, "--variant", "axonal", "--force"]) == 0
+    assert "1 to run" in capsys.readouterr().out
+
+    references = tmp_path / "refs"
+    references.mkdir()
+    axonal = json.loads(next((out / "records").glob("tiny__axonal__*.json")).read_text())
+    value = 100 * axonal["metrics"]["test_acc_at_best_valid"]
+    (references / "tiny.yaml").write_text(
+        "entries:\n"
+        f"  - {{protocol: tiny, method: axonal band, variant: axonal, metric: test_acc_at_best_valid, value: {value},"
+        " source: tests, status: measured, tolerance: {abs: 0.01}}\n")
+    assert main(["verify", str(out), "--references", str(references)]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+    path = next((out / "records").glob("tiny__axonal__*.json"))
+    altered = json.loads(path.read_text())
+    altered["metrics"]["test_acc_at_best_valid"] = min(1.0, altered["metrics"]["test_acc_at_best_valid"] + 0.2) \
+        if value < 80 else altered["metrics"]["test_acc_at_best_valid"] - 0.2
+    path.write_text(json.dumps(altered))
+    assert main(["verify", str(out), "--references", str(references)]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+    (out / "records" / "garbage.json").write_text("{not json")
+    assert main(["leaderboard", str(out)]) == 0
+    captured = capsys.readouterr().out
+    assert "garbage.json" in captured
