@@ -55,7 +55,7 @@ def test_run_spec_yaml_round_trip_and_stable_id() -> None:
 def test_run_spec_rejects_unknown_keys_and_bad_yaml() -> None:
     with pytest.raises(SuiteError, match=r"run spec: unknown keys \['epochs'\]"):
         run_spec_from_yaml("variant: axonal\nprotocol: gsc\nepochs: 3\n")
-    with pytest.raises(SuiteError, match="run spec: line 2 malformed YAML"):
+    with pytest.raises(SuiteError, match="run spec: line 3 malformed YAML"):
         run_spec_from_yaml("variant: axonal\nprotocol: [gsc\n")
     with pytest.raises(SuiteError, match="run.seed: must be a non-negative int"):
         RunSpec("axonal", "gsc", seed=-1)

@@ -12,11 +12,27 @@ Every backend module exposes the same functions with the same signatures (see ``
 Delay convention (DCLS): the input is padded with ``pad_left`` zeros in front and ``pad_right`` behind, then a valid
 cross-correlation with a kernel of length D runs over time. A kernel peak at tap ``i = pos + D // 2`` reads
 ``x[t - (D - 1 - i)]`` when ``pad_left = D - 1``, so the delay in steps is ``D // 2 - pos``.
+
+How the kernels are laid out for speed (docs/performance.md has the measurements behind each choice):
+
+- LIF and readout are whole-sequence autograd Functions: every per-step update is one fused op writing straight into
+  the saved sequence (two ops per step forward for the LIF, one for the readout and for every backward step); the
+  element-wise work that does not depend on the recurrence (surrogate, reset masks) runs once over the whole sequence.
+- Per-channel delays are a depthwise convolution. The time-major (T, B, C) tensor *is* the channels-last layout of a
+  (1, C, T, B) image, so ``conv2d`` with a (C, 1, D, 1) kernel runs oneDNN's NHWC depthwise kernel (vectorised over
+  channels) with no permute copy; the backward calls ``convolution_backward`` directly in the same layout.
+- Soft synaptic delays are D accumulating matrix products over shifted time slices (contiguous in the time-major
+  layout, no padding copy, rows that would only read padding skipped). The (D, N_in, N_out) kernel is never stored:
+  each tap's (N_in, N_out) slice is rebuilt from (weight, pos) when it is needed, in the forward and in the backward,
+  whose weight and position gradients are reduced tap by tap in closed form.
+- Hard synaptic delays without autograd group the synapses by delay into D sparse CSR matrices (one tap per synapse
+  instead of D); with autograd they keep the dense one-product-per-delay form.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -32,36 +48,41 @@ def atan_surrogate_grad(h_minus_thr: torch.Tensor, alpha: float) -> torch.Tensor
     return alpha / 2 / (1 + (math.pi / 2 * alpha * h_minus_thr).square())
 
 
+# ------------------------------------------------------------------------------------------------------ LIF
+
+
 class _LIFSpikes(torch.autograd.Function):
-    """Whole-sequence LIF: the forward loop keeps only H[t]; the backward is one reverse loop, no per-step graph."""
+    """Whole-sequence LIF: two ops per step forward, one per step backward, no per-step graph.
+
+    The loop runs on the negated potential ``n = -H`` so that the reset is one ``threshold`` op:
+    ``w = -V = n if n > -thr else 0`` (exactly ``V = H (1 - [H >= thr])``), and ``n[t] = -X[t] + decay * w``.
+    Negation is exact in floating point, so the sequence equals the direct recurrence bit for bit.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:  # type: ignore[override]
         decay = 1.0 - 1.0 / tau
-        h_seq = torch.empty_like(x)
-        spikes = torch.empty_like(x)
-        v = torch.zeros_like(x[0])
+        neg_h = torch.neg(x)  # becomes -H[t] in place, step by step
+        w = torch.zeros_like(x[0])
         for t in range(x.shape[0]):
-            h = torch.add(x[t], v, alpha=decay)
-            s = (h >= v_threshold).to(x.dtype)
-            h_seq[t] = h
-            spikes[t] = s
-            v = h * (1.0 - s)
-        ctx.save_for_backward(h_seq, spikes)
+            if t:
+                neg_h[t].add_(w, alpha=decay)
+            torch.threshold(neg_h[t], -v_threshold, 0.0, out=w)
+        spikes = torch.le(neg_h, -v_threshold, out=torch.empty_like(neg_h))
+        ctx.save_for_backward(neg_h)
         ctx.decay, ctx.v_threshold, ctx.alpha = decay, v_threshold, alpha
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor):  # type: ignore[override]
-        h_seq, spikes = ctx.saved_tensors
-        surrogate = atan_surrogate_grad(h_seq - ctx.v_threshold, ctx.alpha)
-        keep = 1.0 - spikes
-        grad_x = torch.empty_like(grad_spikes)
-        grad_v = torch.zeros_like(grad_spikes[0])
-        for t in range(grad_spikes.shape[0] - 1, -1, -1):
-            grad_h = grad_spikes[t] * surrogate[t] + grad_v * keep[t]
-            grad_x[t] = grad_h
-            grad_v = grad_h * ctx.decay
+        (neg_h,) = ctx.saved_tensors
+        # dL/dH[t] = g[t] surrogate[t] + dL/dH[t+1] * decay * (1 - S[t]); the surrogate is even in H - thr.
+        # Element-wise parts in place over the whole sequence (each fresh tensor costs page faults on CPU).
+        scaled = torch.add(neg_h, ctx.v_threshold).mul_(math.pi / 2 * ctx.alpha)
+        grad_x = scaled.square_().add_(1.0).reciprocal_().mul_(ctx.alpha / 2).mul_(grad_spikes)
+        carry = torch.gt(neg_h, -ctx.v_threshold, out=torch.empty_like(neg_h)).mul_(ctx.decay)
+        for t in range(grad_x.shape[0] - 2, -1, -1):
+            grad_x[t].addcmul_(grad_x[t + 1], carry[t])
         return grad_x, None, None, None
 
 
@@ -71,21 +92,17 @@ class _LeakyReadout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
         decay = 1.0 - 1.0 / tau
-        v_seq = torch.empty_like(x)
-        v = torch.zeros_like(x[0])
-        for t in range(x.shape[0]):
-            v = torch.add(x[t], v, alpha=decay)
-            v_seq[t] = v
+        v_seq = x.clone(memory_format=torch.contiguous_format)
+        for t in range(1, x.shape[0]):
+            v_seq[t].add_(v_seq[t - 1], alpha=decay)
         ctx.decay = decay
         return v_seq
 
     @staticmethod
     def backward(ctx, grad_v_seq: torch.Tensor):  # type: ignore[override]
-        grad_x = torch.empty_like(grad_v_seq)
-        carry = torch.zeros_like(grad_v_seq[0])
-        for t in range(grad_v_seq.shape[0] - 1, -1, -1):
-            carry = torch.add(grad_v_seq[t], carry, alpha=ctx.decay)
-            grad_x[t] = carry
+        grad_x = grad_v_seq.clone(memory_format=torch.contiguous_format)
+        for t in range(grad_x.shape[0] - 2, -1, -1):
+            grad_x[t].add_(grad_x[t + 1], alpha=ctx.decay)
         return grad_x, None
 
 
@@ -97,6 +114,9 @@ def lif_spikes(x: torch.Tensor, tau: float, v_threshold: float, alpha: float) ->
 def leaky_readout(x: torch.Tensor, tau: float) -> torch.Tensor:
     """Membrane sequence of a non-spiking LIF (the paper's output layer, threshold 1e9)."""
     return _LeakyReadout.apply(x, tau)
+
+
+# ------------------------------------------------------------------------------------------- kernel shapes
 
 
 def gaussian_kernel(pos: torch.Tensor, sig: float, kernel_size: int) -> torch.Tensor:
@@ -118,14 +138,61 @@ def _pad_time(x: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:
     return F.pad(x, (0, 0, 0, 0, pad_left, pad_right))
 
 
+def _tap_range(tap: int, t_in: int, t_out: int, pad_left: int) -> tuple[int, int, int]:
+    """Output steps [lo, hi) whose tap ``tap`` reads a real input step (not padding), and that input's first step."""
+    lo = max(0, pad_left - tap)
+    hi = min(t_out, t_in + pad_left - tap)
+    return lo, hi, lo + tap - pad_left
+
+
+# ----------------------------------------------------------------------------------------- channel delays
+
+
+def _as_image(x: torch.Tensor) -> torch.Tensor:
+    """(T, B, C) time-major -> (1, C, T, B) view, which is channels-last (NHWC) memory when x is contiguous."""
+    return x.unsqueeze(0).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+
+
+def _from_image(y: torch.Tensor) -> torch.Tensor:
+    """(1, C, T, B) -> (T, B, C); a free view when ``y`` is channels-last."""
+    return y.permute(0, 2, 3, 1)[0].contiguous()
+
+
+class _ChannelConv(torch.autograd.Function):
+    """Depthwise valid cross-correlation over time of a padded (T, B, C) input with a (C, D) kernel."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:  # type: ignore[override]
+        channels, size = kernel.shape
+        image = _as_image(_pad_time(x, pad_left, pad_right))
+        weight = kernel.reshape(channels, 1, size, 1)
+        y = F.conv2d(image, weight, groups=channels)
+        ctx.save_for_backward(image, weight)
+        ctx.pad_left, ctx.t_in = pad_left, x.shape[0]
+        return _from_image(y)
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
+        image, weight = ctx.saved_tensors
+        need_x, need_k = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_x = grad_k = None
+        if need_x or need_k:
+            grad_image, grad_weight, _ = torch.ops.aten.convolution_backward(
+                _as_image(grad_y), image, weight, None, (1, 1), (0, 0), (1, 1), False, (0, 0), weight.shape[0],
+                (need_x, need_k, False))
+            if need_x:
+                grad_x = _from_image(grad_image)[ctx.pad_left: ctx.pad_left + ctx.t_in]
+            if need_k:
+                grad_k = grad_weight.reshape(weight.shape[0], weight.shape[2])
+        return grad_x, grad_k, None, None
+
+
 def channel_delay(
     x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int, pad_left: int, pad_right: int
 ) -> torch.Tensor:
     """Per-channel soft delay: x (T, B, C), pos (C,) -> (T + pad_left + pad_right - D + 1, B, C)."""
-    kernel = gaussian_kernel(pos, sig, kernel_size)  # (C, D)
-    xp = x.permute(1, 2, 0)  # (B, C, T) as DCLS sees it
-    y = F.conv1d(F.pad(xp, (pad_left, pad_right)), kernel.unsqueeze(1), groups=x.shape[2])
-    return y.permute(2, 0, 1)
+    kernel = gaussian_kernel(pos, sig, kernel_size)  # (C, D), small: its own autograd graph carries dP
+    return _ChannelConv.apply(x, kernel, pad_left, pad_right)
 
 
 def channel_delay_hard(
@@ -139,6 +206,99 @@ def channel_delay_hard(
     return torch.gather(xpad, 0, index)
 
 
+# --------------------------------------------------------------------------------------- synaptic delays
+
+
+class _SynapticTaps:
+    """Tap-by-tap view of the (D, N_in, N_out) synaptic kernel ``K[k] = W.T * g_k``, never stored whole.
+
+    ``g_k = e_k / (sum_j e_j + eps)`` with ``e_k = exp(-z_k^2 / 2)``, ``z_k = (k - P.T - D // 2) / s`` (DCLS 'gauss').
+    ``inv_norm = 1 / (sum_j e_j + eps)`` costs one pass over all taps; the forward saves it for the backward.
+    """
+
+    def __init__(self, weight: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int,
+                 inv_norm: torch.Tensor | None = None) -> None:
+        self.w_t = weight.t().contiguous()
+        self.centre = pos.t().contiguous().add_(kernel_size // 2)
+        self.sigma = abs(sig) + SIGMA_OFFSET
+        if inv_norm is None:
+            total = torch.zeros_like(self.centre)
+            for k in range(kernel_size):
+                total.add_(self.e(self.z(k)))
+            inv_norm = total.add_(KERNEL_NORM_EPS).reciprocal_()
+        self.inv_norm = inv_norm
+
+    def z(self, k: int) -> torch.Tensor:
+        """(k - centre) / s, a fresh tensor."""
+        return torch.sub(k, self.centre).div_(self.sigma)
+
+    @staticmethod
+    def e(z: torch.Tensor) -> torch.Tensor:
+        """exp(-z^2 / 2) computed in place of ``z``."""
+        return z.square_().mul_(-0.5).exp_()
+
+
+class _SynapticDelay(torch.autograd.Function):
+    """y[t] = sum_k x_pad[t + k] @ K[k]: D matrix products on shifted time slices; saves x, weight, pos and the
+    (N_in, N_out) Gaussian normaliser, never the (D, N_in, N_out) kernel."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int,  # type: ignore[override]
+                pad_left: int, pad_right: int) -> torch.Tensor:
+        t_in, batch, n_in = x.shape
+        t_out = t_in + pad_left + pad_right - kernel_size + 1
+        taps = _SynapticTaps(weight, pos, sig, kernel_size)
+        scaled_w = taps.w_t * taps.inv_norm
+        y = x.new_zeros(t_out, batch, weight.shape[0])
+        for k in range(kernel_size):
+            lo, hi, src = _tap_range(k, t_in, t_out, pad_left)
+            if hi > lo:
+                kernel_k = taps.e(taps.z(k)).mul_(scaled_w)
+                y[lo:hi].view(-1, y.shape[2]).addmm_(x[src: src + hi - lo].reshape(-1, n_in), kernel_k)
+        ctx.save_for_backward(x, weight, pos, taps.inv_norm)
+        ctx.sig, ctx.kernel_size, ctx.pad_left = sig, kernel_size, pad_left
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
+        x, weight, pos, inv_norm = ctx.saved_tensors
+        need_x, need_w, need_p = ctx.needs_input_grad[:3]
+        t_in, _, n_in = x.shape
+        t_out, _, n_out = grad_y.shape
+        grad_y = grad_y.contiguous()
+        taps = _SynapticTaps(weight, pos, ctx.sig, ctx.kernel_size, inv_norm)
+        grad_x = torch.zeros_like(x) if need_x else None
+        # dL/dW.T = sum_k G_k g_k, dL/dc = W.T (sum_k G_k g_k z_k - (sum_k G_k g_k)(sum_k g_k z_k)) / s, G = dL/dK.
+        acc_g = torch.zeros_like(taps.centre) if (need_w or need_p) else None
+        acc_gz = torch.zeros_like(taps.centre) if need_p else None
+        acc_z = torch.zeros_like(taps.centre) if need_p else None
+        grad_k = x.new_empty(n_in, n_out) if acc_g is not None else None
+        for k in range(ctx.kernel_size):
+            lo, hi, src = _tap_range(k, t_in, t_out, ctx.pad_left)
+            if hi <= lo and not need_p:
+                continue
+            z = taps.z(k)
+            g = taps.e(z.clone() if need_p else z).mul_(inv_norm)
+            if need_p:
+                acc_z.addcmul_(g, z)
+            if hi <= lo:
+                continue
+            gy = grad_y[lo:hi].view(-1, n_out)
+            if need_x:
+                grad_x[src: src + hi - lo].view(-1, n_in).addmm_(gy, torch.mul(g, taps.w_t).t())
+            if grad_k is not None:
+                torch.mm(x[src: src + hi - lo].reshape(-1, n_in).t(), gy, out=grad_k)
+                grad_k.mul_(g)
+                acc_g.add_(grad_k)
+                if need_p:
+                    acc_gz.addcmul_(grad_k, z)
+        grad_w = acc_g.t() if need_w else None
+        grad_p = None
+        if need_p:
+            grad_p = acc_gz.sub_(acc_g * acc_z).mul_(taps.w_t).div_(taps.sigma).t()
+        return grad_x, grad_w, grad_p, None, None, None, None
+
+
 def synaptic_delay(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -149,20 +309,71 @@ def synaptic_delay(
     pad_right: int,
 ) -> torch.Tensor:
     """One soft delay per synapse: x (T, B, Cin), weight and pos (Cout, Cin) -> (T', B, Cout)."""
-    kernel = weight.unsqueeze(-1) * gaussian_kernel(pos, sig, kernel_size)  # (Cout, Cin, D)
-    y = F.conv1d(F.pad(x.permute(1, 2, 0), (pad_left, pad_right)), kernel)
-    return y.permute(2, 0, 1)
+    return _SynapticDelay.apply(x.contiguous(), weight, pos, float(sig), kernel_size, pad_left, pad_right)
 
 
-def synaptic_delay_hard(
-    x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor, kernel_size: int, pad_left: int, pad_right: int
-) -> torch.Tensor:
-    """Integer synaptic delays: one matrix product per distinct delay value, over the synapses that carry it."""
+def _synaptic_hard_dense(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor, kernel_size: int,
+                         pad_left: int, pad_right: int) -> torch.Tensor:
+    """Differentiable form: one matrix product per distinct delay value, over the synapses that carry it."""
     xpad = _pad_time(x, pad_left, pad_right)
     t_out = xpad.shape[0] - kernel_size + 1
     y = x.new_zeros(t_out, x.shape[1], weight.shape[0])
     for d in torch.unique(delays).tolist():
         tap = kernel_size - 1 - d
         w_d = torch.where(delays == d, weight, torch.zeros_like(weight))
-        y = y + xpad[tap : tap + t_out] @ w_d.t()
+        y = y + xpad[tap: tap + t_out] @ w_d.t()
     return y
+
+
+def _synaptic_hard_sparse(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor, kernel_size: int,
+                          pad_left: int, pad_right: int) -> torch.Tensor:
+    """No-autograd form: the synapses of each delay as one CSR matrix, applied to the channel-major input.
+
+    y_cm (Cout, T' B) = sum_d W_d @ x_cm[:, shifted by tap_d]: every synapse does one multiply-add per output
+    element instead of D; the channel-major (Cin, T_pad B) copy makes every shifted slice a strided dense matrix.
+    """
+    t_in, batch, n_in = x.shape
+    n_out = weight.shape[0]
+    t_pad = t_in + pad_left + pad_right
+    t_out = t_pad - kernel_size + 1
+    x_cm = x.new_zeros(n_in, t_pad, batch)
+    x_cm[:, pad_left: pad_left + t_in] = x.permute(2, 0, 1)
+    x_cm = x_cm.view(n_in, t_pad * batch)
+    flat_delay = delays.reshape(-1)
+    order = torch.sort(flat_delay, stable=True).indices  # by delay, then row-major (o, i): CSR order per delay
+    rows = torch.div(order, n_in, rounding_mode="floor")
+    cols = (order - rows * n_in).to(torch.int64)
+    values = weight.reshape(-1)[order]
+    counts = torch.bincount(flat_delay[order] * n_out + rows, minlength=kernel_size * n_out).view(kernel_size, n_out)
+    per_delay = counts.sum(1).tolist()
+    crow = F.pad(counts.cumsum(1), (1, 0))
+    y_cm = x.new_zeros(n_out, t_out * batch)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+        _sparse_products(y_cm, x_cm, crow, cols, values, per_delay, kernel_size, batch, t_out, n_out, n_in)
+    return y_cm.view(n_out, t_out, batch).permute(1, 2, 0).contiguous()
+
+
+def _sparse_products(y_cm: torch.Tensor, x_cm: torch.Tensor, crow: torch.Tensor, cols: torch.Tensor,
+                     values: torch.Tensor, per_delay: list[int], kernel_size: int, batch: int, t_out: int,
+                     n_out: int, n_in: int) -> None:
+    start = 0
+    for d, nnz in enumerate(per_delay):
+        if nnz == 0:
+            continue
+        tap = kernel_size - 1 - d
+        w_d = torch.sparse_csr_tensor(crow[d], cols[start: start + nnz], values[start: start + nnz],
+                                      (n_out, n_in), check_invariants=False)
+        torch.addmm(y_cm, w_d, x_cm[:, tap * batch: (tap + t_out) * batch], out=y_cm)
+        start += nnz
+
+
+def synaptic_delay_hard(
+    x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor, kernel_size: int, pad_left: int, pad_right: int
+) -> torch.Tensor:
+    """Integer synaptic delays: each synapse reads its input ``delay`` steps back (sparse per-delay products on CPU
+    without autograd; one dense product per distinct delay otherwise)."""
+    grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if grad or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return _synaptic_hard_dense(x, weight, delays, kernel_size, pad_left, pad_right)
+    return _synaptic_hard_sparse(x, weight, delays, kernel_size, pad_left, pad_right)
