@@ -117,6 +117,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> list[tuple[Any, Any]]:
     """Expand the run command's selection into (RunSpec, ProtocolSpec) pairs."""
+    from suite.ops.registry import get_ops
     from suite.registry import get_protocol, get_variant, variants
     from suite.specs import RunSpec
 
@@ -127,8 +128,12 @@ def _plan(args: argparse.Namespace) -> list[tuple[Any, Any]]:
         if not args.protocol or not args.variant:
             raise SuiteError("run: give --protocol and --variant, or --all (every variant on the embedded protocols)")
         protocol_names, variant_names = args.protocol, args.variant
+    get_ops(args.backend)  # unknown or unusable backend: fail before any data is built
     for name in variant_names:
-        get_variant(name)
+        found = get_variant(name)
+        if args.backend not in found.supported_backends():
+            raise SuiteError(f"variant {name!r} does not support backend {args.backend!r} "
+                             f"(supported: {', '.join(found.supported_backends())})")
     overrides = _overrides(args.set)
     specs = []
     for protocol_name in protocol_names:
@@ -173,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             todo.append((spec, protocol))
     skipped = len(specs) - len(todo)
     console.print(f"{len(specs)} run(s) planned, {skipped} already recorded in {out} (skipped; --force reruns), "
-                  f"{len(todo)} to run.")
+                  f"{len(todo)} to run.", soft_wrap=True)
     with RichProgress(console, len(todo)) as progress:
         for spec, protocol in todo:
             run_training(spec, out, data_root=args.data_root, cache_dir=args.cache_dir, device=args.device,
@@ -182,7 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for table in render_terminal(frames):
         console.print(table)
     for warning in warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -191,7 +196,7 @@ def _leaderboard(out: Path) -> tuple[dict[str, Any], list[str]]:
 
     written, warnings = write_leaderboard(out)
     frames, _ = build_leaderboard(out)  # second read is cheap: records are small JSON files
-    console.print(f"Leaderboard written: {', '.join(str(p) for p in written if p.suffix == '.md')}")
+    console.print(f"Leaderboard written: {', '.join(str(p) for p in written if p.suffix == '.md')}", soft_wrap=True)
     return frames, warnings
 
 
@@ -202,7 +207,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     for table in render_terminal(frames):
         console.print(table)
     for warning in warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -21,6 +21,9 @@ class RichProgress(RunnerProgress):
                              TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
         self.runs = self.bars.add_task("runs", total=n_runs, visible=n_runs > 0)
         self.current: Any = None
+        self.label = ""
+        self.done = 0
+        self.n_runs = n_runs
         self.epochs = 0
         self.batches = 0
 
@@ -33,25 +36,23 @@ class RichProgress(RunnerProgress):
         self.bars.__exit__(exc_type, exc, tb)
 
     def run_started(self, spec: RunSpec, epochs: int, batches: int, start_epoch: int) -> None:
-        done = self.bars.tasks[self.runs].completed
-        self.bars.update(self.runs, description=f"run {int(done) + 1}/{self.bars.tasks[self.runs].total}")
+        self.bars.update(self.runs, description=f"run {self.done + 1}/{self.n_runs}")
         if self.current is not None:
             self.bars.remove_task(self.current)
         self.epochs, self.batches = epochs, batches
-        resumed = f" (resumed at epoch {start_epoch})" if start_epoch else ""
-        self.current = self.bars.add_task(f"{spec.label}{resumed}", total=epochs * batches,
-                                          completed=start_epoch * batches)
+        self.label = spec.label + (f" (resumed at epoch {start_epoch})" if start_epoch else "")
+        self.current = self.bars.add_task(self.label, total=epochs * batches, completed=start_epoch * batches)
 
     def batch_done(self, epoch: int, batch: int, loss: float) -> None:
         self.bars.update(self.current, advance=1)
 
     def epoch_done(self, epoch: int, row: dict[str, Any]) -> None:
-        label = self.bars.tasks[self.current].description.split("  epoch")[0]
-        self.bars.update(self.current, description=f"{label}  epoch {epoch + 1}/{self.epochs} "
+        self.bars.update(self.current, description=f"{self.label}  epoch {epoch + 1}/{self.epochs} "
                                                    f"loss {row['train_loss']:.3f} valid {100 * row['valid_acc']:.1f}%")
 
     def run_done(self, record: dict[str, Any]) -> None:
         m = record["metrics"]
         self.console.print(f"{record['label']}: test {100 * m['test_acc_at_best_valid']:.2f}% at best valid "
                            f"(epoch {m['best_epoch'] + 1}), valid {100 * m['best_valid_acc']:.2f}%")
+        self.done += 1
         self.bars.update(self.runs, advance=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -60,7 +61,8 @@ class ModelSpec:
 
     def validate(self, where: str) -> None:
         """Raise SuiteError naming ``where`` and the key for any value the builders cannot honour."""
-        _check(self.delay_type in DELAY_TYPES, f"{where}.delay_type", f"{self.delay_type!r} is not one of {DELAY_TYPES}")
+        _check(self.delay_type in DELAY_TYPES, f"{where}.delay_type",
+               f"{self.delay_type!r} is not one of {DELAY_TYPES}")
         _check(self.passthrough in PASSTHROUGH_MODES, f"{where}.passthrough",
                f"{self.passthrough!r} is not one of {PASSTHROUGH_MODES}")
         for key in ("n_inputs", "n_outputs"):
@@ -82,7 +84,7 @@ class ModelSpec:
     def layer_sizes(self) -> list[tuple[int, int]]:
         """(N_in, N_out) of every layer, the output layer last."""
         sizes = [self.n_inputs, *self.n_hidden, self.n_outputs]
-        return list(zip(sizes[:-1], sizes[1:], strict=True))
+        return list(itertools.pairwise(sizes))
 
     @property
     def sig_init(self) -> float:
@@ -154,7 +156,8 @@ class RunSpec:
     def __post_init__(self) -> None:
         if isinstance(self.overrides, Mapping):
             object.__setattr__(self, "overrides", tuple(sorted(self.overrides.items())))
-        _check(isinstance(self.seed, int) and self.seed >= 0, "run.seed", f"must be a non-negative int, got {self.seed!r}")
+        _check(isinstance(self.seed, int) and self.seed >= 0, "run.seed",
+               f"must be a non-negative int, got {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -131,7 +131,8 @@ def _load_checkpoint(path: Path) -> dict[str, Any] | None:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a torn or foreign file: say which, do not guess
-        raise SuiteError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to restart the run") from None
+        raise SuiteError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to restart the run"
+                         ) from None
 
 
 def run_training(

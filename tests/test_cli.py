@@ -104,5 +104,7 @@ def test_run_all_then_noop_then_leaderboard_and_verify(tiny_protocol_path: Path,
 
     (out / "records" / "garbage.json").write_text("{not json")
     assert main(["leaderboard", str(out)]) == 0
-    captured = capsys.readouterr().out
-    assert "garbage.json" in captured
+    warnings = capsys.readouterr().err.splitlines()
+    assert [w for w in warnings if "garbage.json: corrupt JSON at line 1" in w], warnings
+    assert main(["verify", str(out), "--references", str(references)]) == 1  # the broken file is an error
+    assert "garbage.json" in capsys.readouterr().out

@@ -63,5 +63,5 @@ def test_broken_plugin_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_VARIANTS", dict(registry._VARIANTS))
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
-    with pytest.raises(registry.SuiteError, match="entry point 'broken' .* failed to load: ModuleNotFoundError"):
+    with pytest.raises(registry.SuiteError, match=r"entry point 'broken' .* failed to load: ModuleNotFoundError"):
         registry.variants()

@@ -57,7 +57,7 @@ def test_run_spec_rejects_unknown_keys_and_bad_yaml() -> None:
         run_spec_from_yaml("variant: axonal\nprotocol: gsc\nepochs: 3\n")
     with pytest.raises(SuiteError, match="run spec: line 3 malformed YAML"):
         run_spec_from_yaml("variant: axonal\nprotocol: [gsc\n")
-    with pytest.raises(SuiteError, match="run.seed: must be a non-negative int"):
+    with pytest.raises(SuiteError, match=r"run\.seed: must be a non-negative int"):
         RunSpec("axonal", "gsc", seed=-1)
 
 

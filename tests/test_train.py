@@ -86,3 +86,14 @@ def test_official_metric_is_labelled_and_consistent(tmp_path: Path, tiny_protoco
     assert all("test_batch_mean_acc" in row for row in history)
     expected = max(history[-1]["test_batch_mean_acc"], history[m["best_epoch"]]["test_batch_mean_acc"])
     assert m["official_best_test_acc"] == expected
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path, tiny_protocol_path: Path, data_cache: Path) -> None:
+    from suite.errors import SuiteError
+
+    spec = RunSpec("axonal", "tiny")
+    ckpt = tmp_path / "checkpoints" / f"{spec.run_id}.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"\x00torn")
+    with pytest.raises(SuiteError, match=rf"{ckpt}: unreadable checkpoint .* delete it to restart the run"):
+        run_training(spec, tmp_path, cache_dir=data_cache, protocol=get_protocol(str(tiny_protocol_path)))

@@ -200,8 +200,6 @@ def test_shipped_reference_files() -> None:
      "entries[1].source: missing"),
     ("entries:\n  - {protocol: gsc, method: m, metric: test_acc_reported, value: 0.95, source: s, status: quoted}\n",
      "entries[0].value: test_acc_reported is stored in percent"),
-    ("entries:\n  - {protocol: gsx, method: m, metric: params_trainable, value: 1, source: s, status: quoted}\n",
-     "entries[0].protocol: unknown protocol 'gsx'"),
     ("entries:\n  - {protocol: gsc, method: m, metric: x, value: 1, source: s, status: quoted, colour: red}\n",
      "entries[0].colour: unknown key"),
     ("entries:\n  - {protocol: gsc, method: m, variant: axonal, metric: x, value: 1, source: s, status: quoted}\n",
@@ -229,3 +227,15 @@ def test_empty_entries_and_missing_directory(tmp_path: Path) -> None:
     assert load_references(tmp_path) == []
     with pytest.raises(SuiteError, match="does not exist"):
         load_references(tmp_path / "nope")
+
+
+def test_builtin_reference_files_may_only_name_builtin_protocols(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typo in the suite's own reference files is an error; a user's directory may describe its own protocols."""
+    path = tmp_path / "refs.yaml"
+    path.write_text("entries:\n  - {protocol: gsx, method: m, metric: params_trainable, value: 1, source: s,"
+                    " status: quoted}\n")
+    assert load_reference_file(path)[0].protocol == "gsx"
+    monkeypatch.setattr("suite.references.REFERENCES_DIR", tmp_path)
+    with pytest.raises(SuiteError, match=r"entries\[0\]\.protocol: unknown protocol 'gsx'"):
+        load_reference_file(path)

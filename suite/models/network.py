@@ -87,7 +87,8 @@ class DelayNetwork(nn.Module):
         self.backend = backend
         sizes = spec.layer_sizes
         self.layers = nn.ModuleList(
-            DelayBlock(n_in, n_out, spec, backend, is_output=i == len(sizes) - 1) for i, (n_in, n_out) in enumerate(sizes)
+            DelayBlock(n_in, n_out, spec, backend, is_output=i == len(sizes) - 1)
+            for i, (n_in, n_out) in enumerate(sizes)
         )
 
     def forward(self, x: torch.Tensor, spikes: list[torch.Tensor] | None = None) -> torch.Tensor:

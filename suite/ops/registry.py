@@ -27,7 +27,8 @@ def register_backend(name: str, module: str, description: str) -> None:
 
 
 register_backend("torch", "suite.ops.pytorch", "PyTorch ops (CPU and CUDA): conv1d delays, whole-sequence LIF")
-register_backend("numba-cuda", "suite.ops.numba_cuda", "numba.cuda.jit kernels (GPU, or CPU via NUMBA_ENABLE_CUDASIM=1)")
+register_backend("numba-cuda", "suite.ops.numba_cuda",
+                 "numba.cuda.jit kernels (GPU, or CPU via NUMBA_ENABLE_CUDASIM=1)")
 
 
 def get_ops(name: str) -> ModuleType:

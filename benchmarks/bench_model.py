@@ -1,0 +1,178 @@
+"""Model-level benchmarks on the paper's GSC architecture (40-512-512-512-35, D = 31, T = 98, batch 16 on CPU):
+a full training step, hard-delay batch inference and a streaming step, per delay type and backend.
+
+``track_*`` report ratios: published stack (dcls + spikingjelly, same weights) time / ours, and our training step /
+the network's dense matrix products alone (the physical reference of ``python -m suite bench``).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+import torch
+
+from .common import BATCH, DELAY_TYPES, GSC_INPUTS, GSC_STEPS, HIDDEN, OUTPUTS, backends, features, median_time, sync
+
+KERNEL_SIZE = 31
+
+
+def _spec(delay_type: str):
+    from suite.specs import ModelSpec
+
+    return ModelSpec(variant=delay_type, delay_type=delay_type, n_inputs=GSC_INPUTS, n_hidden=(HIDDEN,) * 3,
+                     n_outputs=OUTPUTS, kernel_size=KERNEL_SIZE)
+
+
+def _network(backend: str, delay_type: str):
+    from suite.models.network import DelayNetwork
+
+    from .common import resolve
+
+    ops_backend, device = resolve(backend)
+    torch.manual_seed(0)
+    return DelayNetwork(_spec(delay_type), ops_backend).to(device), device
+
+
+def _published(net, delay_type: str):
+    try:
+        from baselines.convert import suite_to_official
+        from baselines.official import OfficialDelaySNN
+    except ImportError as err:
+        raise NotImplementedError(f"published stack unavailable: {err}") from None
+    model = OfficialDelaySNN(GSC_INPUTS, (HIDDEN,) * 3, OUTPUTS, delay_type=delay_type, kernel_size=KERNEL_SIZE)
+    model.load_state_dict(suite_to_official(net.state_dict(), delay_type))
+    return model.to(next(net.parameters()).device)
+
+
+def _train_step(model, x: torch.Tensor, labels: torch.Tensor):
+    """Forward, summed-softmax loss, backward, two Adam optimisers (weights/BatchNorm, positions), position clamp."""
+    try:
+        from suite.bench import make_step
+    except ImportError:  # older commits: the same step, inline
+        make_step = None
+    if make_step is not None:
+        return make_step(model, x, labels)
+    from suite.models.network import summed_softmax_loss
+
+    model.train()
+    groups = model.param_groups()
+    opts = [torch.optim.Adam([{"params": groups["weights"], "weight_decay": 1e-5},
+                              {"params": groups["norm"], "weight_decay": 0.0}], lr=1e-3),
+            torch.optim.Adam(groups["positions"], lr=0.1)]
+
+    def step() -> None:
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        summed_softmax_loss(model(x), labels).backward()
+        for opt in opts:
+            opt.step()
+        model.after_step()
+
+    return step
+
+
+class TrainStep:
+    """One training step on one batch (forward, backward, Adam, clamp)."""
+
+    params: ClassVar[list] = [backends(), DELAY_TYPES]
+    param_names: ClassVar[list] = ["backend", "delay_type"]
+    version = 1
+    number = 1
+    repeat = (2, 5, 30.0)
+    timeout = 900
+
+    def setup(self, backend: str, delay_type: str) -> None:
+        self.net, self.device = _network(backend, delay_type)
+        gen = torch.Generator().manual_seed(1)
+        self.x = features(GSC_STEPS, BATCH, GSC_INPUTS).to(self.device)
+        self.labels = torch.randint(0, OUTPUTS, (BATCH,), generator=gen).to(self.device)
+        self.step = _train_step(self.net, self.x, self.labels)
+        self.step()  # optimiser state exists before timing
+
+    def time_train_step(self, backend: str, delay_type: str) -> None:
+        self.step()
+        sync(self.device)
+
+    def peakmem_train_step(self, backend: str, delay_type: str) -> None:
+        self.step()
+
+    def track_speedup_vs_published(self, backend: str, delay_type: str) -> float:
+        published = _train_step(_published(self.net, delay_type), self.x, self.labels)
+        return median_time(published, self.device, 2) / median_time(self.step, self.device, 2)
+
+    track_speedup_vs_published.unit = "ratio"
+
+    def track_train_over_dense(self, backend: str, delay_type: str) -> float:
+        """Our training step / the same network's Linear forward+backward alone (no delays, no LIF)."""
+        try:
+            from suite.bench import BenchConfig, make_dense_reference
+        except ImportError:
+            raise NotImplementedError("suite.bench is not in this commit") from None
+        cfg = BenchConfig(n_inputs=GSC_INPUTS, n_hidden=(HIDDEN,) * 3, n_outputs=OUTPUTS, kernel_size=KERNEL_SIZE,
+                          time_steps=GSC_STEPS, batch=BATCH)
+        dense = make_dense_reference(cfg, self.device)
+        return median_time(self.step, self.device, 3) / median_time(dense, self.device, 3)
+
+    track_train_over_dense.unit = "ratio"
+
+
+class HardInference:
+    """Batch inference of the evaluation copy (integer delays, eval mode, no autograd)."""
+
+    params: ClassVar[list] = [backends(), DELAY_TYPES]
+    param_names: ClassVar[list] = ["backend", "delay_type"]
+    version = 1
+    number = 1
+    repeat = (2, 10, 20.0)
+    timeout = 600
+
+    def setup(self, backend: str, delay_type: str) -> None:
+        net, self.device = _network(backend, delay_type)
+        self.net = net
+        self.model = net.hard_copy()
+        self.x = features(GSC_STEPS, BATCH, GSC_INPUTS).to(self.device)
+
+    def _infer(self, model) -> None:
+        with torch.no_grad():
+            model(self.x)
+        sync(self.device)
+
+    def time_hard_inference(self, backend: str, delay_type: str) -> None:
+        self._infer(self.model)
+
+    def peakmem_hard_inference(self, backend: str, delay_type: str) -> None:
+        self._infer(self.model)
+
+    def track_speedup_vs_published(self, backend: str, delay_type: str) -> float:
+        published = copy.deepcopy(_published(self.net, delay_type)).eval()
+        published.set_hard(True)
+        return (median_time(lambda: self._infer(published), self.device, 3)
+                / median_time(lambda: self._infer(self.model), self.device, 3))
+
+    track_speedup_vs_published.unit = "ratio"
+
+
+class StreamingStep:
+    """One frame through suite.streaming.StreamingExecutor (real ring buffers, hard delays), batch 1 and batch 16."""
+
+    params: ClassVar[list] = [["torch"], DELAY_TYPES, [1, BATCH]]
+    param_names: ClassVar[list] = ["backend", "delay_type", "batch"]
+    version = 1
+
+    def setup(self, backend: str, delay_type: str, batch: int) -> None:
+        try:
+            from suite.streaming import StreamingExecutor
+        except ImportError:
+            raise NotImplementedError("suite.streaming.StreamingExecutor is not in this commit") from None
+        net, self.device = _network(backend, delay_type)
+        self.executor = StreamingExecutor.from_model(net.hard_copy())
+        self.frames = features(GSC_STEPS, batch, GSC_INPUTS).to(self.device)
+        self.executor.reset(batch)
+        self.t = 0
+
+    def time_streaming_step(self, backend: str, delay_type: str, batch: int) -> None:
+        with torch.no_grad():
+            self.executor.step(self.frames[self.t % GSC_STEPS])
+        self.t += 1
+        sync(self.device)

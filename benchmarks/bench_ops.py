@@ -1,0 +1,224 @@
+"""Kernel-level benchmarks: LIF, readout, per-channel and per-synapse delays (soft and hard), per backend.
+
+Sizes are the paper's: hidden width 512, inputs 40 (GSC) and 140 (SSC), 98 input frames, batch 16 on CPU, D in
+{15, 31}. ``track_*`` benchmarks report published-stack time / our time (> 1: ours is faster).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from .common import (
+    BATCH,
+    GSC_INPUTS,
+    GSC_STEPS,
+    HIDDEN,
+    KERNEL_SIZES,
+    OUTPUTS,
+    SSC_INPUTS,
+    backends,
+    features,
+    generator,
+    ops_for,
+    positions,
+    spikes,
+    sync,
+)
+
+
+def _pads(kernel_size: int) -> tuple[int, int]:
+    return kernel_size - 1, (kernel_size - 1) // 2
+
+
+class LIF:
+    """Whole-sequence LIF (hidden layers) and the non-spiking readout (output layer)."""
+
+    params: ClassVar[list] = [backends()]
+    param_names: ClassVar[list] = ["backend"]
+    version = 1
+
+    def setup(self, backend: str) -> None:
+        if backend not in backends():
+            raise NotImplementedError(f"backend {backend} unavailable here")
+        self.ops, self.device = ops_for(backend)
+        steps = GSC_STEPS + 15  # the first hidden layer's length with D = 31
+        gen = generator(3)
+        self.x = (torch.randn(steps, BATCH, HIDDEN, generator=gen) * 0.8 + 0.3).to(self.device).requires_grad_(True)
+        self.grad = torch.randn(steps, BATCH, HIDDEN, generator=gen).to(self.device)
+        self.v = torch.randn(steps + 45, BATCH, OUTPUTS, generator=gen).to(self.device).requires_grad_(True)
+        self.grad_v = torch.randn(steps + 45, BATCH, OUTPUTS, generator=gen).to(self.device)
+
+    def time_forward(self, backend: str) -> None:
+        with torch.no_grad():
+            self.ops.lif_spikes(self.x, 1.5, 1.0, 5.0)
+        sync(self.device)
+
+    def time_forward_backward(self, backend: str) -> None:
+        torch.autograd.grad(self.ops.lif_spikes(self.x, 1.5, 1.0, 5.0), self.x, self.grad)
+        sync(self.device)
+
+    def time_readout_forward_backward(self, backend: str) -> None:
+        torch.autograd.grad(self.ops.leaky_readout(self.v, 1.5), self.v, self.grad_v)
+        sync(self.device)
+
+    def peakmem_forward_backward(self, backend: str) -> None:
+        torch.autograd.grad(self.ops.lif_spikes(self.x, 1.5, 1.0, 5.0), self.x, self.grad)
+
+    def track_speedup_vs_spikingjelly(self, backend: str) -> float:
+        """spikingjelly LIFNode (multi-step, torch backend) forward+backward time / ours."""
+        from spikingjelly.activation_based import functional, neuron, surrogate
+
+        from .common import median_time
+
+        node = neuron.LIFNode(tau=1.5, v_threshold=1.0, surrogate_function=surrogate.ATan(alpha=5.0),
+                              detach_reset=True, step_mode="m", decay_input=False).to(self.device)
+
+        def published() -> None:
+            functional.reset_net(node)
+            torch.autograd.grad(node(self.x), self.x, self.grad)
+
+        return median_time(published, self.device) / median_time(lambda: self.time_forward_backward(backend),
+                                                                  self.device)
+
+    track_speedup_vs_spikingjelly.unit = "ratio"
+
+
+class ChannelDelay:
+    """One learnable delay per channel (axonal: on the layer inputs, dendritic: on the outputs)."""
+
+    params: ClassVar[list] = [backends(), KERNEL_SIZES, [GSC_INPUTS, SSC_INPUTS, HIDDEN]]
+    param_names: ClassVar[list] = ["backend", "kernel_size", "channels"]
+    version = 1
+
+    def setup(self, backend: str, kernel_size: int, channels: int) -> None:
+        if backend not in backends():
+            raise NotImplementedError(f"backend {backend} unavailable here")
+        self.ops, self.device = ops_for(backend)
+        self.left, self.right = _pads(kernel_size)
+        x = features(GSC_STEPS, BATCH, channels) if channels != HIDDEN else spikes(GSC_STEPS, BATCH, channels)
+        self.x = x.to(self.device).requires_grad_(True)
+        self.pos = positions((channels,), kernel_size).to(self.device).requires_grad_(True)
+        self.sig = float(kernel_size // 2)
+        out_steps = GSC_STEPS + self.right
+        self.grad = torch.randn(out_steps, BATCH, channels, generator=generator(5)).to(self.device)
+
+    def _soft(self, kernel_size: int) -> torch.Tensor:
+        return self.ops.channel_delay(self.x, self.pos, self.sig, kernel_size, self.left, self.right)
+
+    def time_soft_forward(self, backend: str, kernel_size: int, channels: int) -> None:
+        with torch.no_grad():
+            self._soft(kernel_size)
+        sync(self.device)
+
+    def time_soft_forward_backward(self, backend: str, kernel_size: int, channels: int) -> None:
+        torch.autograd.grad(self._soft(kernel_size), [self.x, self.pos], self.grad)
+        sync(self.device)
+
+    def time_hard_forward(self, backend: str, kernel_size: int, channels: int) -> None:
+        from suite.ops.pytorch import delays_from_positions
+
+        with torch.no_grad():
+            self.ops.channel_delay_hard(self.x, delays_from_positions(self.pos.detach(), kernel_size), kernel_size,
+                                        self.left, self.right)
+        sync(self.device)
+
+    def track_speedup_vs_dcls(self, backend: str, kernel_size: int, channels: int) -> float:
+        """dcls Dcls1d (groups = C, 'gauss', the official call pattern) forward+backward time / ours."""
+        from DCLS.construct.modules import Dcls1d
+
+        from .common import median_time
+
+        layer = Dcls1d(channels, channels, kernel_count=1, groups=channels, dilated_kernel_size=kernel_size,
+                       bias=False, version="gauss").to(self.device)
+        with torch.no_grad():
+            layer.weight.fill_(1.0)
+            layer.P.copy_(self.pos.detach().view(1, channels, 1, 1))
+            layer.SIG.fill_(self.sig)
+        layer.weight.requires_grad = layer.SIG.requires_grad = False
+
+        def published() -> None:
+            xp = torch.nn.functional.pad(self.x.permute(1, 2, 0), (self.left, self.right))
+            y = layer(xp).permute(2, 0, 1)
+            torch.autograd.grad(y, [self.x, layer.P], self.grad)
+
+        ours = median_time(lambda: self.time_soft_forward_backward(backend, kernel_size, channels), self.device)
+        return median_time(published, self.device) / ours
+
+    track_speedup_vs_dcls.unit = "ratio"
+
+
+class SynapticDelay:
+    """One learnable delay and weight per synapse (DCLS-delays), fused with the weight matrix."""
+
+    params: ClassVar[list] = [backends(), KERNEL_SIZES,
+                              [f"{GSC_INPUTS}x{HIDDEN}", f"{SSC_INPUTS}x{HIDDEN}", f"{HIDDEN}x{HIDDEN}"]]
+    param_names: ClassVar[list] = ["backend", "kernel_size", "n_in x n_out"]
+    version = 1
+    number = 1
+    repeat = (1, 5, 20.0)
+    timeout = 600
+
+    def setup(self, backend: str, kernel_size: int, shape: str) -> None:
+        if backend not in backends():
+            raise NotImplementedError(f"backend {backend} unavailable here")
+        self.ops, self.device = ops_for(backend)
+        n_in, n_out = (int(v) for v in shape.split("x"))
+        self.left, self.right = _pads(kernel_size)
+        x = features(GSC_STEPS, BATCH, n_in) if n_in != HIDDEN else spikes(GSC_STEPS, BATCH, n_in)
+        self.x = x.to(self.device).requires_grad_(True)
+        gen = generator(7)
+        self.weight = (torch.randn(n_out, n_in, generator=gen) * (2.0 / n_in) ** 0.5).to(self.device)
+        self.weight.requires_grad_(True)
+        self.pos = positions((n_out, n_in), kernel_size).to(self.device).requires_grad_(True)
+        self.sig = float(kernel_size // 2)
+        self.grad = torch.randn(GSC_STEPS + self.right, BATCH, n_out, generator=gen).to(self.device)
+        from suite.ops.pytorch import delays_from_positions
+
+        self.delays = delays_from_positions(self.pos.detach(), kernel_size).to(self.device)
+
+    def _soft(self, kernel_size: int) -> torch.Tensor:
+        return self.ops.synaptic_delay(self.x, self.weight, self.pos, self.sig, kernel_size, self.left, self.right)
+
+    def time_soft_forward(self, backend: str, kernel_size: int, shape: str) -> None:
+        with torch.no_grad():
+            self._soft(kernel_size)
+        sync(self.device)
+
+    def time_soft_forward_backward(self, backend: str, kernel_size: int, shape: str) -> None:
+        torch.autograd.grad(self._soft(kernel_size), [self.x, self.weight, self.pos], self.grad)
+        sync(self.device)
+
+    def peakmem_soft_forward_backward(self, backend: str, kernel_size: int, shape: str) -> None:
+        torch.autograd.grad(self._soft(kernel_size), [self.x, self.weight, self.pos], self.grad)
+
+    def time_hard_forward(self, backend: str, kernel_size: int, shape: str) -> None:
+        with torch.no_grad():
+            self.ops.synaptic_delay_hard(self.x, self.weight, self.delays, kernel_size, self.left, self.right)
+        sync(self.device)
+
+    def track_speedup_vs_dcls(self, backend: str, kernel_size: int, shape: str) -> float:
+        """dcls Dcls1d ('gauss', groups = 1) forward+backward time / ours."""
+        from DCLS.construct.modules import Dcls1d
+
+        from .common import median_time
+
+        n_out, n_in = self.weight.shape
+        layer = Dcls1d(n_in, n_out, kernel_count=1, groups=1, dilated_kernel_size=kernel_size, bias=False,
+                       version="gauss").to(self.device)
+        with torch.no_grad():
+            layer.weight.copy_(self.weight.detach().unsqueeze(-1))
+            layer.P.copy_(self.pos.detach().view(1, n_out, n_in, 1))
+            layer.SIG.fill_(self.sig)
+        layer.SIG.requires_grad = False
+
+        def published() -> None:
+            xp = torch.nn.functional.pad(self.x.permute(1, 2, 0), (self.left, self.right))
+            y = layer(xp).permute(2, 0, 1)
+            torch.autograd.grad(y, [self.x, layer.weight, layer.P], self.grad)
+
+        ours = median_time(lambda: self.time_soft_forward_backward(backend, kernel_size, shape), self.device, 1)
+        return median_time(published, self.device, 1) / ours
+
+    track_speedup_vs_dcls.unit = "ratio"

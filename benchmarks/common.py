@@ -1,0 +1,94 @@
+"""Shared set-up of the asv benchmarks: threads, fixed-seed inputs, the paper's sizes, the backends on this machine.
+
+Benchmarks import the project lazily inside ``setup`` so that one file imports on every commit ``benchmarks/record.sh``
+visits; a feature a commit lacks raises ``NotImplementedError`` in ``setup``, which asv reports as skipped.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+THREADS = int(os.environ.get("SUITE_BENCH_THREADS", "2"))
+"""Intra-op threads for every benchmark (the CPU table in docs/performance.md uses 2)."""
+torch.set_num_threads(THREADS)
+
+# The paper's sizes (protocol.md): GSC 40 inputs x 98 frames, SSC 140 x 100, hidden 512, outputs 35, batch 16 on CPU.
+GSC_INPUTS, GSC_STEPS = 40, 98
+SSC_INPUTS = 140
+HIDDEN, OUTPUTS = 512, 35
+BATCH = 16 if not torch.cuda.is_available() else 128
+KERNEL_SIZES = [15, 31]
+DELAY_TYPES = ["synaptic", "axonal", "dendritic"]
+
+
+def backends() -> list[str]:
+    """'torch' on CPU, plus 'torch-cuda' and 'numba-cuda' where a GPU (and numba) is present."""
+    names = ["torch"]
+    if torch.cuda.is_available():
+        names.append("torch-cuda")
+        try:
+            from suite.ops.registry import get_ops
+
+            get_ops("numba-cuda")
+            names.append("numba-cuda")
+        except Exception:  # unavailable backends are simply not benchmarked
+            pass
+    return names
+
+
+def resolve(name: str) -> tuple[str, torch.device]:
+    """Benchmark backend label -> (ops backend name, device)."""
+    if name == "torch":
+        return "torch", torch.device("cpu")
+    if name == "torch-cuda":
+        return "torch", torch.device("cuda")
+    return name, torch.device("cuda")
+
+
+def ops_for(name: str):
+    from suite.ops.registry import get_ops
+
+    backend, device = resolve(name)
+    return get_ops(backend), device
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def spikes(steps: int, batch: int, channels: int, rate: float = 0.15, seed: int = 0) -> torch.Tensor:
+    """Fixed-seed binary spike trains (T, B, C)."""
+    return (torch.rand(steps, batch, channels, generator=generator(seed)) < rate).float()
+
+
+def features(steps: int, batch: int, channels: int, seed: int = 0) -> torch.Tensor:
+    """Fixed-seed real-valued inputs in [0, 3) (the hidden layers of a fresh model spike on them)."""
+    return torch.rand(steps, batch, channels, generator=generator(seed)) * 3.0
+
+
+def positions(shape: tuple[int, ...], kernel_size: int, seed: int = 1) -> torch.Tensor:
+    half = kernel_size // 2
+    return torch.empty(shape).uniform_(-half - 1, half, generator=generator(seed)).clamp_(-half, half)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn, device: torch.device, repeats: int = 3) -> float:
+    """Median wall time of ``fn()`` after one warm-up call (for the ratio ``track_*`` benchmarks)."""
+    import statistics
+    import time
+
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

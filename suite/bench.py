@@ -1,0 +1,727 @@
+"""``python -m suite bench``: our kernels beside the published stack, in one process, on the paper's architectures.
+
+For each delay type (synaptic, axonal, dendritic) the command builds the suite model on each backend and the
+published stack (:class:`baselines.official.OfficialDelaySNN`, dcls + spikingjelly) with the same weights
+(:func:`baselines.convert.suite_to_official`), and then:
+
+1. asserts equal outputs first, layer by layer with the published stack's layer inputs (teacher forcing), in eval
+   mode with soft (Gaussian) and with hard (integer) delays: every neuron input (delays, weights, BatchNorm) and the
+   output membrane trace within ``PARITY_TOL`` (1e-4, absolute), hidden spikes equal but for threshold ties
+   (at most ``SPIKE_MISMATCH_TOL`` of them). A failure aborts with a one-line :class:`~suite.errors.SuiteError` before
+   any time is reported. The free-running output difference is recorded too (see :func:`compare_layerwise` for why it
+   cannot be the assertion at full size);
+2. times a training step (forward, summed-softmax loss, backward, the two Adam optimisers and the position clamp),
+   interleaved call by call with the physical reference: the network's dense matrix products alone (each layer's
+   bias-free Linear forward and backward on the rows its output has, (T + (i + 1) (D - 1) / 2) x B, no delays, no
+   LIF, no BatchNorm), so that load drifts hit all of them alike;
+3. times a hard-delay batch inference (eval copy, no autograd), interleaved the same way;
+4. measures the peak memory of a training step: on CPU in fresh subprocesses (``python -m suite.bench``), the
+   resident-set high-water mark (``VmHWM``; ``ru_maxrss`` off Linux) of one that builds the model, data and optimisers
+   and runs one step, minus that of one that builds the same and does not run it (both with glibc's mmap threshold
+   at 64 KiB, so that the resident set follows live tensor memory, see :mod:`suite.metrics.memory`); on CUDA the
+   caching allocator's peak over the step minus what was allocated before it. The number therefore holds gradients,
+   Adam state, activations and workspaces.
+
+Times are medians over ``--repeats`` calls after ``--warmup`` calls; JSON keeps median, IQR, min, mean and the process
+CPU time. Ratios are published / ours (> 1: ours is faster or smaller). docs/performance.md explains how to read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from suite.errors import SuiteError
+
+PARITY_TOL = 1e-4
+"""Largest absolute difference of the forward output sequences (ours vs published) accepted before timing."""
+DELAY_TYPES = ("synaptic", "axonal", "dendritic")
+PROTOCOL_SHAPES: dict[str, tuple[int, int]] = {"gsc": (40, 98), "ssc": (140, 100)}
+"""(input channels, time steps) per protocol: GSC 40 mel bins x 98 frames (1 s clip); SSC 140 channels, 100 frames."""
+N_OUTPUTS = 35
+PUBLISHED = "published"
+DENSE = "dense matmuls"
+MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    protocol: str = "gsc"
+    n_inputs: int = 40
+    n_hidden: tuple[int, ...] = (512, 512, 512)
+    n_outputs: int = N_OUTPUTS
+    kernel_size: int = 31
+    time_steps: int = 98
+    batch: int = 16
+    variants: tuple[str, ...] = DELAY_TYPES
+    backends: tuple[str, ...] = ("torch",)
+    repeats: int = 5
+    warmup: int = 1
+    device: str = "cpu"
+    threads: int | None = 2
+    memory: bool = True
+    seed: int = 0
+
+    @property
+    def pad_right(self) -> int:
+        return (self.kernel_size - 1) // 2
+
+
+@dataclass
+class Timing:
+    """Per-call wall times (and process CPU times) of one timed callable."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    def stats(self) -> dict[str, float]:
+        w = sorted(self.wall)
+        q = statistics.quantiles(w, n=4, method="inclusive") if len(w) > 1 else [w[0]] * 3
+        return {"median_s": statistics.median(w), "iqr_s": q[2] - q[0], "min_s": w[0],
+                "mean_s": statistics.fmean(w), "cpu_median_s": statistics.median(self.cpu), "repeats": len(w)}
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+def model_spec(cfg: BenchConfig, delay_type: str) -> Any:
+    from suite.registry import get_protocol
+    from suite.specs import ModelSpec
+
+    model = dict(get_protocol(cfg.protocol).model)
+    model.update(n_hidden=tuple(cfg.n_hidden), kernel_size=cfg.kernel_size)
+    return ModelSpec(variant=delay_type, delay_type=delay_type, n_inputs=cfg.n_inputs, n_outputs=cfg.n_outputs,
+                     **model)
+
+
+def build_published(cfg: BenchConfig, delay_type: str, spec: Any) -> nn.Module:
+    from baselines.official import OfficialDelaySNN
+
+    return OfficialDelaySNN(cfg.n_inputs, tuple(cfg.n_hidden), cfg.n_outputs, delay_type=delay_type,
+                            kernel_size=cfg.kernel_size, tau=spec.tau, dropout=spec.dropout)
+
+
+def build_pair(cfg: BenchConfig, delay_type: str, backends: Sequence[str]) -> tuple[dict[str, nn.Module], nn.Module]:
+    """One suite model per backend and the published stack, all with the weights of the first suite model."""
+    from baselines.convert import suite_to_official
+    from suite.models.network import DelayNetwork
+
+    spec = model_spec(cfg, delay_type)
+    torch.manual_seed(cfg.seed)
+    first = DelayNetwork(spec, backends[0])
+    ours = {backends[0]: first}
+    for backend in backends[1:]:
+        other = DelayNetwork(spec, backend)
+        other.load_state_dict(first.state_dict())
+        ours[backend] = other
+    published = build_published(cfg, delay_type, spec)
+    published.load_state_dict(suite_to_official(first.state_dict(), delay_type), strict=True)
+    device = torch.device(cfg.device)
+    return {k: m.to(device) for k, m in ours.items()}, published.to(device)
+
+
+def published_hard_copy(published: nn.Module) -> nn.Module:
+    clone = copy.deepcopy(published).eval()
+    clone.set_hard(True)
+    return clone
+
+
+def bench_inputs(cfg: BenchConfig, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-seed batch: real-valued features in [0, 3) (the hidden layers spike) and labels."""
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    x = torch.rand(cfg.time_steps, cfg.batch, cfg.n_inputs, generator=gen) * 3.0
+    labels = torch.randint(0, cfg.n_outputs, (cfg.batch,), generator=gen)
+    return x.to(device), labels.to(device)
+
+
+# --------------------------------------------------------------------------------------------- parity
+
+
+SPIKE_MISMATCH_TOL = 1e-4
+"""Largest fraction of hidden spikes allowed to differ under teacher forcing (threshold ties, see check_parity)."""
+
+
+def _capture_inputs(modules: Sequence[nn.Module]) -> tuple[list[torch.Tensor | None], list[Any]]:
+    """Forward pre-hooks that keep the first positional input of each module."""
+    seen: list[torch.Tensor | None] = [None] * len(modules)
+    handles = []
+    for i, module in enumerate(modules):
+        def hook(_module: nn.Module, args: tuple[Any, ...], i: int = i) -> None:
+            seen[i] = args[0].detach()
+        handles.append(module.register_forward_pre_hook(hook))
+    return seen, handles
+
+
+def compare_layerwise(name: str, delay_type: str, mode: str, ours: nn.Module, published: nn.Module,
+                      x: torch.Tensor) -> dict[str, float]:
+    """Teacher-forced parity of every layer, then the free-running output difference (reported, not asserted).
+
+    Each suite layer gets the published layer's input (the published spikes of the layer before), and three things are
+    checked: the neuron input (delays, weights, BatchNorm) and the output layer's membrane trace within PARITY_TOL,
+    and the hidden spikes equal but for at most SPIKE_MISMATCH_TOL of them. Free-running outputs of a full-size
+    network are not a usable check: a current that differs by 1e-6 next to the threshold flips a spike, which then
+    moves the output by ~0.1 (measured: 3 flipped spikes of 0.9 M in layer 1 of the GSC axonal model, hard delays,
+    where the published 'max' kernel is 1 / (1 + 1e-7) and ours is 1).
+    """
+    from spikingjelly.activation_based import functional as sj_functional
+
+    ref_layers, our_layers = list(published.snn), list(ours.layers)
+    ref_in, ref_handles = _capture_inputs([lay.neuron for lay in ref_layers])
+    lay_in, lay_handles = _capture_inputs(ref_layers)
+    our_in, our_handles = _capture_inputs([lay.neuron for lay in our_layers])
+    try:
+        y_ref = published(x)
+        y_free = ours(x)
+        worst_current, worst_mismatch, spikes_total = 0.0, 0, 0
+        for i, (mine, ref) in enumerate(zip(our_layers, ref_layers, strict=True)):
+            sj_functional.reset_net(ref)
+            ref_out = ref(lay_in[i])
+            if ref.is_output:
+                ref_out = ref.neuron.v_seq
+            sj_functional.reset_net(ref)
+            out = mine(lay_in[i])
+            err = float((our_in[i] - ref_in[i]).abs().max())
+            where = f"bench parity: {delay_type} {mode} delays, backend {name}, layer {i}"
+            if out.shape != ref_out.shape:
+                raise SuiteError(f"{where}: output shape {tuple(out.shape)} != published {tuple(ref_out.shape)}")
+            if not err <= PARITY_TOL:  # also catches NaN
+                raise SuiteError(f"{where}: neuron input differs from the published stack by {err:.3g} > "
+                                 f"{PARITY_TOL:g}; no times reported")
+            worst_current = max(worst_current, err)
+            if ref.is_output:
+                err = float((out - ref_out).abs().max())
+                if not err <= PARITY_TOL:
+                    raise SuiteError(f"{where}: output membrane differs from the published stack by {err:.3g} > "
+                                     f"{PARITY_TOL:g}; no times reported")
+                worst_current = max(worst_current, err)
+            else:
+                mismatch = int((out != ref_out).sum())
+                if mismatch > SPIKE_MISMATCH_TOL * out.numel():
+                    raise SuiteError(f"{where}: {mismatch} of {out.numel()} spikes differ from the published stack "
+                                     f"(more than {SPIKE_MISMATCH_TOL:g}); no times reported")
+                worst_mismatch += mismatch
+                spikes_total += out.numel()
+    finally:
+        for handle in (*ref_handles, *lay_handles, *our_handles):
+            handle.remove()
+    return {"max_abs": worst_current, "spike_mismatches": worst_mismatch, "spikes_compared": spikes_total,
+            "free_running_max_abs": float((y_free - y_ref).abs().max()) if y_free.shape == y_ref.shape else None}
+
+
+def check_parity(name: str, delay_type: str, ours: nn.Module, published: nn.Module,
+                 x: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Layer-wise parity of the eval forward (soft and hard delays) with the published stack; SuiteError on failure."""
+    with torch.no_grad():
+        pairs = {"soft": (copy.deepcopy(ours).eval(), copy.deepcopy(published).eval()),
+                 "hard": (ours.hard_copy(), published_hard_copy(published))}
+        return {mode: compare_layerwise(name, delay_type, mode, mine, ref, x) for mode, (mine, ref) in pairs.items()}
+
+
+# ------------------------------------------------------------------------------------------ train step
+
+
+def optimiser_groups(model: nn.Module) -> tuple[dict[str, list[nn.Parameter]], Callable[[], None]]:
+    """Parameter groups of the official optimisers (weights with L2, BatchNorm, positions) and the after-step hook."""
+    if hasattr(model, "param_groups"):
+        return model.param_groups(), model.after_step
+    groups: dict[str, list[nn.Parameter]] = {"weights": [], "norm": [], "positions": []}
+    for lay in model.snn:
+        groups["weights"].append(lay.delay_layer.weight if lay.delay_type == "synaptic" else lay.W.weight)
+        if getattr(lay, "normalize", False):
+            groups["norm"] += [lay.norm.weight, lay.norm.bias]
+        groups["positions"].append(lay.delay_layer.P)
+
+    def after_step() -> None:
+        for lay in model.snn:
+            lay.delay_layer.clamp_parameters()
+
+    return groups, after_step
+
+
+def make_step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> Callable[[], float]:
+    """The protocol's training step on one batch, the same for both stacks (lr 1e-3 / L2 1e-5 on weights, positions
+    lr 0.1, official summed-softmax loss, position clamp after the step). Trains ``model`` in place."""
+    from suite.models.network import summed_softmax_loss
+
+    model.train()
+    groups, after_step = optimiser_groups(model)
+    optimisers = [torch.optim.Adam([{"params": groups["weights"], "weight_decay": 1e-5},
+                                    {"params": groups["norm"], "weight_decay": 0.0}], lr=1e-3),
+                  torch.optim.Adam(groups["positions"], lr=0.1)]
+
+    def step() -> float:
+        for opt in optimisers:
+            opt.zero_grad(set_to_none=True)
+        loss = summed_softmax_loss(model(x), labels)
+        loss.backward()
+        for opt in optimisers:
+            opt.step()
+        after_step()
+        return float(loss.detach())
+
+    return step
+
+
+def make_inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def infer() -> None:
+        with torch.no_grad():
+            model(x)
+
+    return infer
+
+
+def dense_layers(cfg: BenchConfig) -> list[tuple[int, int, int]]:
+    """(rows in time, N_in, N_out) of every layer's matrix product: each layer outputs T + (i + 1) (D - 1) / 2 steps."""
+    sizes = [cfg.n_inputs, *cfg.n_hidden, cfg.n_outputs]
+    return [(cfg.time_steps + (i + 1) * cfg.pad_right, sizes[i], sizes[i + 1]) for i in range(len(sizes) - 1)]
+
+
+def make_dense_reference(cfg: BenchConfig, device: torch.device | str) -> Callable[[], None]:
+    """Forward and backward of the network's bias-free Linear layers alone, at the network's sizes (the first layer's
+    input needs no gradient, as in training)."""
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    work = []
+    for i, (rows, n_in, n_out) in enumerate(dense_layers(cfg)):
+        x = torch.rand(rows, cfg.batch, n_in, generator=gen).to(device).requires_grad_(i > 0)
+        w = (torch.randn(n_out, n_in, generator=gen) / n_in**0.5).to(device).requires_grad_(True)
+        grad = torch.randn(rows, cfg.batch, n_out, generator=gen).to(device)
+        work.append((x, w, grad))
+
+    def dense() -> None:
+        for x, w, grad in work:
+            inputs = [x, w] if x.requires_grad else [w]
+            torch.autograd.grad(F.linear(x, w), inputs, grad)
+
+    return dense
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], Any]], device: torch.device | str, warmup: int,
+                     repeats: int) -> dict[str, dict[str, float]]:
+    """Time every callable ``repeats`` times, one call of each in turn, after ``warmup`` calls of each."""
+    dev = torch.device(device)
+    timings = {name: Timing() for name in fns}
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync(dev)
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            fn()
+            _sync(dev)
+            timings[name].wall.append(time.perf_counter() - wall0)
+            timings[name].cpu.append(time.process_time() - cpu0)
+    return {name: t.stats() for name, t in timings.items()}
+
+
+# ---------------------------------------------------------------------------------------------- memory
+
+
+def _memory_worker(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Inside a fresh process: build one stack, its data and optimisers, run one training step if asked."""
+    if request.get("threads"):
+        torch.set_num_threads(int(request["threads"]))
+    cfg = BenchConfig(**{**request["config"], "n_hidden": tuple(request["config"]["n_hidden"]),
+                         "variants": tuple(request["config"]["variants"]),
+                         "backends": tuple(request["config"]["backends"])})
+    delay_type, stack = request["delay_type"], request["stack"]
+    torch.manual_seed(cfg.seed)
+    spec = model_spec(cfg, delay_type)
+    if stack == PUBLISHED:
+        model = build_published(cfg, delay_type, spec)
+    else:
+        from suite.models.network import DelayNetwork
+
+        model = DelayNetwork(spec, stack)
+    x, labels = bench_inputs(cfg, "cpu")
+    step = make_step(model, x, labels)
+    if request["run"]:
+        step()
+    return {"maxrss_bytes": peak_rss_bytes(), "stack": stack, "run": bool(request["run"])}
+
+
+def peak_rss_bytes() -> int:
+    """This process's resident-set high-water mark: ``VmHWM`` (Linux), else ``ru_maxrss``.
+
+    ``VmHWM`` belongs to the address space, which ``exec`` replaces; ``ru_maxrss`` does not restart at ``exec``, so in a
+    child of a large process it reports at least the parent's resident set at ``fork``.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def _run_worker(request: Mapping[str, Any], timeout: float = 1800.0) -> dict[str, Any]:
+    env = {**os.environ, **MEMORY_ENV}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "suite.bench"], input=json.dumps(request), capture_output=True,
+                              text=True, timeout=timeout, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        where = f"{request['stack']} {request['delay_type']}"
+        raise SuiteError(f"bench memory: {where} took over {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SuiteError(f"bench memory: {request['stack']} {request['delay_type']} worker failed: {tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cpu_train_peak_memory(cfg: BenchConfig, delay_type: str, stack: str) -> dict[str, Any]:
+    """Max RSS of (build + one step) - max RSS of (build only), each in a fresh process."""
+    base = {"config": _config_json(cfg), "delay_type": delay_type, "stack": stack, "threads": cfg.threads}
+    baseline = _run_worker({**base, "run": False})["maxrss_bytes"]
+    stepped = _run_worker({**base, "run": True})["maxrss_bytes"]
+    return {"peak_bytes": max(0, stepped - baseline), "baseline_maxrss_bytes": baseline,
+            "step_maxrss_bytes": stepped, "method": "max RSS (VmHWM) of build + one step - that of build only, fresh "
+                                                    "processes, MALLOC_MMAP_THRESHOLD_=65536"}
+
+
+def cuda_train_peak_memory(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    dev = x.device
+    step = make_step(model, x, labels)
+    torch.cuda.synchronize(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    before = torch.cuda.memory_allocated(dev)
+    step()
+    torch.cuda.synchronize(dev)
+    return {"peak_bytes": int(torch.cuda.max_memory_allocated(dev) - before),
+            "method": "torch.cuda.max_memory_allocated over the first step - memory_allocated before it"}
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+
+def _config_json(cfg: BenchConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(cfg: BenchConfig) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(), "torch": torch.__version__, "dcls": _version("dcls"),
+        "spikingjelly": _version("spikingjelly"), "torch_threads": torch.get_num_threads(),
+        "git_commit": _git_commit(),
+    }
+    if cfg.device == "cuda" and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def available_backends(requested: Sequence[str] | None, device: str) -> list[str]:
+    """The backends to time: ``torch`` always, ``numba-cuda`` on CUDA when it imports (auto), or those requested."""
+    from suite.ops.registry import get_ops
+
+    if requested:
+        for name in requested:
+            get_ops(name)  # SuiteError (one line) when unusable
+        return list(requested)
+    names = ["torch"]
+    if device == "cuda":
+        try:
+            get_ops("numba-cuda")
+            names.append("numba-cuda")
+        except SuiteError:
+            pass
+    return names
+
+
+def _ratio(published: float, ours: float) -> float | None:
+    return published / ours if ours > 0 else None
+
+
+def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None]) -> dict[str, Any]:
+    device = torch.device(cfg.device)
+    ours, published = build_pair(cfg, delay_type, cfg.backends)
+    x, labels = bench_inputs(cfg, device)
+    result: dict[str, Any] = {"parity": {}}
+    for name, model in ours.items():
+        result["parity"][name] = check_parity(name, delay_type, model, published, x)
+    worst = ", ".join(f"{n} {max(e['max_abs'] for e in modes.values()):.2g}" for n, modes in result["parity"].items())
+    say(f"{delay_type}: parity ok (max abs {worst}); timing training steps and the dense matmuls alone")
+    steps = {name: make_step(copy.deepcopy(m), x, labels) for name, m in ours.items()}
+    steps[PUBLISHED] = make_step(copy.deepcopy(published), x, labels)
+    steps[DENSE] = make_dense_reference(cfg, device)  # interleaved with the steps: the same load for the ratio
+    timed = time_interleaved(steps, device, cfg.warmup, cfg.repeats)
+    result["dense_matmuls"] = timed.pop(DENSE)
+    result["train_step"] = timed
+    del steps
+    say(f"{delay_type}: timing hard-delay inference")
+    infer = {name: make_inference(m.hard_copy(), x) for name, m in ours.items()}
+    infer[PUBLISHED] = make_inference(published_hard_copy(published), x)
+    result["inference_hard"] = time_interleaved(infer, device, cfg.warmup, cfg.repeats)
+    del infer
+    if cfg.memory:
+        say(f"{delay_type}: peak training memory")
+        memory = {}
+        for name in [*ours, PUBLISHED]:
+            if device.type == "cuda":
+                model = copy.deepcopy(published if name == PUBLISHED else ours[name])
+                memory[name] = cuda_train_peak_memory(model, x, labels)
+                del model
+            else:
+                memory[name] = cpu_train_peak_memory(cfg, delay_type, name)
+        result["peak_memory_train"] = memory
+    ratios: dict[str, Any] = {}
+    dense = result["dense_matmuls"]["median_s"]
+    for name in [*ours, PUBLISHED]:
+        train = result["train_step"][name]["median_s"]
+        entry = {"train_over_dense": train / dense if dense > 0 else None}
+        if name != PUBLISHED:
+            entry["train_step"] = _ratio(result["train_step"][PUBLISHED]["median_s"], train)
+            entry["inference_hard"] = _ratio(result["inference_hard"][PUBLISHED]["median_s"],
+                                             result["inference_hard"][name]["median_s"])
+            if cfg.memory:
+                entry["peak_memory_train"] = _ratio(result["peak_memory_train"][PUBLISHED]["peak_bytes"],
+                                                    result["peak_memory_train"][name]["peak_bytes"])
+        ratios[name] = entry
+    result["ratios"] = ratios
+    return result
+
+
+def run_bench(cfg: BenchConfig, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Run the whole comparison; returns the JSON-ready report."""
+    for v in cfg.variants:
+        if v not in DELAY_TYPES:
+            raise SuiteError(f"bench --variants: {v!r} has no published counterpart; expected some of {DELAY_TYPES}")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise SuiteError("bench --device cuda: no CUDA device is available to torch")
+    previous_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        load_before = os.getloadavg()
+        variants = {dt: bench_variant(cfg, dt, say) for dt in cfg.variants}
+        load_after = os.getloadavg()
+    finally:
+        torch.set_num_threads(previous_threads)
+    env = environment(cfg)
+    env["torch_threads"] = cfg.threads or previous_threads
+    env["loadavg_before"], env["loadavg_after"] = list(load_before), list(load_after)
+    return {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": _config_json(cfg),
+            "parity_tolerance": PARITY_TOL, "ratio": "published / ours (> 1: ours faster or smaller)",
+            "environment": env, "variants": variants}
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def _ms(stats: Mapping[str, float]) -> str:
+    return f"{1e3 * stats['median_s']:.1f}"
+
+
+def _mib(entry: Mapping[str, Any]) -> str:
+    return f"{entry['peak_bytes'] / 2**20:.0f}"
+
+
+def _x(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}x"
+
+
+def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the summary table (shared by the terminal table and the Markdown file)."""
+    backends = list(report["config"]["backends"])
+    header = ["variant", "measure", "published"]
+    for b in backends:
+        header += [b, f"published / {b}"]
+    rows = []
+    for dt, res in report["variants"].items():
+        measures: list[tuple[str, str, Callable[[str], str], str | None]] = [
+            ("training step (ms)", "train_step", lambda n, r=res: _ms(r["train_step"][n]), "train_step"),
+            ("hard-delay inference (ms)", "inference_hard", lambda n, r=res: _ms(r["inference_hard"][n]),
+             "inference_hard"),
+        ]
+        if "peak_memory_train" in res:
+            measures.append(("training peak memory (MiB)", "peak_memory_train",
+                             lambda n, r=res: _mib(r["peak_memory_train"][n]), "peak_memory_train"))
+        for label, _, value, ratio_key in measures:
+            row = [dt, label, value(PUBLISHED)]
+            for b in backends:
+                row += [value(b), _x(res["ratios"][b].get(ratio_key))]
+            rows.append(row)
+        row = [dt, "dense matmuls alone (ms), same sizes", "—"]
+        for _ in backends:
+            row += [_ms(res["dense_matmuls"]), ""]
+        rows.append(row)
+        row = [dt, "training step / dense matmuls", _x(res["ratios"][PUBLISHED]["train_over_dense"])]
+        for b in backends:
+            row += [_x(res["ratios"][b]["train_over_dense"]), ""]
+        rows.append(row)
+    return header, rows
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    cfg, env = report["config"], report["environment"]
+    header, rows = table_rows(report)
+    lines = [f"`suite bench` {cfg['protocol'].upper()} {cfg['n_inputs']}-{'-'.join(map(str, cfg['n_hidden']))}-"
+             f"{cfg['n_outputs']}, D={cfg['kernel_size']}, T={cfg['time_steps']}, batch {cfg['batch']}, "
+             f"{cfg['device']}, {env['torch_threads']} threads, median of {cfg['repeats']} (after {cfg['warmup']} "
+             "warm-up); ratio = published / ours", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    parity = "; ".join(f"{dt} " + ", ".join(f"{b} soft {e['soft']['max_abs']:.1e} hard {e['hard']['max_abs']:.1e}"
+                                            for b, e in res["parity"].items())
+                       for dt, res in report["variants"].items())
+    lines += ["", f"Parity (max |ours - published| of the forward output, asserted <= {report['parity_tolerance']:g} "
+              f"before timing): {parity}.",
+              f"Machine: {env['cpu']} ({env['cpu_count']} CPUs){', ' + env['gpu'] if env.get('gpu') else ''}; "
+              f"{env['platform']}; Python {env['python']}, torch {env['torch']}, dcls {env['dcls']}, spikingjelly "
+              f"{env['spikingjelly']}; commit {env['git_commit']}.",
+              "Load average (1, 5, 15 min) before: " + ", ".join(f"{v:.2f}" for v in env["loadavg_before"])
+              + "; after: " + ", ".join(f"{v:.2f}" for v in env["loadavg_after"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def print_report(report: Mapping[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    cfg, env = report["config"], report["environment"]
+    header, rows = table_rows(report)
+    table = Table(title=f"suite bench: {cfg['protocol']} architecture, batch {cfg['batch']}, {cfg['device']}, "
+                        f"{env['torch_threads']} threads (ratio = published / ours)", title_justify="left")
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i < 2 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print("load average before " + ", ".join(f"{v:.2f}" for v in env["loadavg_before"]) + "; after "
+                  + ", ".join(f"{v:.2f}" for v in env["loadavg_after"]))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    if args.protocol not in PROTOCOL_SHAPES:
+        raise SuiteError(f"bench --protocol: {args.protocol!r} is not one of {sorted(PROTOCOL_SHAPES)}")
+    n_inputs, steps = PROTOCOL_SHAPES[args.protocol]
+    if args.repeats < 1:
+        raise SuiteError(f"bench --repeats: must be >= 1, got {args.repeats}")
+    if args.kernel_size < 1 or args.kernel_size % 2 == 0:
+        raise SuiteError(f"bench --kernel-size: must be a positive odd number, got {args.kernel_size}")
+    batch = args.batch if args.batch is not None else (128 if args.device == "cuda" else 16)
+    return BenchConfig(
+        protocol=args.protocol, n_inputs=n_inputs, n_hidden=(args.hidden,) * args.layers, kernel_size=args.kernel_size,
+        time_steps=args.time_steps or steps, batch=batch, variants=tuple(args.variants),
+        backends=tuple(available_backends(args.backends, args.device)), repeats=args.repeats, warmup=args.warmup,
+        device=args.device, threads=args.threads if args.device == "cpu" else None, memory=args.memory,
+        seed=args.seed)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=False)
+    cfg = config_from_args(args)
+    console.print(f"bench: {cfg.protocol} {cfg.n_inputs}-{'-'.join(map(str, cfg.n_hidden))}-{cfg.n_outputs}, "
+                  f"D={cfg.kernel_size}, T={cfg.time_steps}, batch {cfg.batch}, {cfg.device}, backends "
+                  f"{', '.join(cfg.backends)} vs published (dcls + spikingjelly)")
+    report = run_bench(cfg, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
+    print_report(report, console)
+    if args.out:
+        _write_atomic(args.out, json.dumps(report, indent=2) + "\n")
+        console.print(f"wrote {args.out}")
+    if args.markdown:
+        _write_atomic(args.markdown, markdown(report))
+        console.print(f"wrote {args.markdown}")
+    return 0
+
+
+def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` to the CLI's sub-parsers; sets ``func`` to :func:`cmd_bench`."""
+    p = subparsers.add_parser("bench", help="time our kernels against the published stack (dcls + spikingjelly)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--protocol", default="gsc", choices=sorted(PROTOCOL_SHAPES), help="architecture (default gsc)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 16 on CPU, 128 on CUDA)")
+    p.add_argument("--variants", nargs="+", default=list(DELAY_TYPES), metavar="TYPE",
+                   help="delay types: synaptic axonal dendritic (default all)")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (default 5)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--backends", nargs="+", default=None, metavar="NAME",
+                   help="our backends (default torch, plus numba-cuda on CUDA when available)")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads on CPU (default 2)")
+    p.add_argument("--time-steps", type=int, default=None, help="T (default 98 for gsc, 100 for ssc)")
+    p.add_argument("--hidden", type=int, default=512, help="hidden layer width (default 512)")
+    p.add_argument("--layers", type=int, default=3, help="hidden layers (default 3)")
+    p.add_argument("--kernel-size", type=int, default=31, help="delay kernel length D (default 31)")
+    p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory measurement")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    p.add_argument("--markdown", type=Path, default=None, help="write the Markdown table here")
+    p.set_defaults(func=cmd_bench)
+    return p
+
+
+def main() -> None:
+    """``python -m suite.bench``: the memory worker (one JSON request on stdin, one JSON line on stdout)."""
+    print(json.dumps(_memory_worker(json.loads(sys.stdin.read()))))
+
+
+if __name__ == "__main__":
+    main()

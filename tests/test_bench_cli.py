@@ -1,0 +1,80 @@
+"""``python -m suite bench`` at tiny sizes: the parity assertion runs before any timing, the JSON report has its keys,
+and a model that disagrees with the published stack aborts the command with a one-line error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("DCLS")
+pytest.importorskip("spikingjelly")
+
+from suite import bench
+from suite.cli import main
+
+TINY = ["bench", "--hidden", "16", "--time-steps", "12", "--batch", "2", "--repeats", "1", "--warmup", "0",
+        "--kernel-size", "7", "--threads", "1"]
+
+
+def test_bench_tiny_report(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    order: list[str] = []
+    compare, timer = bench.compare_layerwise, bench.time_interleaved
+
+    def spy_compare(name, delay_type, mode, *args):
+        order.append(f"parity {delay_type} {mode}")
+        return compare(name, delay_type, mode, *args)
+
+    def spy_timer(fns, *args):
+        order.append("time")
+        return timer(fns, *args)
+
+    monkeypatch.setattr(bench, "compare_layerwise", spy_compare)
+    monkeypatch.setattr(bench, "time_interleaved", spy_timer)
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    assert main([*TINY, "--no-memory", "--out", str(out), "--markdown", str(md)]) == 0
+
+    for delay_type in bench.DELAY_TYPES:  # parity (soft and hard) of each variant comes before its timings
+        first_time = order.index("time", order.index(f"parity {delay_type} soft"))
+        assert order.index(f"parity {delay_type} hard") < first_time
+    report = json.loads(out.read_text())
+    assert {"schema", "config", "environment", "variants", "parity_tolerance", "ratio"} <= set(report)
+    assert report["config"]["n_hidden"] == [16, 16, 16] and report["config"]["batch"] == 2
+    assert {"torch", "dcls", "spikingjelly", "loadavg_before", "loadavg_after", "torch_threads"} <= set(
+        report["environment"])
+    assert set(report["variants"]) == set(bench.DELAY_TYPES)
+    for result in report["variants"].values():
+        assert {"parity", "train_step", "inference_hard", "dense_matmuls", "ratios"} <= set(result)
+        for mode in ("soft", "hard"):
+            assert result["parity"]["torch"][mode]["max_abs"] <= bench.PARITY_TOL
+        for key in ("train_step", "inference_hard"):
+            assert set(result[key]) == {"torch", bench.PUBLISHED}
+            assert result[key]["torch"]["median_s"] > 0
+        assert set(result["ratios"]["torch"]) == {"train_step", "inference_hard", "train_over_dense"}
+    assert "| synaptic | training step (ms) |" in md.read_text()
+
+
+def test_bench_memory_worker(tmp_path) -> None:
+    """The CPU peak-memory path: two fresh processes per stack, the difference of their resident-set peaks."""
+    cfg = bench.BenchConfig(n_hidden=(16, 16, 16), time_steps=12, batch=2, kernel_size=7, threads=1)
+    result = bench.cpu_train_peak_memory(cfg, "axonal", "torch")
+    assert result["peak_bytes"] >= 0 and result["step_maxrss_bytes"] >= result["baseline_maxrss_bytes"] > 0
+
+
+def test_broken_model_aborts_with_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    build = bench.build_pair
+
+    def broken(cfg, delay_type, backends):
+        ours, published = build(cfg, delay_type, backends)
+        with torch.no_grad():
+            ours["torch"].layers[1].weight.mul_(1.5)  # no longer the published model's weights
+        return ours, published
+
+    monkeypatch.setattr(bench, "build_pair", broken)
+    assert main([*TINY, "--no-memory", "--variants", "axonal"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: bench parity: axonal soft delays, backend torch, layer 1")
+    assert "training step" not in captured.out  # nothing was timed or reported
