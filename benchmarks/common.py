@@ -6,13 +6,61 @@ visits; a feature a commit lacks raises ``NotImplementedError`` in ``setup``, wh
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
-import torch
+# asv.conf.json uses the forkserver launch method: this module (and torch) is imported once in the server process and
+# every benchmark runs in a fork of it. Two rules keep the forks healthy: the server must not initialise CUDA (hence
+# the NVML-based device check) and must not start OpenMP's thread pool (hence no thread setting or tensor work at
+# import: ``prepare()`` does it inside each benchmark's setup).
+os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+
+
+def _isolate_worktree() -> None:
+    """Under benchmarks/record.sh (SUITE_BENCH_WORKTREE set), import the project from that worktree only.
+
+    The editable install's import hook maps ``suite.*`` to the main checkout; left in place it would serve a module that
+    an old commit lacks from the main checkout instead of failing, so it is removed here.
+    """
+    import sys
+
+    worktree = os.environ.get("SUITE_BENCH_WORKTREE")
+    if not worktree:
+        return
+    def keep(hook: object) -> bool:
+        return "editable" not in getattr(hook, "__name__", type(hook).__name__).lower()
+
+    sys.meta_path[:] = [f for f in sys.meta_path if keep(f)]
+    sys.path_hooks[:] = [h for h in sys.path_hooks if keep(h)]
+    sys.path_importer_cache.clear()
+    if worktree not in sys.path:
+        sys.path.insert(0, worktree)
+
+
+_isolate_worktree()
+
+import torch  # noqa: E402
 
 THREADS = int(os.environ.get("SUITE_BENCH_THREADS", "2"))
 """Intra-op threads for every benchmark (the CPU table in docs/performance.md uses 2)."""
-torch.set_num_threads(THREADS)
+
+try:  # imported here so that the forked benchmark processes find them loaded; old commits may lack some
+    import suite.models.network
+    import suite.ops.pytorch
+    import suite.specs  # noqa: F401
+except ImportError:
+    pass
+try:
+    import DCLS.construct.modules  # noqa: F401
+    import spikingjelly.activation_based.neuron  # noqa: F401
+except ImportError:
+    pass
+
+
+def prepare() -> None:
+    """Call first in every setup: the thread count (and the thread pool) of this benchmark process."""
+    torch.set_num_threads(THREADS)
+
 
 # The paper's sizes (protocol.md): GSC 40 inputs x 98 frames, SSC 140 x 100, hidden 512, outputs 35, batch 16 on CPU.
 GSC_INPUTS, GSC_STEPS = 40, 98
@@ -28,13 +76,8 @@ def backends() -> list[str]:
     names = ["torch"]
     if torch.cuda.is_available():
         names.append("torch-cuda")
-        try:
-            from suite.ops.registry import get_ops
-
-            get_ops("numba-cuda")
+        if importlib.util.find_spec("numba") is not None:
             names.append("numba-cuda")
-        except Exception:  # unavailable backends are simply not benchmarked
-            pass
     return names
 
 
@@ -48,10 +91,14 @@ def resolve(name: str) -> tuple[str, torch.device]:
 
 
 def ops_for(name: str):
+    """(ops module, device) of a benchmark backend label; NotImplementedError (asv: skipped) when unusable."""
     from suite.ops.registry import get_ops
 
     backend, device = resolve(name)
-    return get_ops(backend), device
+    try:
+        return get_ops(backend), device
+    except Exception as err:  # SuiteError from the registry, or an import problem in an old commit
+        raise NotImplementedError(f"backend {name}: {err}") from None
 
 
 def generator(seed: int = 0) -> torch.Generator:

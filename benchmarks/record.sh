@@ -9,8 +9,9 @@
 # first; write A^..B to include A), the commit is checked out into a temporary git worktree and measured with
 #   ASV_PYTHONPATH=<worktree> asv run --set-commit-hash <sha> --environment existing:<python>
 # asv's "existing" environment installs nothing: the benchmark process imports `suite` from the worktree because
-# asv passes ASV_PYTHONPATH on as PYTHONPATH (ahead of the editable install of the main checkout), so the shared
-# virtual environment is never modified. The benchmark files themselves always come from the current checkout
+# asv passes ASV_PYTHONPATH on as PYTHONPATH, and benchmarks/common.py (told by SUITE_BENCH_WORKTREE) drops the
+# editable install's import hook, so a module an old commit lacks is missing rather than taken from the main
+# checkout. The shared virtual environment is never modified. The benchmark files themselves always come from the current checkout
 # (benchmarks/); a benchmark that needs something an old commit lacks skips itself (NotImplementedError in setup).
 # Then `asv publish` writes .asv/html (view it with `asv preview`).
 #
@@ -19,7 +20,7 @@
 set -euo pipefail
 
 if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 range=$1
@@ -66,7 +67,7 @@ for sha in "${commits[@]}"; do
     echo "== $(git log -1 --format='%h %s' "$sha")"
     git worktree add --detach --quiet "$wt" "$sha"
     worktrees+=("$wt")
-    if ! ASV_PYTHONPATH="$wt" asv run --set-commit-hash "$sha" --environment "existing:$python" "$@"; then
+    if ! SUITE_BENCH_WORKTREE="$wt" ASV_PYTHONPATH="$wt" asv run --set-commit-hash "$sha" --environment "existing:$python" "$@"; then
         echo "record.sh: asv run failed for $sha" >&2
         status=1
     fi

@@ -67,9 +67,8 @@ ID_COLUMNS = ["method", "variant", "D", "overrides", "backend", "protocol_versio
 TAIL_COLUMNS = ["source", "status", "note"]
 COLUMNS = ID_COLUMNS + [c for col in METRIC_COLUMNS for c in (col, f"{col}_std")] + TAIL_COLUMNS
 ALWAYS_SHOWN = ("method", "seeds", "test_acc", "source", "status")
-TERMINAL_COLUMNS = ("method", "D", "overrides", "backend", "protocol_version", "seeds", "test_acc", "official_acc",
-                    "params", "buffer_bits", "buffer_bits_learned", "synops", "latency_ms", "memory_mb", "source",
-                    "status")
+TERMINAL_COLUMNS = ("method", "D", "overrides", "backend", "test_acc", "official_acc", "params", "buffer_bits",
+                    "synops", "source")  # the Markdown/CSV tables carry every column
 DEFAULT_OUT = "leaderboard"
 MISSING = "—"
 
@@ -371,6 +370,10 @@ def to_markdown(protocol: str, frame: pd.DataFrame, plots: Iterable[Path] = ()) 
     return "\n".join(lines) + "\n"
 
 
+TERMINAL_LABELS = {"test_acc": "test %", "official_acc": "official %", "buffer_bits": "buffer bits",
+                   "synops": "synops", "protocol_version": "v"}  # short headers so 80 columns suffice
+
+
 def render_terminal(frames: dict[str, pd.DataFrame]) -> list[Table]:
     """One rich Table per protocol with the headline columns, for the CLI."""
     from rich.table import Table
@@ -379,15 +382,18 @@ def render_terminal(frames: dict[str, pd.DataFrame]) -> list[Table]:
     for protocol, frame in frames.items():
         cols = _shown_columns(frame, TERMINAL_COLUMNS)
         table = Table(title=f"Leaderboard: {protocol}", title_justify="left")
-        for col in cols:
-            right = col in METRIC_COLUMNS or col in ("D", "seeds", "protocol_version")
+        cells = [[format_cell(frame, i, c) for c in cols] for i in range(len(frame))]
+        for j, col in enumerate(cols):
+            label = TERMINAL_LABELS.get(col, COLUMN_LABELS[col])
             if col == "source":  # long citations: one line each in the terminal, in full in the Markdown
-                table.add_column(COLUMN_LABELS[col], overflow="ellipsis", no_wrap=True, max_width=40)
-            else:
-                table.add_column(COLUMN_LABELS[col], justify="right" if right else "left", overflow="fold")
-        for i in range(len(frame)):
+                table.add_column(label, overflow="fold", min_width=10, max_width=24)
+            else:  # never fold a value: give each column the width of its widest cell
+                right = col in METRIC_COLUMNS or col in ("D", "seeds", "protocol_version")
+                width = max([len(label), *(len(row[j]) for row in cells)])
+                table.add_column(label, justify="right" if right else "left", min_width=width)
+        for i, row in enumerate(cells):
             ours = frame["status"].iloc[i] == "measured" and str(frame["source"].iloc[i]).startswith("this suite")
-            table.add_row(*(format_cell(frame, i, c) for c in cols), style=None if ours else "dim")
+            table.add_row(*row, style=None if ours else "dim")
         tables.append(table)
     return tables
 

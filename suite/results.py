@@ -111,6 +111,25 @@ def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | Sui
             yield path, err
 
 
+def load_trained_model(path: Path, record: dict[str, Any]) -> Any:
+    """Rebuild the selected model of a record: its ModelSpec and ``models/<run_id>.pt`` beside ``records/``."""
+    import torch
+
+    from suite.models.network import DelayNetwork
+    from suite.specs import ModelSpec
+
+    weights = path.parent.parent / "models" / f"{record['run_id']}.pt"
+    if not weights.exists():
+        raise SuiteError(f"{path}: its model file {weights} is missing")
+    spec = ModelSpec(**record["model_spec"])
+    net = DelayNetwork(spec, record["spec"].get("backend", "torch"))
+    try:
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except Exception as err:
+        raise SuiteError(f"{weights}: cannot load into {spec.variant} ({type(err).__name__})") from None
+    return net
+
+
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,

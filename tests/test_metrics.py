@@ -219,7 +219,7 @@ def test_architecture_table(tmp_path: Path) -> None:
     trained = DelayNetwork(ModelSpec(variant="axonal", delay_type="axonal", n_inputs=6, n_hidden=(8, 8), n_outputs=5,
                                      kernel_size=5))
     out = tmp_path / "table.md"
-    rows = paper_architecture_table(out, trained, kernel_sizes=(5, 3), architectures=archs, latency_repeats=3)
+    rows = paper_architecture_table(out, [trained], kernel_sizes=(5, 3), architectures=archs, latency_repeats=3)
     assert len(rows) == 4 * 2 + 1
     matched = [r for r in rows if r["buffer_learned_bits"] is not None]
     assert [(r["dataset"], r["variant"], r["D"]) for r in matched] == [("tiny", "axonal", 5),

@@ -181,7 +181,7 @@ def test_render_terminal_and_bad_references(results: Path, tmp_path: Path) -> No
     tables = render_terminal(frames)
     assert len(tables) == 1 and tables[0].row_count == len(frames["gsc"])
     headers = [c.header for c in tables[0].columns]
-    assert "test acc % (best valid)" in headers and "source" in headers
+    assert "test %" in headers and "source" in headers
 
 
 def test_empty_results_dir(tmp_path: Path, refs_dir: Path) -> None:

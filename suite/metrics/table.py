@@ -85,7 +85,7 @@ def _markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def paper_architecture_table(out_md: Path, trained: DelayNetwork | None = None,
+def paper_architecture_table(out_md: Path, trained: Sequence[DelayNetwork] = (),
                              kernel_sizes: Sequence[int] = (31, 15),
                              architectures: Mapping[str, tuple[int, tuple[int, ...], int]] | None = None,
                              latency_repeats: int = 30, seed: int = 0) -> list[dict[str, Any]]:
@@ -102,14 +102,14 @@ def paper_architecture_table(out_md: Path, trained: DelayNetwork | None = None,
             for k in kernel_sizes:
                 spec = ModelSpec(variant=variant.split()[0], n_inputs=n_in, n_hidden=hidden, n_outputs=n_out,
                                  kernel_size=k, **overrides)
-                use_trained = trained is not None and _same_architecture(spec, trained.spec)
-                net = trained.hard_copy() if use_trained else DelayNetwork(spec).eval()  # type: ignore[union-attr]
-                rows.append(_row(net, label, variant, use_trained, latency_repeats))
+                match = next((t for t in trained if _same_architecture(spec, t.spec)), None)
+                net = match.hard_copy() if match is not None else DelayNetwork(spec).eval()
+                rows.append(_row(net, label, variant, match is not None, latency_repeats))
     trained_rows = []
-    if trained is not None:
-        spec = trained.spec
+    for model in trained:
+        spec = model.spec
         arch = "-".join(str(n) for n in (spec.n_inputs, *spec.n_hidden, spec.n_outputs))
-        trained_rows.append(_row(trained.hard_copy(), f"trained {arch}", spec.variant, True, latency_repeats))
+        trained_rows.append(_row(model.hard_copy(), f"trained {arch}", spec.variant, True, latency_repeats))
     text = [
         "# Paper architectures: parameters, delay buffers, streaming state and latency",
         "",
@@ -122,7 +122,9 @@ def paper_architecture_table(out_md: Path, trained: DelayNetwork | None = None,
         *_markdown(rows),
     ]
     if trained_rows:
-        text += ["", "## Trained model", "", *_markdown(trained_rows)]
+        text += ["", "## Trained models", "",
+                 "Learned sizes of models trained by `python -m suite run` (each line as deep as its own learned "
+                 "integer delay), next to their allocated sizes.", "", *_markdown(trained_rows)]
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_md.with_suffix(out_md.suffix + ".tmp")
@@ -135,9 +137,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="markdown file to write")
     parser.add_argument("--repeats", type=int, default=30, help="timed streaming steps per model")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="a results directory of `suite run`: its trained models get learned-size rows")
     args = parser.parse_args(argv)
-    paper_architecture_table(args.out, latency_repeats=args.repeats)
+    trained = trained_models(args.results) if args.results is not None else []
+    paper_architecture_table(args.out, trained=trained, latency_repeats=args.repeats)
     print(f"wrote {args.out}")
+
+
+def trained_models(results_dir: Path) -> list[DelayNetwork]:
+    """The selected (best-validation) model of every record in ``results_dir``, seed 0 of each variant/protocol."""
+    from suite.results import iter_records, load_trained_model
+
+    models = []
+    for path, record in iter_records(results_dir):
+        if isinstance(record, dict) and record["spec"]["seed"] == 0 and not record["spec"]["overrides"]:
+            models.append(load_trained_model(path, record))
+    return models
 
 
 if __name__ == "__main__":

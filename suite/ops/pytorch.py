@@ -23,8 +23,9 @@ How the kernels are laid out for speed (docs/performance.md has the measurements
   channels) with no permute copy; the backward calls ``convolution_backward`` directly in the same layout.
 - Soft synaptic delays are D accumulating matrix products over shifted time slices (contiguous in the time-major
   layout, no padding copy, rows that would only read padding skipped). The (D, N_in, N_out) kernel is never stored:
-  each tap's (N_in, N_out) slice is rebuilt from (weight, pos) when it is needed, in the forward and in the backward,
-  whose weight and position gradients are reduced tap by tap in closed form.
+  it is rebuilt from (weight, pos) a chunk of taps (8 MiB) at a time when it is needed, in the forward and in the
+  backward, whose weight and position gradients are reduced chunk by chunk in closed form.
+- Hard per-channel delays are the same depthwise convolution with one-hot kernels (faster than a gather there).
 - Hard synaptic delays without autograd group the synapses by delay into D sparse CSR matrices (one tap per synapse
   instead of D); with autograd they keep the dense one-product-per-delay form.
 """
@@ -106,8 +107,26 @@ class _LeakyReadout(torch.autograd.Function):
         return grad_x, None
 
 
+def _lif_spikes_inference(x: torch.Tensor, tau: float, v_threshold: float) -> torch.Tensor:
+    """The LIF without autograd: nothing saved, three small ops per step and no whole-sequence pass.
+
+    V = H - H S is exactly H (1 - S) for S in {0, 1}.
+    """
+    decay = 1.0 - 1.0 / tau
+    spikes = torch.empty_like(x)
+    h = torch.empty_like(x[0])
+    v = torch.zeros_like(x[0])
+    for t in range(x.shape[0]):
+        torch.add(x[t], v, alpha=decay, out=h)
+        torch.ge(h, v_threshold, out=spikes[t])
+        torch.addcmul(h, h, spikes[t], value=-1.0, out=v)
+    return spikes
+
+
 def lif_spikes(x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:
     """Spikes of a multi-step LIF over ``x`` of shape (T, ...): H = (1 - 1/tau) V + X, S = H >= thr, V = H (1 - S)."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return _lif_spikes_inference(x, tau, v_threshold)
     return _LIFSpikes.apply(x, tau, v_threshold, alpha)
 
 
@@ -198,19 +217,25 @@ def channel_delay(
 def channel_delay_hard(
     x: torch.Tensor, delays: torch.Tensor, kernel_size: int, pad_left: int, pad_right: int
 ) -> torch.Tensor:
-    """Per-channel integer delays (C,) in [0, D-1]: a gather, D times cheaper than the one-hot convolution."""
-    xpad = _pad_time(x, pad_left, pad_right)
-    t_out = xpad.shape[0] - kernel_size + 1
-    start = (kernel_size - 1 - delays).view(1, 1, -1)  # tap index i = D - 1 - delay
-    index = (torch.arange(t_out, device=x.device).view(-1, 1, 1) + start).expand(t_out, x.shape[1], x.shape[2])
-    return torch.gather(xpad, 0, index)
+    """Per-channel integer delays (C,) in [0, D-1]: the depthwise convolution with one-hot kernels (tap D - 1 - delay).
+
+    Exact (products by 1 and sums of zeros) and, in the channels-last layout, faster than a gather: 2.1 vs 3.2 ms on a
+    (128, 16, 512) input with 2 threads here.
+    """
+    kernel = F.one_hot(kernel_size - 1 - delays.to(device=x.device, dtype=torch.long), kernel_size).to(x.dtype)
+    return _ChannelConv.apply(x, kernel, pad_left, pad_right)
 
 
 # --------------------------------------------------------------------------------------- synaptic delays
 
 
+_CHUNK_ELEMENTS = 1 << 21
+"""Kernel taps are built this many elements at a time (8 MiB in float32): few, large element-wise ops (each a parallel
+region: hundreds of small ones stall on every OpenMP barrier when the cores are shared) at a bounded memory cost."""
+
+
 class _SynapticTaps:
-    """Tap-by-tap view of the (D, N_in, N_out) synaptic kernel ``K[k] = W.T * g_k``, never stored whole.
+    """The (D, N_in, N_out) synaptic kernel ``K[k] = W.T * g_k`` built a chunk of taps at a time, never stored whole.
 
     ``g_k = e_k / (sum_j e_j + eps)`` with ``e_k = exp(-z_k^2 / 2)``, ``z_k = (k - P.T - D // 2) / s`` (DCLS 'gauss').
     ``inv_norm = 1 / (sum_j e_j + eps)`` costs one pass over all taps; the forward saves it for the backward.
@@ -221,16 +246,22 @@ class _SynapticTaps:
         self.w_t = weight.t().contiguous()
         self.centre = pos.t().contiguous().add_(kernel_size // 2)
         self.sigma = abs(sig) + SIGMA_OFFSET
+        self.kernel_size = kernel_size
+        self.chunk = max(1, min(kernel_size, _CHUNK_ELEMENTS // max(1, self.centre.numel())))
         if inv_norm is None:
             total = torch.zeros_like(self.centre)
-            for k in range(kernel_size):
-                total.add_(self.e(self.z(k)))
+            for k0, k1 in self.chunks():
+                total.add_(self.e(self.z(k0, k1)).sum(0))
             inv_norm = total.add_(KERNEL_NORM_EPS).reciprocal_()
         self.inv_norm = inv_norm
 
-    def z(self, k: int) -> torch.Tensor:
-        """(k - centre) / s, a fresh tensor."""
-        return torch.sub(k, self.centre).div_(self.sigma)
+    def chunks(self) -> list[tuple[int, int]]:
+        return [(k0, min(k0 + self.chunk, self.kernel_size)) for k0 in range(0, self.kernel_size, self.chunk)]
+
+    def z(self, k0: int, k1: int) -> torch.Tensor:
+        """(k - centre) / s for taps k0..k1-1: a fresh (k1 - k0, N_in, N_out) tensor."""
+        taps = torch.arange(k0, k1, device=self.centre.device, dtype=self.centre.dtype).view(-1, 1, 1)
+        return torch.sub(taps, self.centre).div_(self.sigma)
 
     @staticmethod
     def e(z: torch.Tensor) -> torch.Tensor:
@@ -250,11 +281,13 @@ class _SynapticDelay(torch.autograd.Function):
         taps = _SynapticTaps(weight, pos, sig, kernel_size)
         scaled_w = taps.w_t * taps.inv_norm
         y = x.new_zeros(t_out, batch, weight.shape[0])
-        for k in range(kernel_size):
-            lo, hi, src = _tap_range(k, t_in, t_out, pad_left)
-            if hi > lo:
-                kernel_k = taps.e(taps.z(k)).mul_(scaled_w)
-                y[lo:hi].view(-1, y.shape[2]).addmm_(x[src: src + hi - lo].reshape(-1, n_in), kernel_k)
+        y2 = y.view(-1, y.shape[2])
+        for k0, k1 in taps.chunks():
+            kernel = taps.e(taps.z(k0, k1)).mul_(scaled_w)
+            for k in range(k0, k1):
+                lo, hi, src = _tap_range(k, t_in, t_out, pad_left)
+                if hi > lo:
+                    y2[lo * batch: hi * batch].addmm_(x[src: src + hi - lo].reshape(-1, n_in), kernel[k - k0])
         ctx.save_for_backward(x, weight, pos, taps.inv_norm)
         ctx.sig, ctx.kernel_size, ctx.pad_left = sig, kernel_size, pad_left
         return y
@@ -263,35 +296,38 @@ class _SynapticDelay(torch.autograd.Function):
     def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
         x, weight, pos, inv_norm = ctx.saved_tensors
         need_x, need_w, need_p = ctx.needs_input_grad[:3]
-        t_in, _, n_in = x.shape
+        t_in, batch, n_in = x.shape
         t_out, _, n_out = grad_y.shape
-        grad_y = grad_y.contiguous()
+        gy2 = grad_y.contiguous().view(-1, n_out)
         taps = _SynapticTaps(weight, pos, ctx.sig, ctx.kernel_size, inv_norm)
         grad_x = torch.zeros_like(x) if need_x else None
+        gx2 = grad_x.view(-1, n_in) if grad_x is not None else None
         # dL/dW.T = sum_k G_k g_k, dL/dc = W.T (sum_k G_k g_k z_k - (sum_k G_k g_k)(sum_k g_k z_k)) / s, G = dL/dK.
         acc_g = torch.zeros_like(taps.centre) if (need_w or need_p) else None
         acc_gz = torch.zeros_like(taps.centre) if need_p else None
         acc_z = torch.zeros_like(taps.centre) if need_p else None
-        grad_k = x.new_empty(n_in, n_out) if acc_g is not None else None
-        for k in range(ctx.kernel_size):
-            lo, hi, src = _tap_range(k, t_in, t_out, ctx.pad_left)
-            if hi <= lo and not need_p:
-                continue
-            z = taps.z(k)
+        for k0, k1 in taps.chunks():
+            z = taps.z(k0, k1)
             g = taps.e(z.clone() if need_p else z).mul_(inv_norm)
-            if need_p:
-                acc_z.addcmul_(g, z)
-            if hi <= lo:
-                continue
-            gy = grad_y[lo:hi].view(-1, n_out)
+            ranges = [_tap_range(k, t_in, t_out, ctx.pad_left) for k in range(k0, k1)]
             if need_x:
-                grad_x[src: src + hi - lo].view(-1, n_in).addmm_(gy, torch.mul(g, taps.w_t).t())
-            if grad_k is not None:
-                torch.mm(x[src: src + hi - lo].reshape(-1, n_in).t(), gy, out=grad_k)
-                grad_k.mul_(g)
-                acc_g.add_(grad_k)
+                kernel = g * taps.w_t
+                for j, (lo, hi, src) in enumerate(ranges):
+                    if hi > lo:
+                        gx2[src * batch: (src + hi - lo) * batch].addmm_(gy2[lo * batch: hi * batch], kernel[j].t())
+                del kernel
+            if acc_g is not None:
+                grad_k = torch.empty_like(g)
+                for j, (lo, hi, src) in enumerate(ranges):
+                    if hi > lo:
+                        torch.mm(x[src: src + hi - lo].reshape(-1, n_in).t(), gy2[lo * batch: hi * batch],
+                                 out=grad_k[j])
+                    else:
+                        grad_k[j].zero_()
+                acc_g.add_(grad_k.mul_(g).sum(0))
                 if need_p:
-                    acc_gz.addcmul_(grad_k, z)
+                    acc_gz.add_(grad_k.mul_(z).sum(0))
+                    acc_z.add_(g.mul_(z).sum(0))
         grad_w = acc_g.t() if need_w else None
         grad_p = None
         if need_p:
