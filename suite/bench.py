@@ -618,8 +618,8 @@ def markdown(report: Mapping[str, Any]) -> str:
     parity = "; ".join(f"{dt} " + ", ".join(f"{b} soft {e['soft']['max_abs']:.1e} hard {e['hard']['max_abs']:.1e}"
                                             for b, e in res["parity"].items())
                        for dt, res in report["variants"].items())
-    lines += ["", f"Parity (max |ours - published| of the forward output, asserted <= {report['parity_tolerance']:g} "
-              f"before timing): {parity}.",
+    lines += ["", "Parity, asserted before timing (teacher-forced, layer by layer: max |ours - published| of every "
+              f"neuron input and of the output membrane, <= {report['parity_tolerance']:g}): {parity}.",
               f"Machine: {env['cpu']} ({env['cpu_count']} CPUs){', ' + env['gpu'] if env.get('gpu') else ''}; "
               f"{env['platform']}; Python {env['python']}, torch {env['torch']}, dcls {env['dcls']}, spikingjelly "
               f"{env['spikingjelly']}; commit {env['git_commit']}.",

@@ -15,9 +15,10 @@ cross-correlation with a kernel of length D runs over time. A kernel peak at tap
 
 How the kernels are laid out for speed (docs/performance.md has the measurements behind each choice):
 
-- LIF and readout are whole-sequence autograd Functions: every per-step update is one fused op writing straight into
-  the saved sequence (two ops per step forward for the LIF, one for the readout and for every backward step); the
-  element-wise work that does not depend on the recurrence (surrogate, reset masks) runs once over the whole sequence.
+- LIF and readout are whole-sequence autograd Functions with small in-place per-step ops writing straight into the
+  saved sequence (three per step for the LIF forward, one for the readout and for every backward step); the
+  element-wise work that does not depend on the recurrence (spikes, surrogate, reset masks) runs once over the whole
+  sequence. Without autograd the LIF runs a loop that saves nothing.
 - Per-channel delays are a depthwise convolution. The time-major (T, B, C) tensor *is* the channels-last layout of a
   (1, C, T, B) image, so ``conv2d`` with a (C, 1, D, 1) kernel runs oneDNN's NHWC depthwise kernel (vectorised over
   channels) with no permute copy; the backward calls ``convolution_backward`` directly in the same layout.
@@ -52,38 +53,48 @@ def atan_surrogate_grad(h_minus_thr: torch.Tensor, alpha: float) -> torch.Tensor
 # ------------------------------------------------------------------------------------------------------ LIF
 
 
-class _LIFSpikes(torch.autograd.Function):
-    """Whole-sequence LIF: two ops per step forward, one per step backward, no per-step graph.
+def _just_below(value: float, dtype: torch.dtype) -> float:
+    """The largest ``dtype`` number below ``value``: ``x > _just_below(v)`` is ``x >= v`` for every ``dtype`` x."""
+    return float(torch.nextafter(torch.tensor(value, dtype=dtype), torch.tensor(-math.inf, dtype=dtype)))
 
-    The loop runs on the negated potential ``n = -H`` so that the reset is one ``threshold`` op:
-    ``w = -V = n if n > -thr else 0`` (exactly ``V = H (1 - [H >= thr])``), and ``n[t] = -X[t] + decay * w``.
-    Negation is exact in floating point, so the sequence equals the direct recurrence bit for bit.
+
+class _LIFSpikes(torch.autograd.Function):
+    """Whole-sequence LIF: three small in-place ops per step forward, one per step backward, no per-step graph.
+
+    Forward step: ``H[t] = X[t] + decay V`` written straight into the saved sequence, ``F = threshold(H, thr-, 0)``
+    (H where H >= thr, else 0) and ``V = H - F``, which is exactly ``H (1 - S)``. Spikes come from one comparison over
+    the whole sequence afterwards.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:  # type: ignore[override]
         decay = 1.0 - 1.0 / tau
-        neg_h = torch.neg(x)  # becomes -H[t] in place, step by step
-        w = torch.zeros_like(x[0])
-        for t in range(x.shape[0]):
-            if t:
-                neg_h[t].add_(w, alpha=decay)
-            torch.threshold(neg_h[t], -v_threshold, 0.0, out=w)
-        spikes = torch.le(neg_h, -v_threshold, out=torch.empty_like(neg_h))
-        ctx.save_for_backward(neg_h)
+        below = _just_below(v_threshold, x.dtype)
+        h_seq = torch.empty_like(x, memory_format=torch.contiguous_format)
+        fired = torch.empty_like(h_seq[0])
+        v = torch.zeros_like(h_seq[0])
+        for x_t, h_t in zip(x.unbind(0), h_seq.unbind(0), strict=True):  # unbind: all step views in one call
+            torch.add(x_t, v, alpha=decay, out=h_t)
+            torch.threshold(h_t, below, 0.0, out=fired)
+            torch.sub(h_t, fired, out=v)
+        spikes = torch.ge(h_seq, v_threshold, out=torch.empty_like(h_seq))
+        ctx.save_for_backward(h_seq)
         ctx.decay, ctx.v_threshold, ctx.alpha = decay, v_threshold, alpha
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor):  # type: ignore[override]
-        (neg_h,) = ctx.saved_tensors
-        # dL/dH[t] = g[t] surrogate[t] + dL/dH[t+1] * decay * (1 - S[t]); the surrogate is even in H - thr.
-        # Element-wise parts in place over the whole sequence (each fresh tensor costs page faults on CPU).
-        scaled = torch.add(neg_h, ctx.v_threshold).mul_(math.pi / 2 * ctx.alpha)
-        grad_x = scaled.square_().add_(1.0).reciprocal_().mul_(ctx.alpha / 2).mul_(grad_spikes)
-        carry = torch.gt(neg_h, -ctx.v_threshold, out=torch.empty_like(neg_h)).mul_(ctx.decay)
+        (h_seq,) = ctx.saved_tensors
+        # dL/dH[t] = g[t] surrogate[t] + dL/dH[t+1] * decay * (1 - S[t]), surrogate = (alpha/2) / (1 + (c (H - thr))^2)
+        # with c = pi/2 alpha: three whole-sequence passes (each fresh tensor also costs page faults on CPU).
+        centred = torch.sub(h_seq, ctx.v_threshold)
+        scale = (math.pi / 2 * ctx.alpha) ** 2
+        grad_x = torch.addcmul(centred.new_ones(()), centred, centred, value=scale)
+        torch.addcdiv(centred.new_zeros(()), grad_spikes, grad_x, value=ctx.alpha / 2, out=grad_x)
+        carry = torch.lt(h_seq, ctx.v_threshold, out=centred).mul_(ctx.decay)
+        g_steps, c_steps = grad_x.unbind(0), carry.unbind(0)
         for t in range(grad_x.shape[0] - 2, -1, -1):
-            grad_x[t].addcmul_(grad_x[t + 1], carry[t])
+            g_steps[t].addcmul_(g_steps[t + 1], c_steps[t])
         return grad_x, None, None, None
 
 
@@ -94,16 +105,18 @@ class _LeakyReadout(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
         decay = 1.0 - 1.0 / tau
         v_seq = x.clone(memory_format=torch.contiguous_format)
+        steps = v_seq.unbind(0)
         for t in range(1, x.shape[0]):
-            v_seq[t].add_(v_seq[t - 1], alpha=decay)
+            steps[t].add_(steps[t - 1], alpha=decay)
         ctx.decay = decay
         return v_seq
 
     @staticmethod
     def backward(ctx, grad_v_seq: torch.Tensor):  # type: ignore[override]
         grad_x = grad_v_seq.clone(memory_format=torch.contiguous_format)
+        steps = grad_x.unbind(0)
         for t in range(grad_x.shape[0] - 2, -1, -1):
-            grad_x[t].add_(grad_x[t + 1], alpha=ctx.decay)
+            steps[t].add_(steps[t + 1], alpha=ctx.decay)
         return grad_x, None
 
 
@@ -116,10 +129,10 @@ def _lif_spikes_inference(x: torch.Tensor, tau: float, v_threshold: float) -> to
     spikes = torch.empty_like(x)
     h = torch.empty_like(x[0])
     v = torch.zeros_like(x[0])
-    for t in range(x.shape[0]):
-        torch.add(x[t], v, alpha=decay, out=h)
-        torch.ge(h, v_threshold, out=spikes[t])
-        torch.addcmul(h, h, spikes[t], value=-1.0, out=v)
+    for x_t, s_t in zip(x.unbind(0), spikes.unbind(0), strict=True):
+        torch.add(x_t, v, alpha=decay, out=h)
+        torch.ge(h, v_threshold, out=s_t)
+        torch.addcmul(h, h, s_t, value=-1.0, out=v)
     return spikes
 
 
@@ -206,12 +219,28 @@ class _ChannelConv(torch.autograd.Function):
         return grad_x, grad_k, None, None
 
 
+def _channel_conv_inference(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:
+    """The depthwise correlation without autograd: the convolution pads (symmetrically, max(L, R) steps) instead of a
+    padded copy of the input, and the output rows that belong to the (L, R) padding are a contiguous slice."""
+    channels, size = kernel.shape
+    pad = max(pad_left, pad_right)
+    y = F.conv2d(_as_image(x), kernel.reshape(channels, 1, size, 1), groups=channels, padding=(pad, 0))
+    start = pad - pad_left
+    return _from_image(y[:, :, start: start + x.shape[0] + pad_left + pad_right - size + 1])
+
+
+def _channel_conv(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:
+    if torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad):
+        return _ChannelConv.apply(x, kernel, pad_left, pad_right)
+    return _channel_conv_inference(x, kernel, pad_left, pad_right)
+
+
 def channel_delay(
     x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int, pad_left: int, pad_right: int
 ) -> torch.Tensor:
     """Per-channel soft delay: x (T, B, C), pos (C,) -> (T + pad_left + pad_right - D + 1, B, C)."""
     kernel = gaussian_kernel(pos, sig, kernel_size)  # (C, D), small: its own autograd graph carries dP
-    return _ChannelConv.apply(x, kernel, pad_left, pad_right)
+    return _channel_conv(x, kernel, pad_left, pad_right)
 
 
 def channel_delay_hard(
@@ -223,7 +252,7 @@ def channel_delay_hard(
     (128, 16, 512) input with 2 threads here.
     """
     kernel = F.one_hot(kernel_size - 1 - delays.to(device=x.device, dtype=torch.long), kernel_size).to(x.dtype)
-    return _ChannelConv.apply(x, kernel, pad_left, pad_right)
+    return _channel_conv(x, kernel, pad_left, pad_right)
 
 
 # --------------------------------------------------------------------------------------- synaptic delays
