@@ -127,15 +127,6 @@ def sync(device: torch.device) -> None:
 
 def median_time(fn, device: torch.device, repeats: int = 3) -> float:
     """Median wall time of ``fn()`` after one warm-up call (for the ratio ``track_*`` benchmarks)."""
-    import statistics
-    import time
+    from suite.metrics.latency import time_callable
 
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return time_callable(fn, device, warmup=1, repeats=repeats)["median_s"]

@@ -19,9 +19,7 @@ import datetime as dt
 import math
 import os
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -32,6 +30,7 @@ from typing import Any
 import torch
 
 from suite.errors import SuiteError
+from suite.metrics.latency import time_callable
 
 BACKENDS = ("torch", "numba-cuda")
 
@@ -290,23 +289,9 @@ def compare_case(case: OpCase, reference: ModuleType, candidate: ModuleType, tol
 
 
 # ---------------------------------------------------------------------------------------------------------- timing
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_ms(fn: Callable[[], Any], device: torch.device, warmup: int, reps: int) -> float:
     """Median wall time of ``fn`` in ms, with the device synchronised before and after every call."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return 1e3 * time_callable(fn, device, warmup, reps)["median_s"]
 
 
 def _op_timer(ops: ModuleType, case: OpCase) -> Callable[[], None]:
