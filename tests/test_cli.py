@@ -108,3 +108,15 @@ def test_run_all_then_noop_then_leaderboard_and_verify(tiny_protocol_path: Path,
     assert [w for w in warnings if "garbage.json: corrupt JSON at line 1" in w], warnings
     assert main(["verify", str(out), "--references", str(references)]) == 1  # the broken file is an error
     assert "garbage.json" in capsys.readouterr().out
+
+
+def test_data_check_with_protocol_and_root(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "synth", "--format", "ssc", "--out", str(tmp_path), "--per-class", "1", "--classes", "5"]) == 0
+    capsys.readouterr()
+    assert main(["data", "check", "--protocol", "ssc", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ssc data at" in out and "structure ok" in out and "differs" in out
+    assert main(["data", "check", "--protocol", "ssc", "--root", str(tmp_path), "--strict"]) == 1
+    assert main(["data", "check", "--protocol", "gsc", "--root", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "GSC root not found" in err and err.count("\n") == 1

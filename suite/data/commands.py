@@ -38,7 +38,11 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="count samples per split and compare with the official sizes",
                            description="Check a data root's structure and compare split sizes with the official ones.")
-    check.add_argument("root", type=Path, help="data root (GSC folder, or folder of ssc_*.h5 / shd_*.h5)")
+    check.add_argument("root", type=Path, nargs="?", default=None,
+                       help="data root (GSC folder, or folder of ssc_*.h5 / shd_*.h5); or give --root")
+    check.add_argument("--root", dest="root_option", type=Path, default=None, help="data root (same as ROOT)")
+    check.add_argument("--protocol", default=None,
+                       help="protocol whose data format to check (gsc, ssc, shd, ...); sets --format")
     check.add_argument("--format", dest="format", choices=("gsc", "ssc", "shd"), default=None,
                        help="data format (default: detected from the files)")
     check.add_argument("--strict", action="store_true", help="exit 1 when sizes differ from the official ones")
@@ -110,8 +114,14 @@ def inspect_root(root: Path, kind: str, deep: bool) -> tuple[dict[str, int], int
 
 def run_check(args: argparse.Namespace) -> int:
     """Print a table of split sizes against the official ones; see the module docstring for exit codes."""
-    root: Path = args.root
+    root: Path | None = args.root_option or args.root
     try:
+        if root is None:
+            raise SuiteError("data check: give the data root (ROOT or --root DIR)")
+        if args.protocol is not None and args.format is None:
+            from suite.registry import get_protocol
+
+            args.format = get_protocol(args.protocol).data["kind"]
         kind = args.format or detect_format(root)
         sizes, classes = inspect_root(root, kind, deep=not args.quick)
     except SuiteError as err:
