@@ -197,5 +197,21 @@ class OfficialDelaySNN(nn.Module):
         functional.reset_net(self)  # drop the stored graph tensors: keeps the module deep-copyable
         return v_seq
 
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The official optimiser groups (weights with L2, BatchNorm without, positions), as DelayNetwork names them,
+        so the same training-step code drives both stacks."""
+        groups: dict[str, list[nn.Parameter]] = {"weights": [], "norm": [], "positions": []}
+        for lay in self.snn:
+            groups["weights"].append(lay.delay_layer.weight if lay.delay_type == "synaptic" else lay.W.weight)
+            if getattr(lay, "normalize", False):
+                groups["norm"] += [lay.norm.weight, lay.norm.bias]
+            groups["positions"].append(lay.delay_layer.P)
+        return groups
+
+    def after_step(self) -> None:
+        """Official ``reset_model(train=True)``: clamp the positions after every optimiser step."""
+        for lay in self.snn:
+            lay.delay_layer.clamp_parameters()
+
     def trainable_parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

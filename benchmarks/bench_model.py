@@ -60,11 +60,11 @@ def _published(net, delay_type: str):
 def _train_step(model, x: torch.Tensor, labels: torch.Tensor):
     """Forward, summed-softmax loss, backward, two Adam optimisers (weights/BatchNorm, positions), position clamp."""
     try:
-        from suite.bench import make_step
+        from suite.metrics.latency import make_train_step
     except ImportError:  # older commits: the same step, inline
-        make_step = None
-    if make_step is not None:
-        return make_step(model, x, labels)
+        make_train_step = None
+    if make_train_step is not None:
+        return make_train_step(model, x, labels)
     from suite.models.network import summed_softmax_loss
 
     model.train()

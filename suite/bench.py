@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.errors import SuiteError
+from suite.metrics.latency import make_train_step
 
 PARITY_TOL = 1e-4
 """Largest absolute difference of the forward output sequences (ours vs published) accepted before timing."""
@@ -239,48 +240,6 @@ def check_parity(name: str, delay_type: str, ours: nn.Module, published: nn.Modu
 # ------------------------------------------------------------------------------------------ train step
 
 
-def optimiser_groups(model: nn.Module) -> tuple[dict[str, list[nn.Parameter]], Callable[[], None]]:
-    """Parameter groups of the official optimisers (weights with L2, BatchNorm, positions) and the after-step hook."""
-    if hasattr(model, "param_groups"):
-        return model.param_groups(), model.after_step
-    groups: dict[str, list[nn.Parameter]] = {"weights": [], "norm": [], "positions": []}
-    for lay in model.snn:
-        groups["weights"].append(lay.delay_layer.weight if lay.delay_type == "synaptic" else lay.W.weight)
-        if getattr(lay, "normalize", False):
-            groups["norm"] += [lay.norm.weight, lay.norm.bias]
-        groups["positions"].append(lay.delay_layer.P)
-
-    def after_step() -> None:
-        for lay in model.snn:
-            lay.delay_layer.clamp_parameters()
-
-    return groups, after_step
-
-
-def make_step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> Callable[[], float]:
-    """The protocol's training step on one batch, the same for both stacks (lr 1e-3 / L2 1e-5 on weights, positions
-    lr 0.1, official summed-softmax loss, position clamp after the step). Trains ``model`` in place."""
-    from suite.models.network import summed_softmax_loss
-
-    model.train()
-    groups, after_step = optimiser_groups(model)
-    optimisers = [torch.optim.Adam([{"params": groups["weights"], "weight_decay": 1e-5},
-                                    {"params": groups["norm"], "weight_decay": 0.0}], lr=1e-3),
-                  torch.optim.Adam(groups["positions"], lr=0.1)]
-
-    def step() -> float:
-        for opt in optimisers:
-            opt.zero_grad(set_to_none=True)
-        loss = summed_softmax_loss(model(x), labels)
-        loss.backward()
-        for opt in optimisers:
-            opt.step()
-        after_step()
-        return float(loss.detach())
-
-    return step
-
-
 def make_inference(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     def infer() -> None:
         with torch.no_grad():
@@ -358,7 +317,7 @@ def _memory_worker(request: Mapping[str, Any]) -> dict[str, Any]:
 
         model = DelayNetwork(spec, stack)
     x, labels = bench_inputs(cfg, "cpu")
-    step = make_step(model, x, labels)
+    step = make_train_step(model, x, labels)
     if request["run"]:
         step()
     return {"maxrss_bytes": peak_rss_bytes(), "stack": stack, "run": bool(request["run"])}
@@ -408,7 +367,7 @@ def cpu_train_peak_memory(cfg: BenchConfig, delay_type: str, stack: str) -> dict
 
 def cuda_train_peak_memory(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     dev = x.device
-    step = make_step(model, x, labels)
+    step = make_train_step(model, x, labels)
     torch.cuda.synchronize(dev)
     torch.cuda.reset_peak_memory_stats(dev)
     before = torch.cuda.memory_allocated(dev)
@@ -495,8 +454,8 @@ def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None])
         result["parity"][name] = check_parity(name, delay_type, model, published, x)
     worst = ", ".join(f"{n} {max(e['max_abs'] for e in modes.values()):.2g}" for n, modes in result["parity"].items())
     say(f"{delay_type}: parity ok (max abs {worst}); timing training steps and the dense matmuls alone")
-    steps = {name: make_step(copy.deepcopy(m), x, labels) for name, m in ours.items()}
-    steps[PUBLISHED] = make_step(copy.deepcopy(published), x, labels)
+    steps = {name: make_train_step(copy.deepcopy(m), x, labels) for name, m in ours.items()}
+    steps[PUBLISHED] = make_train_step(copy.deepcopy(published), x, labels)
     steps[DENSE] = make_dense_reference(cfg, device)  # interleaved with the steps: the same load for the ratio
     timed = time_interleaved(steps, device, cfg.warmup, cfg.repeats)
     result["dense_matmuls"] = timed.pop(DENSE)

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from suite.errors import SuiteError
+from suite.specs import load_yaml
 
 REFERENCES_DIR = Path(__file__).resolve().parent.parent / "reference_results"
 PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"
@@ -215,12 +214,7 @@ def load_reference_file(path: Path) -> list[Reference]:
         text = path.read_text()
     except OSError as err:
         raise SuiteError(f"{file}: cannot read reference file ({err.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f" line {mark.line + 1}" if mark is not None else ""
-        raise SuiteError(f"{file}:{at} malformed YAML ({getattr(err, 'problem', None) or err})") from None
+    data = load_yaml(text, file)
     if not isinstance(data, Mapping):
         raise SuiteError(f"{file}: expected a mapping with an 'entries' list at the top level")
     unknown = sorted(set(data) - set(FILE_KEYS))

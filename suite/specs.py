@@ -194,23 +194,24 @@ def _from_mapping(cls: type, data: Any, where: str) -> Any:
 
 
 def model_spec_from_yaml(text: str, where: str = "model spec") -> ModelSpec:
-    return _from_mapping(ModelSpec, _safe_load(text, where), where)
+    return _from_mapping(ModelSpec, load_yaml(text, where), where)
 
 
 def run_spec_from_yaml(text: str, where: str = "run spec") -> RunSpec:
-    data = _safe_load(text, where)
+    data = load_yaml(text, where)
     if isinstance(data, Mapping) and isinstance(data.get("overrides"), Mapping):
         data = {**data, "overrides": tuple(sorted(data["overrides"].items()))}
     return _from_mapping(RunSpec, data, where)
 
 
-def _safe_load(text: str, where: str) -> Any:
+def load_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` whose syntax errors are one-line SuiteErrors naming ``where`` and the line."""
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark is not None else ""
-        raise SuiteError(f"{where}:{at} malformed YAML ({getattr(err, 'problem', err)})") from None
+        raise SuiteError(f"{where}:{at} malformed YAML ({getattr(err, 'problem', None) or err})") from None
 
 
 PROTOCOL_KEYS = {f.name for f in fields(ProtocolSpec)}
@@ -223,7 +224,7 @@ def load_protocol_file(path: Path) -> ProtocolSpec:
         text = path.read_text()
     except OSError as err:
         raise SuiteError(f"{where}: cannot read protocol file ({err.strerror})") from None
-    data = _safe_load(text, where)
+    data = load_yaml(text, where)
     _check(isinstance(data, Mapping), where, "expected a mapping at the top level")
     unknown = sorted(set(data) - PROTOCOL_KEYS)
     _check(not unknown, where, f"unknown keys {unknown}; known: {sorted(PROTOCOL_KEYS)}")
