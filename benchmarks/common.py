@@ -58,8 +58,14 @@ except ImportError:
 
 
 def prepare() -> None:
-    """Call first in every setup: the thread count (and the thread pool) of this benchmark process."""
+    """Call first in every setup: the thread count (and the thread pool) of this benchmark process, and the process
+    settings the runner uses (``suite.runtime``; commits older than that module run without them)."""
     torch.set_num_threads(THREADS)
+    try:
+        from suite.runtime import configure_cpu_process
+    except ImportError:
+        return
+    configure_cpu_process()
 
 
 # The paper's sizes (protocol.md): GSC 40 inputs x 98 frames, SSC 140 x 100, hidden 512, outputs 35, batch 16 on CPU.

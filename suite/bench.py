@@ -51,6 +51,8 @@ from torch import nn
 
 from suite.errors import SuiteError
 from suite.metrics.latency import make_train_step
+from suite.metrics.memory import MALLOC_ENV
+from suite.runtime import configure_cpu_process
 
 PARITY_TOL = 1e-4
 """Largest absolute difference of the forward output sequences (ours vs published) accepted before timing."""
@@ -60,7 +62,6 @@ PROTOCOL_SHAPES: dict[str, tuple[int, int]] = {"gsc": (40, 98), "ssc": (140, 100
 N_OUTPUTS = 35
 PUBLISHED = "published"
 DENSE = "dense matmuls"
-MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 SCHEMA = 1
 
 
@@ -80,6 +81,7 @@ class BenchConfig:
     device: str = "cpu"
     threads: int | None = 2
     memory: bool = True
+    retain_freed_memory: bool = True
     seed: int = 0
 
     @property
@@ -89,16 +91,18 @@ class BenchConfig:
 
 @dataclass
 class Timing:
-    """Per-call wall times (and process CPU times) of one timed callable."""
+    """Per-call wall times, process CPU times and minor page faults of one timed callable."""
 
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    minor_faults: list[int] = field(default_factory=list)
 
     def stats(self) -> dict[str, float]:
         w = sorted(self.wall)
         q = statistics.quantiles(w, n=4, method="inclusive") if len(w) > 1 else [w[0]] * 3
         return {"median_s": statistics.median(w), "iqr_s": q[2] - q[0], "min_s": w[0],
-                "mean_s": statistics.fmean(w), "cpu_median_s": statistics.median(self.cpu), "repeats": len(w)}
+                "mean_s": statistics.fmean(w), "cpu_median_s": statistics.median(self.cpu),
+                "minor_faults_median": statistics.median(self.minor_faults), "repeats": len(w)}
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -289,11 +293,13 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], device: torch.device 
     for _ in range(repeats):
         for name, fn in fns.items():
             _sync(dev)
+            faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             wall0, cpu0 = time.perf_counter(), time.process_time()
             fn()
             _sync(dev)
             timings[name].wall.append(time.perf_counter() - wall0)
             timings[name].cpu.append(time.process_time() - cpu0)
+            timings[name].minor_faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0)
     return {name: t.stats() for name, t in timings.items()}
 
 
@@ -301,7 +307,13 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], device: torch.device 
 
 
 def _memory_worker(request: Mapping[str, Any]) -> dict[str, Any]:
-    """Inside a fresh process: build one stack, its data and optimisers, run one training step if asked."""
+    """Inside a fresh process: build one stack, its data and optimisers, run one training step if asked.
+
+    Both processes load the compiled CPU recurrences first, so that the difference holds no compiler memory.
+    """
+    from suite.ops import cpu_recurrences
+
+    cpu_recurrences.load_kernels()
     if request.get("threads"):
         torch.set_num_threads(int(request["threads"]))
     cfg = BenchConfig(**{**request["config"], "n_hidden": tuple(request["config"]["n_hidden"]),
@@ -340,7 +352,7 @@ def peak_rss_bytes() -> int:
 
 
 def _run_worker(request: Mapping[str, Any], timeout: float = 1800.0) -> dict[str, Any]:
-    env = {**os.environ, **MEMORY_ENV}
+    env = {**os.environ, **MALLOC_ENV}
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
@@ -501,6 +513,7 @@ def run_bench(cfg: BenchConfig, say: Callable[[str], None] = lambda _: None) -> 
             raise SuiteError(f"bench --variants: {v!r} has no published counterpart; expected some of {DELAY_TYPES}")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise SuiteError("bench --device cuda: no CUDA device is available to torch")
+    process_settings = configure_cpu_process(cfg.retain_freed_memory)
     previous_threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -513,6 +526,7 @@ def run_bench(cfg: BenchConfig, say: Callable[[str], None] = lambda _: None) -> 
     env = environment(cfg)
     env["torch_threads"] = cfg.threads or previous_threads
     env["loadavg_before"], env["loadavg_after"] = list(load_before), list(load_after)
+    env["process_settings"] = process_settings
     return {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": _config_json(cfg),
             "parity_tolerance": PARITY_TOL, "ratio": "published / ours (> 1: ours faster or smaller)",
             "environment": env, "variants": variants}
@@ -629,6 +643,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         time_steps=args.time_steps or steps, batch=batch, variants=tuple(args.variants),
         backends=tuple(available_backends(args.backends, args.device)), repeats=args.repeats, warmup=args.warmup,
         device=args.device, threads=args.threads if args.device == "cpu" else None, memory=args.memory,
+        retain_freed_memory=args.retain_freed_memory,
         seed=args.seed)
 
 
@@ -670,6 +685,8 @@ def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=3, help="hidden layers (default 3)")
     p.add_argument("--kernel-size", type=int, default=31, help="delay kernel length D (default 31)")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory measurement")
+    p.add_argument("--default-malloc", dest="retain_freed_memory", action="store_false",
+                   help="leave glibc's malloc settings alone (default: keep freed memory, see suite/runtime.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     p.add_argument("--markdown", type=Path, default=None, help="write the Markdown table here")

@@ -37,6 +37,7 @@ from suite.results import (
     record_path,
     write_record,
 )
+from suite.runtime import configure_cpu_process
 from suite.specs import ProtocolSpec, RunSpec
 
 
@@ -60,13 +61,6 @@ class EvalResult:
     accuracy: float
     batch_mean_accuracy: float
     samples: int
-
-
-def flush_denormals() -> None:
-    """Treat subnormal floats as zero on CPU (process-wide). Once SIG has decayed, kernel taps, gradients and Adam
-    moments hold values below 1e-38 that x86 CPUs process 10-100x slower (gsc-mini synaptic: 9 s instead of 0.9 s per
-    epoch); they are far below float32 resolution of any sum they enter, so no reported number depends on them."""
-    torch.set_flush_denormal(True)
 
 
 def seed_everything(seed: int) -> None:
@@ -160,7 +154,7 @@ def run_training(
     cache_dir = cache_dir or out_dir / ".cache"
 
     datasets = build_datasets(dict(protocol.data), data_root, cache_dir)
-    flush_denormals()
+    configure_cpu_process()
     seed_everything(spec.seed)
     model, model_spec = create_model(spec.variant, protocol, spec.backend, dict(spec.overrides))
     model.to(dev)

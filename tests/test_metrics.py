@@ -10,7 +10,7 @@ from torch import nn
 
 from suite.metrics import count_parameters, runtime_metrics, static_metrics, synaptic_operations
 from suite.metrics.latency import time_callable
-from suite.metrics.memory import _measure, measure_in_subprocess, peak_memory
+from suite.metrics.memory import _measure, measure_in_subprocess
 from suite.metrics.table import paper_architecture_table
 from suite.models.lif import LIF
 from suite.models.network import DelayNetwork
@@ -155,22 +155,16 @@ def test_synops_match_neurobench_on_linear_lif() -> None:
 
 # ---------------------------------------------------------------- memory and latency
 
-def test_peak_memory_cpu_sees_a_known_allocation() -> None:
-    n_bytes = 40_000_000
+@pytest.mark.parametrize("n_bytes", [24_000_000, 40_000_000])
+def test_memory_subprocess_protocol(n_bytes: int) -> None:
+    """The fresh-process measurement (JSON over stdin/stdout, glibc mmap threshold fixed) on a known allocation.
 
-    def alloc() -> None:
-        t = torch.ones(n_bytes // 4)
-        del t
-
-    measured = peak_memory(alloc, "cpu")
-    assert abs(measured - n_bytes) < 0.02 * n_bytes
-
-
-def test_memory_subprocess_protocol() -> None:
-    """The fresh-process measurement (JSON over stdin/stdout, glibc mmap threshold fixed) on a known allocation."""
-    answer = measure_in_subprocess({"mode": "probe", "bytes": 24_000_000}, timeout=120)
+    Always in a fresh process: this one may already have let glibc keep freed memory (``suite.runtime``), after which
+    an allocation can reuse resident pages and no in-process RSS measurement sees it.
+    """
+    answer = measure_in_subprocess({"mode": "probe", "bytes": n_bytes}, timeout=120)
     assert answer["method"] in ("rss-hwm-reset", "ru_maxrss-delta")
-    assert abs(answer["peak_bytes"] - 24_000_000) < 0.02 * 24_000_000
+    assert abs(answer["peak_bytes"] - n_bytes) < 0.02 * n_bytes
 
 
 def test_training_and_inference_measurement() -> None:

@@ -325,8 +325,17 @@ def check_lif(label: str, ours: torch.Tensor, ref: torch.Tensor) -> None:
     check_abs(f"{label} {str(ref.dtype)[6:]}", ours / scale, ref / scale, LIF_TOL)
 
 
+@pytest.fixture(params=["compiled", "loop"])
+def recurrence(request, monkeypatch) -> str:
+    """Both implementations of the time recurrences: the compiled CPU loops (suite.ops.cpu_recurrences) and the
+    PyTorch per-step ops that every other device runs (forced here on CPU)."""
+    if request.param == "loop":
+        monkeypatch.setattr(ops, "_numba_eligible", lambda _x: False)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_lif_matches_spikingjelly(dtype: torch.dtype) -> None:
+def test_lif_matches_spikingjelly(dtype: torch.dtype, recurrence: str) -> None:
     gen = torch.Generator().manual_seed(3)
     x0 = (torch.randn(40, 4, 16, generator=gen) * 0.8 + 0.3).to(dtype)
     grad_out = torch.randn(x0.shape, generator=gen).to(dtype)
@@ -340,12 +349,14 @@ def test_lif_matches_spikingjelly(dtype: torch.dtype) -> None:
         x = x0.clone().requires_grad_(True)
         s = fn(x)
         (s * grad_out).sum().backward()
-        check_lif(f"LIF {name} spikes", s, s_ref)
-        check_lif(f"LIF {name} grad input", x.grad, x_ref.grad)
+        check_lif(f"LIF {name} {recurrence} spikes", s, s_ref)
+        check_lif(f"LIF {name} {recurrence} grad input", x.grad, x_ref.grad)
+        with torch.no_grad():  # the evaluation path saves nothing and must fire the same spikes
+            assert torch.equal(fn(x0), s_ref.detach()), f"LIF {name} {recurrence}: no-grad spikes differ"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_readout_matches_spikingjelly_v_seq(dtype: torch.dtype) -> None:
+def test_readout_matches_spikingjelly_v_seq(dtype: torch.dtype, recurrence: str) -> None:
     gen = torch.Generator().manual_seed(4)
     x0 = torch.randn(40, 4, 5, generator=gen).to(dtype)
     grad_out = torch.randn(x0.shape, generator=gen).to(dtype)
@@ -359,8 +370,8 @@ def test_readout_matches_spikingjelly_v_seq(dtype: torch.dtype) -> None:
         x = x0.clone().requires_grad_(True)
         v = fn(x)
         (v * grad_out).sum().backward()
-        check_lif(f"readout {name} v_seq", v, v_ref)
-        check_lif(f"readout {name} grad input", x.grad, x_ref.grad)
+        check_lif(f"readout {name} {recurrence} v_seq", v, v_ref)
+        check_lif(f"readout {name} {recurrence} grad input", x.grad, x_ref.grad)
 
 
 # ------------------------------------------------------------------------------------------ whole network

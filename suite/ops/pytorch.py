@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -58,26 +59,50 @@ def _just_below(value: float, dtype: torch.dtype) -> float:
     return float(torch.nextafter(torch.tensor(value, dtype=dtype), torch.tensor(-math.inf, dtype=dtype)))
 
 
-class _LIFSpikes(torch.autograd.Function):
-    """Whole-sequence LIF: three small in-place ops per step forward, one per step backward, no per-step graph.
+def _numba_eligible(x: torch.Tensor) -> bool:
+    """CPU float32/float64 tensors run the compiled recurrences of :mod:`suite.ops.cpu_recurrences`."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
 
-    Forward step: ``H[t] = X[t] + decay V`` written straight into the saved sequence, ``F = threshold(H, thr-, 0)``
-    (H where H >= thr, else 0) and ``V = H - F``, which is exactly ``H (1 - S)``. Spikes come from one comparison over
-    the whole sequence afterwards.
+
+def _as_rows(x: torch.Tensor) -> np.ndarray:
+    """(T, ...) tensor -> contiguous (T, N) numpy view sharing memory (no copy when ``x`` is contiguous)."""
+    return x.detach().contiguous().reshape(x.shape[0], math.prod(x.shape[1:])).numpy()
+
+
+def _typed(value: float, x: np.ndarray) -> np.floating:
+    return x.dtype.type(value)
+
+
+class _LIFSpikes(torch.autograd.Function):
+    """Whole-sequence LIF; only H is saved, and the element-wise work that does not depend on the recurrence
+    (spikes, surrogate) runs with it.
+
+    CPU: one compiled pass forward and one backward (:mod:`suite.ops.cpu_recurrences`). Elsewhere three small in-place
+    ops per step forward (``H[t] = X[t] + decay V`` written straight into the saved sequence, ``F = threshold(H, thr-,
+    0)``, i.e. H where H >= thr, and ``V = H - F``, exactly ``H (1 - S)``), spikes from one comparison over the whole
+    sequence, and one in-place op per step backward.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:  # type: ignore[override]
         decay = 1.0 - 1.0 / tau
-        below = _just_below(v_threshold, x.dtype)
         h_seq = torch.empty_like(x, memory_format=torch.contiguous_format)
-        fired = torch.empty_like(h_seq[0])
-        v = torch.zeros_like(h_seq[0])
-        for x_t, h_t in zip(x.unbind(0), h_seq.unbind(0), strict=True):  # unbind: all step views in one call
-            torch.add(x_t, v, alpha=decay, out=h_t)
-            torch.threshold(h_t, below, 0.0, out=fired)
-            torch.sub(h_t, fired, out=v)
-        spikes = torch.ge(h_seq, v_threshold, out=torch.empty_like(h_seq))
+        spikes = torch.empty_like(h_seq)
+        if _numba_eligible(x):
+            from suite.ops import cpu_recurrences
+
+            x_rows = _as_rows(x)
+            cpu_recurrences.lif_forward(x_rows, _typed(decay, x_rows), _typed(v_threshold, x_rows),
+                                        _as_rows(h_seq), _as_rows(spikes))
+        else:
+            below = _just_below(v_threshold, x.dtype)
+            fired = torch.empty_like(h_seq[0])
+            v = torch.zeros_like(h_seq[0])
+            for x_t, h_t in zip(x.unbind(0), h_seq.unbind(0), strict=True):  # unbind: all step views in one call
+                torch.add(x_t, v, alpha=decay, out=h_t)
+                torch.threshold(h_t, below, 0.0, out=fired)
+                torch.sub(h_t, fired, out=v)
+            torch.ge(h_seq, v_threshold, out=spikes)
         ctx.save_for_backward(h_seq)
         ctx.decay, ctx.v_threshold, ctx.alpha = decay, v_threshold, alpha
         return spikes
@@ -86,9 +111,19 @@ class _LIFSpikes(torch.autograd.Function):
     def backward(ctx, grad_spikes: torch.Tensor):  # type: ignore[override]
         (h_seq,) = ctx.saved_tensors
         # dL/dH[t] = g[t] surrogate[t] + dL/dH[t+1] * decay * (1 - S[t]), surrogate = (alpha/2) / (1 + (c (H - thr))^2)
-        # with c = pi/2 alpha: three whole-sequence passes (each fresh tensor also costs page faults on CPU).
-        centred = torch.sub(h_seq, ctx.v_threshold)
+        # with c = pi/2 alpha.
         scale = (math.pi / 2 * ctx.alpha) ** 2
+        if _numba_eligible(h_seq):
+            from suite.ops import cpu_recurrences
+
+            grad_x = torch.empty_like(h_seq)
+            h_rows = _as_rows(h_seq)
+            cpu_recurrences.lif_backward(
+                h_rows, _as_rows(grad_spikes.to(h_seq.dtype)), *(_typed(v, h_rows) for v in (
+                    ctx.decay, ctx.v_threshold, 1.0, scale, ctx.alpha / 2)), _as_rows(grad_x))
+            return grad_x, None, None, None
+        # Three whole-sequence passes, then one in-place op per step.
+        centred = torch.sub(h_seq, ctx.v_threshold)
         grad_x = torch.addcmul(centred.new_ones(()), centred, centred, value=scale)
         torch.addcdiv(centred.new_zeros(()), grad_spikes, grad_x, value=ctx.alpha / 2, out=grad_x)
         carry = torch.lt(h_seq, ctx.v_threshold, out=centred).mul_(ctx.decay)
@@ -104,15 +139,29 @@ class _LeakyReadout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
         decay = 1.0 - 1.0 / tau
+        ctx.decay = decay
+        if _numba_eligible(x):
+            from suite.ops import cpu_recurrences
+
+            v_seq = torch.empty_like(x, memory_format=torch.contiguous_format)
+            x_rows = _as_rows(x)
+            cpu_recurrences.leaky_forward(x_rows, _typed(decay, x_rows), _as_rows(v_seq))
+            return v_seq
         v_seq = x.clone(memory_format=torch.contiguous_format)
         steps = v_seq.unbind(0)
         for t in range(1, x.shape[0]):
             steps[t].add_(steps[t - 1], alpha=decay)
-        ctx.decay = decay
         return v_seq
 
     @staticmethod
     def backward(ctx, grad_v_seq: torch.Tensor):  # type: ignore[override]
+        if _numba_eligible(grad_v_seq):
+            from suite.ops import cpu_recurrences
+
+            grad_x = torch.empty_like(grad_v_seq, memory_format=torch.contiguous_format)
+            g_rows = _as_rows(grad_v_seq)
+            cpu_recurrences.leaky_backward(g_rows, _typed(ctx.decay, g_rows), _as_rows(grad_x))
+            return grad_x, None
         grad_x = grad_v_seq.clone(memory_format=torch.contiguous_format)
         steps = grad_x.unbind(0)
         for t in range(grad_x.shape[0] - 2, -1, -1):
@@ -121,12 +170,20 @@ class _LeakyReadout(torch.autograd.Function):
 
 
 def _lif_spikes_inference(x: torch.Tensor, tau: float, v_threshold: float) -> torch.Tensor:
-    """The LIF without autograd: nothing saved, three small ops per step and no whole-sequence pass.
+    """The LIF without autograd: nothing saved, and (off CPU) three small ops per step and no whole-sequence pass.
 
     V = H - H S is exactly H (1 - S) for S in {0, 1}.
     """
     decay = 1.0 - 1.0 / tau
-    spikes = torch.empty_like(x)
+    spikes = torch.empty_like(x, memory_format=torch.contiguous_format)
+    if _numba_eligible(x):
+        from suite.ops import cpu_recurrences
+
+        x_rows = _as_rows(x)
+        scratch = np.empty((1, x_rows.shape[1]), dtype=x_rows.dtype)
+        cpu_recurrences.lif_forward(x_rows, _typed(decay, x_rows), _typed(v_threshold, x_rows), scratch,
+                                    _as_rows(spikes))
+        return spikes
     h = torch.empty_like(x[0])
     v = torch.zeros_like(x[0])
     for x_t, s_t in zip(x.unbind(0), spikes.unbind(0), strict=True):
