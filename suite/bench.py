@@ -22,8 +22,10 @@ published stack (:class:`baselines.official.OfficialDelaySNN`, dcls + spikingjel
    caching allocator's peak over the step minus what was allocated before it. The number therefore holds gradients,
    Adam state, activations and workspaces.
 
-Times are medians over ``--repeats`` calls after ``--warmup`` calls; JSON keeps median, IQR, min, mean and the process
-CPU time. Ratios are published / ours (> 1: ours is faster or smaller). docs/performance.md explains how to read them.
+Times are medians over ``--repeats`` calls after ``--warmup`` calls; JSON keeps every call's wall time, the median,
+IQR, min, mean, the process CPU time and the minor page faults. Ratios are published / ours (> 1: ours is faster or
+smaller); time ratios are the median over rounds of the ratio within a round (a round calls each timed function once,
+back to back), so that a load change between rounds cancels. docs/performance.md explains how to read them.
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ class Timing:
         q = statistics.quantiles(w, n=4, method="inclusive") if len(w) > 1 else [w[0]] * 3
         return {"median_s": statistics.median(w), "iqr_s": q[2] - q[0], "min_s": w[0],
                 "mean_s": statistics.fmean(w), "cpu_median_s": statistics.median(self.cpu),
-                "minor_faults_median": statistics.median(self.minor_faults), "repeats": len(w)}
+                "minor_faults_median": statistics.median(self.minor_faults), "repeats": len(w),
+                "wall_each_s": list(self.wall)}
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -457,6 +460,12 @@ def _ratio(published: float, ours: float) -> float | None:
     return published / ours if ours > 0 else None
 
 
+def _paired_ratio(numerator: Mapping[str, Any], denominator: Mapping[str, Any]) -> float | None:
+    """Median over rounds of numerator / denominator time within the same round (see :func:`time_interleaved`)."""
+    pairs = [a / b for a, b in zip(numerator["wall_each_s"], denominator["wall_each_s"], strict=True) if b > 0]
+    return statistics.median(pairs) if pairs else None
+
+
 def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None]) -> dict[str, Any]:
     device = torch.device(cfg.device)
     ours, published = build_pair(cfg, delay_type, cfg.backends)
@@ -490,14 +499,12 @@ def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None])
                 memory[name] = cpu_train_peak_memory(cfg, delay_type, name)
         result["peak_memory_train"] = memory
     ratios: dict[str, Any] = {}
-    dense = result["dense_matmuls"]["median_s"]
+    train, infer_hard = result["train_step"], result["inference_hard"]
     for name in [*ours, PUBLISHED]:
-        train = result["train_step"][name]["median_s"]
-        entry = {"train_over_dense": train / dense if dense > 0 else None}
+        entry = {"train_over_dense": _paired_ratio(train[name], result["dense_matmuls"])}
         if name != PUBLISHED:
-            entry["train_step"] = _ratio(result["train_step"][PUBLISHED]["median_s"], train)
-            entry["inference_hard"] = _ratio(result["inference_hard"][PUBLISHED]["median_s"],
-                                             result["inference_hard"][name]["median_s"])
+            entry["train_step"] = _paired_ratio(train[PUBLISHED], train[name])
+            entry["inference_hard"] = _paired_ratio(infer_hard[PUBLISHED], infer_hard[name])
             if cfg.memory:
                 entry["peak_memory_train"] = _ratio(result["peak_memory_train"][PUBLISHED]["peak_bytes"],
                                                     result["peak_memory_train"][name]["peak_bytes"])
@@ -585,12 +592,21 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines = [f"`suite bench` {cfg['protocol'].upper()} {cfg['n_inputs']}-{'-'.join(map(str, cfg['n_hidden']))}-"
              f"{cfg['n_outputs']}, D={cfg['kernel_size']}, T={cfg['time_steps']}, batch {cfg['batch']}, "
              f"{cfg['device']}, {env['torch_threads']} threads, median of {cfg['repeats']} (after {cfg['warmup']} "
-             "warm-up); ratio = published / ours", "",
+             "warm-up); ratio = published / ours, time ratios are medians of per-round ratios", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     parity = "; ".join(f"{dt} " + ", ".join(f"{b} soft {e['soft']['max_abs']:.1e} hard {e['hard']['max_abs']:.1e}"
                                             for b, e in res["parity"].items())
                        for dt, res in report["variants"].items())
+    settings = env.get("process_settings", {})
+    faults = "; ".join(f"{dt} " + ", ".join(f"{name} {t['minor_faults_median']:.0f}" for name, t in
+                                            [*res["train_step"].items(), (DENSE, res["dense_matmuls"])])
+                       for dt, res in report["variants"].items())
+    def yes(key: str) -> str:
+        return "yes" if settings.get(key) else "no"
+
+    lines += ["", f"Process (suite/runtime.py): subnormals flushed {yes('flush_denormal')}; glibc keeps freed memory "
+              f"{yes('retain_freed_memory')}. Minor page faults per call, training step (median): {faults}."]
     lines += ["", "Parity, asserted before timing (teacher-forced, layer by layer: max |ours - published| of every "
               f"neuron input and of the output membrane, <= {report['parity_tolerance']:g}): {parity}.",
               f"Machine: {env['cpu']} ({env['cpu_count']} CPUs){', ' + env['gpu'] if env.get('gpu') else ''}; "

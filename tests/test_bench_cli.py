@@ -52,7 +52,16 @@ def test_bench_tiny_report(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
             assert set(result[key]) == {"torch", bench.PUBLISHED}
             assert result[key]["torch"]["median_s"] > 0
         assert set(result["ratios"]["torch"]) == {"train_step", "inference_hard", "train_over_dense"}
+        # one round: the paired ratios are the ratios of that round's calls
+        (ours,), (theirs,) = result["train_step"]["torch"]["wall_each_s"], result["train_step"][bench.PUBLISHED][
+            "wall_each_s"]
+        (dense,) = result["dense_matmuls"]["wall_each_s"]
+        assert result["ratios"]["torch"]["train_step"] == pytest.approx(theirs / ours)
+        assert result["ratios"]["torch"]["train_over_dense"] == pytest.approx(ours / dense)
+        assert result["train_step"]["torch"]["minor_faults_median"] >= 0
+    assert report["environment"]["process_settings"]["flush_denormal"] is True
     assert "| synaptic | training step (ms) |" in md.read_text()
+    assert "Minor page faults per call" in md.read_text()
 
 
 def test_bench_memory_worker(tmp_path) -> None:
