@@ -15,10 +15,11 @@ cross-correlation with a kernel of length D runs over time. A kernel peak at tap
 
 How the kernels are laid out for speed (docs/performance.md has the measurements behind each choice):
 
-- LIF and readout are whole-sequence autograd Functions with small in-place per-step ops writing straight into the
-  saved sequence (three per step for the LIF forward, one for the readout and for every backward step); the
+- LIF and readout are whole-sequence autograd Functions. On CPU each direction is one compiled pass over the
+  sequence (:mod:`suite.ops.cpu_recurrences`); elsewhere small in-place per-step ops write straight into the saved
+  sequence (three per step for the LIF forward, one for the readout and for every backward step) and the
   element-wise work that does not depend on the recurrence (spikes, surrogate, reset masks) runs once over the whole
-  sequence. Without autograd the LIF runs a loop that saves nothing.
+  sequence. Without autograd the LIF saves nothing.
 - Per-channel delays are a depthwise convolution. The time-major (T, B, C) tensor *is* the channels-last layout of a
   (1, C, T, B) image, so ``conv2d`` with a (C, 1, D, 1) kernel runs oneDNN's NHWC depthwise kernel (vectorised over
   channels) with no permute copy; the backward calls ``convolution_backward`` directly in the same layout.
