@@ -54,7 +54,7 @@ from torch import nn
 from suite.errors import SuiteError
 from suite.metrics.latency import make_train_step
 from suite.metrics.memory import MALLOC_ENV
-from suite.runtime import configure_cpu_process
+from suite.runtime import configure_cpu_process, resolve_device
 
 PARITY_TOL = 1e-4
 """Largest absolute difference of the forward output sequences (ours vs published) accepted before timing."""
@@ -518,8 +518,7 @@ def run_bench(cfg: BenchConfig, say: Callable[[str], None] = lambda _: None) -> 
     for v in cfg.variants:
         if v not in DELAY_TYPES:
             raise SuiteError(f"bench --variants: {v!r} has no published counterpart; expected some of {DELAY_TYPES}")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise SuiteError("bench --device cuda: no CUDA device is available to torch")
+    resolve_device(cfg.device, "bench --device")
     process_settings = configure_cpu_process(cfg.retain_freed_memory)
     previous_threads = torch.get_num_threads()
     if cfg.threads:

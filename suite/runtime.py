@@ -11,6 +11,8 @@ import ctypes.util
 
 import torch
 
+from suite.errors import SuiteError
+
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
@@ -52,3 +54,20 @@ def configure_cpu_process(retain_memory: bool = True) -> dict[str, bool]:
     """Both settings (the allocator one unless ``retain_memory`` is False); returns what was applied."""
     flush_denormals()
     return {"flush_denormal": True, "retain_freed_memory": retain_memory and retain_freed_memory()}
+
+
+def resolve_device(name: str, where: str) -> torch.device:
+    """The torch device for a ``--device`` value, or a one-line SuiteError when it is malformed or not on this machine
+    (torch itself fails deep inside the first ``.to()`` with a driver message and a traceback)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise SuiteError(f"{where}: {name!r} is not a device; expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SuiteError(f"{where}: no CUDA device is available to torch on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SuiteError(f"{where}: {name} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
+    elif device.type != "cpu":
+        raise SuiteError(f"{where}: device type {device.type!r} is not supported; expected cpu or cuda")
+    return device

@@ -37,7 +37,7 @@ from suite.results import (
     record_path,
     write_record,
 )
-from suite.runtime import configure_cpu_process
+from suite.runtime import configure_cpu_process, resolve_device
 from suite.specs import ProtocolSpec, RunSpec
 
 
@@ -150,7 +150,7 @@ def run_training(
     protocol = protocol or get_protocol(spec.protocol)
     optim = dict(protocol.optim)
     epochs, batch_size = int(optim["epochs"]), int(optim["batch_size"])
-    dev = torch.device(device)
+    dev = resolve_device(device, "run --device")
     cache_dir = cache_dir or out_dir / ".cache"
 
     datasets = build_datasets(dict(protocol.data), data_root, cache_dir)

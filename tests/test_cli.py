@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from suite.cli import main
 from suite.registry import variants
@@ -47,6 +48,10 @@ def test_describe_prints_the_official_counts(variant: str, protocol: str, capsys
         (["describe", "axonal", "--set", "kernal_size=3"], "unknown keys ['kernal_size']"),
         (["run", "--variant", "axonal"], "give --protocol and --variant, or --all"),
         (["run", "--protocol", "gsc", "--variant", "axonal", "--backend", "jax"], "unknown backend 'jax'"),
+        (["run", "--protocol", "gsc-mini", "--variant", "axonal", "--device", "gpu0"], "'gpu0' is not a device"),
+        (["run", "--protocol", "gsc-mini", "--variant", "axonal", "--device", "meta"], "'meta' is not supported"),
+        (["run", "--protocol", "gsc-mini", "--variant", "axonal", "--device", "cuda:99"],
+         "does not exist" if torch.cuda.is_available() else "no CUDA device is available"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture,
