@@ -71,6 +71,7 @@ def _as_rows(x: torch.Tensor) -> np.ndarray:
 
 
 def _typed(value: float, x: np.ndarray) -> np.floating:
+    """``value`` as a scalar of ``x``'s dtype, so that float32 arithmetic in the compiled loops stays float32."""
     return x.dtype.type(value)
 
 
