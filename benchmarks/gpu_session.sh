@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The one prepared run for a lent GPU machine (device time is short: run this once, keep what it writes).
 #
-#   bash benchmarks/gpu_session.sh [OUT_DIR]        # default OUT_DIR: $OUT if set (the device tool's folder), else docs/gpu
+#   bash benchmarks/gpu_session.sh [OUT_DIR]        # default: $OUT if set (the device tool's folder), else docs/gpu
+#
+# OUT_DIR, if given, is relative to the directory you call from. The step limits add up to 550 s, under the device
+# tool's 600 s per command; a session's 15 minutes also pay for starting the machine.
 #
 # Uses the machine's own Python and torch (no install: the device machine reaches no package index); the checkout is
 # put first on PYTHONPATH. Steps, each with its own time limit so that one hang cannot eat the session:
@@ -13,8 +16,12 @@
 # a one-line status per step at the end.
 set -uo pipefail
 
+OUT_DIR=${1:-${OUT:-}}
+if [ -n "$OUT_DIR" ]; then  # absolute before the cd below
+    mkdir -p "$OUT_DIR" && OUT_DIR=$(cd "$OUT_DIR" && pwd)
+fi
 cd "$(dirname "$0")/.."
-OUT_DIR=${1:-${OUT:-docs/gpu}}
+OUT_DIR=${OUT_DIR:-$PWD/docs/gpu}
 mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/session.log"
 PY=${PYTHON:-python3}
@@ -31,7 +38,7 @@ step() {  # step NAME SECONDS COMMAND...
     echo "=== $name: exit $rc" | tee -a "$LOG"
 }
 
-step environment 120 "$PY" - <<'EOF'
+step environment 60 "$PY" - <<'EOF'
 import importlib, platform
 print("python", platform.python_version())
 for name in ("torch", "torchaudio", "numba", "numba.cuda", "dcls", "spikingjelly", "pandas", "seaborn", "rich",
@@ -44,10 +51,10 @@ for name in ("torch", "torchaudio", "numba", "numba.cuda", "dcls", "spikingjelly
 import torch
 print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 EOF
-step doctor 240 "$PY" -m suite doctor --gpu --out "$OUT_DIR/doctor-gpu.md"
-step bench 300 "$PY" -m suite bench --device cuda --repeats 5 --out "$OUT_DIR/bench-gsc-gpu.json" \
+step doctor 150 "$PY" -m suite doctor --gpu --out "$OUT_DIR/doctor-gpu.md"
+step bench 220 "$PY" -m suite bench --device cuda --repeats 5 --out "$OUT_DIR/bench-gsc-gpu.json" \
     --markdown "$OUT_DIR/bench-gsc-gpu.md"
-step train 180 "$PY" -m suite run --protocol ssc-mini --variant axonal --device cuda \
+step train 120 "$PY" -m suite run --protocol ssc-mini --variant axonal --device cuda \
     --out "$OUT_DIR/run-ssc-mini-gpu"
 
 printf '%s\n' "${STATUS[@]}" | tee -a "$LOG"

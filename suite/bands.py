@@ -30,7 +30,7 @@ from suite.report import RunGroup, collect_runs
 from suite.results import atomic_write_text
 
 ACCURACY = "test_acc_at_best_valid"
-MIN_SEEDS = 3
+MIN_SEEDS = 5
 FLOOR_POINTS = 1.0
 
 HEADER = """\
@@ -58,12 +58,14 @@ def test_split_size(protocol: str) -> int:
 
 
 def _commit(group: RunGroup) -> str:
-    """The one clean commit every record of the group was run at."""
+    """The one clean commit every record of the group was run at (on CPU)."""
     commits = set()
     for path, record in group.records:
         env = record.get("environment", {})
         if env.get("git_dirty"):
             raise SuiteError(f"bands: {path} was run from a modified checkout; rerun from a commit")
+        if env.get("device") != "cpu":
+            raise SuiteError(f"bands: {path} ran on {env.get('device')!r}; the bands are measured on CPU")
         commits.add(env.get("git_commit"))
     if len(commits) != 1 or None in commits:
         raise SuiteError(f"bands: {group.label} on {group.protocol}: records from commits {sorted(map(str, commits))};"
@@ -109,9 +111,9 @@ def measure_bands(results_dir: Path) -> tuple[list[dict[str, Any]], list[int]]:
     groups, errors, _warnings = collect_runs(results_dir)
     if errors:
         raise SuiteError(errors[0][1])
-    chosen = [g for g in groups if not g.overrides and g.protocol.endswith("-mini")]
+    chosen = [g for g in groups if not g.overrides and g.backend == "torch" and g.protocol.endswith("-mini")]
     if not chosen:
-        raise SuiteError(f"bands: no runs of an embedded protocol under {results_dir}")
+        raise SuiteError(f"bands: no torch-backend runs of an embedded protocol under {results_dir}")
     entries: list[dict[str, Any]] = []
     seeds: list[int] = []
     for group in chosen:

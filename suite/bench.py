@@ -585,6 +585,10 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _yes(settings: Mapping[str, Any], key: str) -> str:
+    return "yes" if settings.get(key) else "no"
+
+
 def markdown(report: Mapping[str, Any]) -> str:
     cfg, env = report["config"], report["environment"]
     header, rows = table_rows(report)
@@ -601,11 +605,9 @@ def markdown(report: Mapping[str, Any]) -> str:
     faults = "; ".join(f"{dt} " + ", ".join(f"{name} {t['minor_faults_median']:.0f}" for name, t in
                                             [*res["train_step"].items(), (DENSE, res["dense_matmuls"])])
                        for dt, res in report["variants"].items())
-    def yes(key: str) -> str:
-        return "yes" if settings.get(key) else "no"
-
-    lines += ["", f"Process (suite/runtime.py): subnormals flushed {yes('flush_denormal')}; glibc keeps freed memory "
-              f"{yes('retain_freed_memory')}. Minor page faults per call, training step (median): {faults}."]
+    lines += ["", f"Process (suite/runtime.py): subnormals flushed {_yes(settings, 'flush_denormal')}; glibc keeps "
+              f"freed memory {_yes(settings, 'retain_freed_memory')}. Minor page faults per call (median), training "
+              f"steps and the dense reference: {faults}."]
     lines += ["", "Parity, asserted before timing (teacher-forced, layer by layer: max |ours - published| of every "
               f"neuron input and of the output membrane, <= {report['parity_tolerance']:g}): {parity}.",
               f"Machine: {env['cpu']} ({env['cpu_count']} CPUs){', ' + env['gpu'] if env.get('gpu') else ''}; "

@@ -8,8 +8,12 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
-def _seed() -> None:
+def _seed():
+    """A fixed seed before each test, and afterwards subnormals back on: commands under test (run, bench) flush them
+    process-wide (suite.runtime). glibc's malloc setting, also process-wide, cannot be undone; no test depends on it."""
     torch.manual_seed(0)
+    yield
+    torch.set_flush_denormal(False)
 
 
 TINY_PROTOCOL = """\

@@ -17,17 +17,17 @@ from suite.references import load_reference_file
 from suite.results import write_record
 from suite.verify import PASS, verify_results
 
-ACCS = (0.90, 0.92, 0.95, 0.93)
+ACCS = (0.90, 0.92, 0.95, 0.93, 0.91)
 
 
 def _sweep(out: Path, accs: tuple[float, ...] = ACCS, commit: str = "abcdef0123", dirty: bool = False,
-           params: tuple[int, ...] | None = None) -> list[Path]:
+           params: tuple[int, ...] | None = None, device: str = "cpu") -> list[Path]:
     paths = []
     for seed, acc in enumerate(accs):
         path = make_record(out, protocol="gsc-mini", kernel_size=15, seed=seed, acc=acc,
                            params_trainable=(params or (9320,) * len(accs))[seed])
         record = json.loads(path.read_text())
-        record["environment"] = {"git_commit": commit, "git_dirty": dirty}
+        record["environment"] = {"git_commit": commit, "git_dirty": dirty, "device": device}
         write_record(path, record)
         paths.append(path)
     return paths
@@ -44,8 +44,8 @@ def test_band_numbers(tmp_path: Path) -> None:
     sigma_test = 100 * math.sqrt(mean / 100 * (1 - mean / 100) / n_test)
     assert acc["value"] == round(mean, 2) and acc["std"] == round(std, 2)
     assert acc["tolerance"] == {"abs": round(max(3 * std, 3 * sigma_test, 1.0), 2)}
-    assert acc["source"] == "this suite @ abcdef0, torch backend, CPU, seeds 0-3"
-    assert seeds == [0, 1, 2, 3]
+    assert acc["source"] == "this suite @ abcdef0, torch backend, CPU, seeds 0-4"
+    assert seeds == [0, 1, 2, 3, 4]
     assert params["value"] == 9320 and params["tolerance"] == {"abs": 0} and params["status"] == "derived"
 
 
@@ -61,8 +61,9 @@ def test_generated_file_loads_and_verifies(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"dirty": True}, "modified checkout"),
-    ({"accs": (0.9, 0.91)}, "at least 3"),
-    ({"params": (9320, 9320, 9321, 9320)}, "parameter counts differ"),
+    ({"accs": (0.9, 0.91, 0.92, 0.93)}, "at least 5"),
+    ({"params": (9320, 9320, 9321, 9320, 9320)}, "parameter counts differ"),
+    ({"device": "cuda"}, "measured on CPU"),
 ])
 def test_bad_sweeps_are_refused(tmp_path: Path, kwargs: dict, message: str) -> None:
     _sweep(tmp_path, **kwargs)

@@ -61,7 +61,7 @@ def test_bench_tiny_report(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert result["train_step"]["torch"]["minor_faults_median"] >= 0
     assert report["environment"]["process_settings"]["flush_denormal"] is True
     assert "| synaptic | training step (ms) |" in md.read_text()
-    assert "Minor page faults per call" in md.read_text()
+    assert "Minor page faults per call (median)" in md.read_text()
 
 
 def test_bench_memory_worker(tmp_path) -> None:

@@ -355,6 +355,18 @@ def test_lif_matches_spikingjelly(dtype: torch.dtype, recurrence: str) -> None:
             assert torch.equal(fn(x0), s_ref.detach()), f"LIF {name} {recurrence}: no-grad spikes differ"
 
 
+def test_recurrences_accept_empty_sequences(recurrence: str) -> None:
+    """T = 0 gives empty outputs and gradients on both paths (the compiled loops have no bounds checks)."""
+    for name, fn in (("LIF", lambda x: ops.lif_spikes(x, 1.5, 1.0, 5.0)),
+                     ("readout", lambda x: ops.leaky_readout(x, 1.5))):
+        x = torch.zeros(0, 3, 5, requires_grad=True)
+        y = fn(x)
+        y.sum().backward()
+        assert y.shape == (0, 3, 5) and x.grad is not None and x.grad.shape == (0, 3, 5), f"{name} {recurrence}"
+        with torch.no_grad():
+            assert fn(x.detach()).shape == (0, 3, 5), f"{name} {recurrence} no-grad"
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_readout_matches_spikingjelly_v_seq(dtype: torch.dtype, recurrence: str) -> None:
     gen = torch.Generator().manual_seed(4)

@@ -64,6 +64,8 @@ def lif_backward(h_seq, grad_spikes, decay, v_threshold, one, scale, half_alpha,
 def leaky_forward(x, decay, v_seq):  # pragma: no cover - compiled
     """V[t] = decay V[t-1] + X[t]."""
     steps, width = x.shape
+    if steps == 0:  # no bounds checks in compiled code: row 0 must exist
+        return
     for j in range(width):
         v_seq[0, j] = x[0, j]
     for t in range(1, steps):
@@ -75,6 +77,8 @@ def leaky_forward(x, decay, v_seq):  # pragma: no cover - compiled
 def leaky_backward(grad_v, decay, grad_x):  # pragma: no cover - compiled
     """dL/dX[t] = dL/dV[t] + decay dL/dX[t+1]."""
     steps, width = grad_v.shape
+    if steps == 0:
+        return
     for j in range(width):
         grad_x[steps - 1, j] = grad_v[steps - 1, j]
     for t in range(steps - 2, -1, -1):

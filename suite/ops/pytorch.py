@@ -40,6 +40,7 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 SIGMA_OFFSET = 0.27
 """DCLS adds this to |SIG| so that the Gaussian never collapses (``dcls`` 0.1.1, ``ConstructKernel1d``)."""
@@ -66,8 +67,15 @@ def _numba_eligible(x: torch.Tensor) -> bool:
 
 
 def _as_rows(x: torch.Tensor) -> np.ndarray:
-    """(T, ...) tensor -> contiguous (T, N) numpy view sharing memory (no copy when ``x`` is contiguous)."""
+    """(T, ...) input tensor -> contiguous (T, N) numpy array (a view when ``x`` is contiguous, else a copy)."""
     return x.detach().contiguous().reshape(x.shape[0], math.prod(x.shape[1:])).numpy()
+
+
+def _out_rows(out: torch.Tensor) -> np.ndarray:
+    """(T, ...) output tensor -> (T, N) numpy view of its memory, which the compiled loop writes into."""
+    if not out.is_contiguous():
+        raise ValueError("compiled recurrences write into contiguous outputs only")
+    return out.view(out.shape[0], math.prod(out.shape[1:])).numpy()
 
 
 def _typed(value: float, x: np.ndarray) -> np.floating:
@@ -95,11 +103,11 @@ class _LIFSpikes(torch.autograd.Function):
 
             x_rows = _as_rows(x)
             cpu_recurrences.lif_forward(x_rows, _typed(decay, x_rows), _typed(v_threshold, x_rows),
-                                        _as_rows(h_seq), _as_rows(spikes))
+                                        _out_rows(h_seq), _out_rows(spikes))
         else:
             below = _just_below(v_threshold, x.dtype)
-            fired = torch.empty_like(h_seq[0])
-            v = torch.zeros_like(h_seq[0])
+            fired = h_seq.new_empty(h_seq.shape[1:])
+            v = h_seq.new_zeros(h_seq.shape[1:])
             for x_t, h_t in zip(x.unbind(0), h_seq.unbind(0), strict=True):  # unbind: all step views in one call
                 torch.add(x_t, v, alpha=decay, out=h_t)
                 torch.threshold(h_t, below, 0.0, out=fired)
@@ -110,6 +118,7 @@ class _LIFSpikes(torch.autograd.Function):
         return spikes
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_spikes: torch.Tensor):  # type: ignore[override]
         (h_seq,) = ctx.saved_tensors
         # dL/dH[t] = g[t] surrogate[t] + dL/dH[t+1] * decay * (1 - S[t]), surrogate = (alpha/2) / (1 + (c (H - thr))^2)
@@ -122,7 +131,7 @@ class _LIFSpikes(torch.autograd.Function):
             h_rows = _as_rows(h_seq)
             cpu_recurrences.lif_backward(
                 h_rows, _as_rows(grad_spikes.to(h_seq.dtype)), *(_typed(v, h_rows) for v in (
-                    ctx.decay, ctx.v_threshold, 1.0, scale, ctx.alpha / 2)), _as_rows(grad_x))
+                    ctx.decay, ctx.v_threshold, 1.0, scale, ctx.alpha / 2)), _out_rows(grad_x))
             return grad_x, None, None, None
         # Three whole-sequence passes, then one in-place op per step.
         centred = torch.sub(h_seq, ctx.v_threshold)
@@ -147,7 +156,7 @@ class _LeakyReadout(torch.autograd.Function):
 
             v_seq = torch.empty_like(x, memory_format=torch.contiguous_format)
             x_rows = _as_rows(x)
-            cpu_recurrences.leaky_forward(x_rows, _typed(decay, x_rows), _as_rows(v_seq))
+            cpu_recurrences.leaky_forward(x_rows, _typed(decay, x_rows), _out_rows(v_seq))
             return v_seq
         v_seq = x.clone(memory_format=torch.contiguous_format)
         steps = v_seq.unbind(0)
@@ -156,13 +165,14 @@ class _LeakyReadout(torch.autograd.Function):
         return v_seq
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_v_seq: torch.Tensor):  # type: ignore[override]
         if _numba_eligible(grad_v_seq):
             from suite.ops import cpu_recurrences
 
             grad_x = torch.empty_like(grad_v_seq, memory_format=torch.contiguous_format)
             g_rows = _as_rows(grad_v_seq)
-            cpu_recurrences.leaky_backward(g_rows, _typed(ctx.decay, g_rows), _as_rows(grad_x))
+            cpu_recurrences.leaky_backward(g_rows, _typed(ctx.decay, g_rows), _out_rows(grad_x))
             return grad_x, None
         grad_x = grad_v_seq.clone(memory_format=torch.contiguous_format)
         steps = grad_x.unbind(0)
@@ -184,10 +194,10 @@ def _lif_spikes_inference(x: torch.Tensor, tau: float, v_threshold: float) -> to
         x_rows = _as_rows(x)
         scratch = np.empty((1, x_rows.shape[1]), dtype=x_rows.dtype)
         cpu_recurrences.lif_forward(x_rows, _typed(decay, x_rows), _typed(v_threshold, x_rows), scratch,
-                                    _as_rows(spikes))
+                                    _out_rows(spikes))
         return spikes
-    h = torch.empty_like(x[0])
-    v = torch.zeros_like(x[0])
+    h = x.new_empty(x.shape[1:])
+    v = x.new_zeros(x.shape[1:])
     for x_t, s_t in zip(x.unbind(0), spikes.unbind(0), strict=True):
         torch.add(x_t, v, alpha=decay, out=h)
         torch.ge(h, v_threshold, out=s_t)
