@@ -84,21 +84,30 @@ def _train_step(model, x: torch.Tensor, labels: torch.Tensor):
     return step
 
 
-class TrainStep:
-    """One training step on one batch (forward, backward, Adam, clamp)."""
+class _PaperNetwork:
+    """Shared set-up of TrainStep and HardInference: the paper network for one backend and delay type, and a batch.
+    (No time_/peakmem_/track_ methods, so asv collects nothing from this class itself.)"""
 
     params: ClassVar[list] = [backends(), DELAY_TYPES]
     param_names: ClassVar[list] = ["backend", "delay_type"]
     version = 1
     number = 1
+
+    def _build(self, backend: str, delay_type: str) -> None:
+        prepare()
+        self.net, self.device = _network(backend, delay_type)
+        self.x = features(GSC_STEPS, BATCH, GSC_INPUTS).to(self.device)
+
+
+class TrainStep(_PaperNetwork):
+    """One training step on one batch (forward, backward, Adam, clamp)."""
+
     repeat = (2, 5, 30.0)
     timeout = 900
 
     def setup(self, backend: str, delay_type: str) -> None:
-        prepare()
-        self.net, self.device = _network(backend, delay_type)
+        self._build(backend, delay_type)
         gen = torch.Generator().manual_seed(1)
-        self.x = features(GSC_STEPS, BATCH, GSC_INPUTS).to(self.device)
         self.labels = torch.randint(0, OUTPUTS, (BATCH,), generator=gen).to(self.device)
         self.step = _train_step(self.net, self.x, self.labels)
         self.step()  # optimiser state exists before timing
@@ -130,22 +139,15 @@ class TrainStep:
     track_train_over_dense.unit = "ratio"
 
 
-class HardInference:
+class HardInference(_PaperNetwork):
     """Batch inference of the evaluation copy (integer delays, eval mode, no autograd)."""
 
-    params: ClassVar[list] = [backends(), DELAY_TYPES]
-    param_names: ClassVar[list] = ["backend", "delay_type"]
-    version = 1
-    number = 1
     repeat = (2, 10, 20.0)
     timeout = 600
 
     def setup(self, backend: str, delay_type: str) -> None:
-        prepare()
-        net, self.device = _network(backend, delay_type)
-        self.net = net
-        self.model = net.hard_copy()
-        self.x = features(GSC_STEPS, BATCH, GSC_INPUTS).to(self.device)
+        self._build(backend, delay_type)
+        self.model = self.net.hard_copy()
         self._infer(self.model)  # first-call costs out of the timings
 
     def _infer(self, model) -> None:

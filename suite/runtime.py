@@ -7,7 +7,6 @@ compare (ours, the published one and the dense reference run in the same process
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 import torch
 
@@ -40,9 +39,7 @@ def retain_freed_memory() -> bool:
     threshold to 1 GiB makes freed blocks reusable (resident memory then stays at its high-water mark, which is what
     a training process reaches anyway). Returns False where the C library has no ``mallopt`` (not glibc).
     """
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    mallopt = getattr(libc, "mallopt", None)
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # the process's own symbols, libc's among them
     if mallopt is None:
         return False
     settings = ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES),
