@@ -312,11 +312,11 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], device: torch.device 
 def _memory_worker(request: Mapping[str, Any]) -> dict[str, Any]:
     """Inside a fresh process: build one stack, its data and optimisers, run one training step if asked.
 
-    Both processes load the compiled CPU recurrences first, so that the difference holds no compiler memory.
+    Both processes load the compiled CPU kernels first, so that the difference holds no compiler memory.
     """
-    from suite.ops import cpu_recurrences
+    from suite.ops import native
 
-    cpu_recurrences.load_kernels()
+    native.library()
     if request.get("threads"):
         torch.set_num_threads(int(request["threads"]))
     cfg = BenchConfig(**{**request["config"], "n_hidden": tuple(request["config"]["n_hidden"]),

@@ -158,10 +158,11 @@ def run_dcls(layer: Dcls1d, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- op level
 
 
+@pytest.mark.parametrize("channels", [7, 32], ids=["onednn", "compiled"])  # 32: suite.ops.native where available
 @pytest.mark.parametrize("kernel_size", KERNEL_SIZES)
-def test_channel_delay_op_matches_dcls(kernel_size: int) -> None:
+def test_channel_delay_op_matches_dcls(kernel_size: int, channels: int) -> None:
     gen = torch.Generator().manual_seed(kernel_size)
-    t, b, c = 20, 2, 7
+    t, b, c = 20, 2, channels
     left, right = kernel_size - 1, (kernel_size - 1) // 2
     pos0 = special_positions((c,), kernel_size, gen)
     x0 = torch.randn(t, b, c, generator=gen)
@@ -327,10 +328,10 @@ def check_lif(label: str, ours: torch.Tensor, ref: torch.Tensor) -> None:
 
 @pytest.fixture(params=["compiled", "loop"])
 def recurrence(request, monkeypatch) -> str:
-    """Both implementations of the time recurrences: the compiled CPU loops (suite.ops.cpu_recurrences) and the
-    PyTorch per-step ops that every other device runs (forced here on CPU)."""
+    """Both implementations of the time recurrences: the compiled CPU kernels (suite.ops.native) and the PyTorch
+    per-step ops that every other device runs (forced here on CPU)."""
     if request.param == "loop":
-        monkeypatch.setattr(ops, "_numba_eligible", lambda _x: False)
+        monkeypatch.setattr(ops.native, "recurrences_eligible", lambda _x: False)
     return request.param
 
 

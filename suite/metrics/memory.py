@@ -120,10 +120,10 @@ def _measure(request: Mapping[str, Any]) -> dict[str, Any]:
 
     mode = request["mode"]
     device = torch.device(request.get("device", "cpu"))
-    if device.type == "cpu":  # compile or load the CPU recurrences before anything is measured
-        from suite.ops import cpu_recurrences
+    if device.type == "cpu":  # compile or load the CPU kernels before anything is measured
+        from suite.ops import native
 
-        cpu_recurrences.load_kernels()
+        native.library()
     if request.get("threads"):
         torch.set_num_threads(int(request["threads"]))
     torch.manual_seed(int(request.get("seed", 0)))

@@ -16,13 +16,17 @@ cross-correlation with a kernel of length D runs over time. A kernel peak at tap
 How the kernels are laid out for speed (docs/performance.md has the measurements behind each choice):
 
 - LIF and readout are whole-sequence autograd Functions. On CPU each direction is one compiled pass over the
-  sequence (:mod:`suite.ops.cpu_recurrences`); elsewhere small in-place per-step ops write straight into the saved
-  sequence (three per step for the LIF forward, one for the readout and for every backward step) and the
-  element-wise work that does not depend on the recurrence (spikes, surrogate, reset masks) runs once over the whole
-  sequence. Without autograd the LIF saves nothing.
-- Per-channel delays are a depthwise convolution. The time-major (T, B, C) tensor *is* the channels-last layout of a
-  (1, C, T, B) image, so ``conv2d`` with a (C, 1, D, 1) kernel runs oneDNN's NHWC depthwise kernel (vectorised over
-  channels) with no permute copy; the backward calls ``convolution_backward`` directly in the same layout.
+  sequence (:mod:`suite.ops.native`: C compiled on first use, the neurons split across PyTorch's threads);
+  elsewhere (CUDA, or no C compiler) small in-place per-step ops write straight into the saved sequence (three per
+  step for the LIF forward, one for the readout and for every backward step) and the element-wise work that does
+  not depend on the recurrence (spikes, surrogate, reset masks) runs once over the whole sequence. Without autograd
+  the LIF saves nothing.
+- Per-channel delays are a depthwise correlation over time. On CPU (float32, channels a multiple of 16) the compiled
+  kernels of :mod:`suite.ops.native` copy one (batch item, 16 channels) series at a time into an L1-resident buffer
+  with the padding as zeros and keep 8 outputs in registers across the taps; they save the unpadded input. Elsewhere
+  the time-major (T, B, C) tensor *is* the channels-last layout of a (1, C, T, B) image, so ``conv2d`` with a
+  (C, 1, D, 1) kernel runs oneDNN's NHWC depthwise kernel with no permute copy, and the backward calls
+  ``convolution_backward`` in the same layout.
 - Soft synaptic delays are D accumulating matrix products over shifted time slices (contiguous in the time-major
   layout, no padding copy, rows that would only read padding skipped). The (D, N_in, N_out) kernel is never stored:
   it is rebuilt from (weight, pos) a chunk of taps (8 MiB) at a time when it is needed, in the forward and in the
@@ -37,10 +41,11 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+
+from suite.ops import native
 
 SIGMA_OFFSET = 0.27
 """DCLS adds this to |SIG| so that the Gaussian never collapses (``dcls`` 0.1.1, ``ConstructKernel1d``)."""
@@ -61,33 +66,11 @@ def _just_below(value: float, dtype: torch.dtype) -> float:
     return float(torch.nextafter(torch.tensor(value, dtype=dtype), torch.tensor(-math.inf, dtype=dtype)))
 
 
-def _numba_eligible(x: torch.Tensor) -> bool:
-    """CPU float32/float64 tensors run the compiled recurrences of :mod:`suite.ops.cpu_recurrences`."""
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-
-
-def _as_rows(x: torch.Tensor) -> np.ndarray:
-    """(T, ...) input tensor -> contiguous (T, N) numpy array (a view when ``x`` is contiguous, else a copy)."""
-    return x.detach().contiguous().reshape(x.shape[0], math.prod(x.shape[1:])).numpy()
-
-
-def _out_rows(out: torch.Tensor) -> np.ndarray:
-    """(T, ...) output tensor -> (T, N) numpy view of its memory, which the compiled loop writes into."""
-    if not out.is_contiguous():
-        raise ValueError("compiled recurrences write into contiguous outputs only")
-    return out.view(out.shape[0], math.prod(out.shape[1:])).numpy()
-
-
-def _typed(value: float, x: np.ndarray) -> np.floating:
-    """``value`` as a scalar of ``x``'s dtype, so that float32 arithmetic in the compiled loops stays float32."""
-    return x.dtype.type(value)
-
-
 class _LIFSpikes(torch.autograd.Function):
     """Whole-sequence LIF; only H is saved, and the element-wise work that does not depend on the recurrence
     (spikes, surrogate) runs with it.
 
-    CPU: one compiled pass forward and one backward (:mod:`suite.ops.cpu_recurrences`). Elsewhere three small in-place
+    CPU: one compiled pass forward and one backward (:mod:`suite.ops.native`). Elsewhere three small in-place
     ops per step forward (``H[t] = X[t] + decay V`` written straight into the saved sequence, ``F = threshold(H, thr-,
     0)``, i.e. H where H >= thr, and ``V = H - F``, exactly ``H (1 - S)``), spikes from one comparison over the whole
     sequence, and one in-place op per step backward.
@@ -96,15 +79,11 @@ class _LIFSpikes(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:  # type: ignore[override]
         decay = 1.0 - 1.0 / tau
-        h_seq = torch.empty_like(x, memory_format=torch.contiguous_format)
-        spikes = torch.empty_like(h_seq)
-        if _numba_eligible(x):
-            from suite.ops import cpu_recurrences
-
-            x_rows = _as_rows(x)
-            cpu_recurrences.lif_forward(x_rows, _typed(decay, x_rows), _typed(v_threshold, x_rows),
-                                        _out_rows(h_seq), _out_rows(spikes))
+        if native.recurrences_eligible(x):
+            h_seq, spikes = native.lif_forward(x, decay, v_threshold, keep_h=True)
         else:
+            h_seq = torch.empty_like(x, memory_format=torch.contiguous_format)
+            spikes = torch.empty_like(h_seq)
             below = _just_below(v_threshold, x.dtype)
             fired = h_seq.new_empty(h_seq.shape[1:])
             v = h_seq.new_zeros(h_seq.shape[1:])
@@ -124,14 +103,8 @@ class _LIFSpikes(torch.autograd.Function):
         # dL/dH[t] = g[t] surrogate[t] + dL/dH[t+1] * decay * (1 - S[t]), surrogate = (alpha/2) / (1 + (c (H - thr))^2)
         # with c = pi/2 alpha.
         scale = (math.pi / 2 * ctx.alpha) ** 2
-        if _numba_eligible(h_seq):
-            from suite.ops import cpu_recurrences
-
-            grad_x = torch.empty_like(h_seq)
-            h_rows = _as_rows(h_seq)
-            cpu_recurrences.lif_backward(
-                h_rows, _as_rows(grad_spikes.to(h_seq.dtype)), *(_typed(v, h_rows) for v in (
-                    ctx.decay, ctx.v_threshold, 1.0, scale, ctx.alpha / 2)), _out_rows(grad_x))
+        if native.recurrences_eligible(h_seq):
+            grad_x = native.lif_backward(h_seq, grad_spikes, ctx.decay, ctx.v_threshold, scale, ctx.alpha / 2)
             return grad_x, None, None, None
         # Three whole-sequence passes, then one in-place op per step.
         centred = torch.sub(h_seq, ctx.v_threshold)
@@ -151,13 +124,8 @@ class _LeakyReadout(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
         decay = 1.0 - 1.0 / tau
         ctx.decay = decay
-        if _numba_eligible(x):
-            from suite.ops import cpu_recurrences
-
-            v_seq = torch.empty_like(x, memory_format=torch.contiguous_format)
-            x_rows = _as_rows(x)
-            cpu_recurrences.leaky_forward(x_rows, _typed(decay, x_rows), _out_rows(v_seq))
-            return v_seq
+        if native.recurrences_eligible(x):
+            return native.leaky(x, decay, backward=False)
         v_seq = x.clone(memory_format=torch.contiguous_format)
         steps = v_seq.unbind(0)
         for t in range(1, x.shape[0]):
@@ -167,13 +135,8 @@ class _LeakyReadout(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_v_seq: torch.Tensor):  # type: ignore[override]
-        if _numba_eligible(grad_v_seq):
-            from suite.ops import cpu_recurrences
-
-            grad_x = torch.empty_like(grad_v_seq, memory_format=torch.contiguous_format)
-            g_rows = _as_rows(grad_v_seq)
-            cpu_recurrences.leaky_backward(g_rows, _typed(ctx.decay, g_rows), _out_rows(grad_x))
-            return grad_x, None
+        if native.recurrences_eligible(grad_v_seq):
+            return native.leaky(grad_v_seq, ctx.decay, backward=True), None
         grad_x = grad_v_seq.clone(memory_format=torch.contiguous_format)
         steps = grad_x.unbind(0)
         for t in range(grad_x.shape[0] - 2, -1, -1):
@@ -187,15 +150,9 @@ def _lif_spikes_inference(x: torch.Tensor, tau: float, v_threshold: float) -> to
     V = H - H S is exactly H (1 - S) for S in {0, 1}.
     """
     decay = 1.0 - 1.0 / tau
+    if native.recurrences_eligible(x):
+        return native.lif_forward(x, decay, v_threshold, keep_h=False)[1]
     spikes = torch.empty_like(x, memory_format=torch.contiguous_format)
-    if _numba_eligible(x):
-        from suite.ops import cpu_recurrences
-
-        x_rows = _as_rows(x)
-        scratch = np.empty((1, x_rows.shape[1]), dtype=x_rows.dtype)
-        cpu_recurrences.lif_forward(x_rows, _typed(decay, x_rows), _typed(v_threshold, x_rows), scratch,
-                                    _out_rows(spikes))
-        return spikes
     h = x.new_empty(x.shape[1:])
     v = x.new_zeros(x.shape[1:])
     for x_t, s_t in zip(x.unbind(0), spikes.unbind(0), strict=True):
@@ -272,7 +229,7 @@ def _from_image(y: torch.Tensor) -> torch.Tensor:
 
 
 class _ChannelConv(torch.autograd.Function):
-    """Depthwise valid cross-correlation over time of a padded (T, B, C) input with a (C, D) kernel."""
+    """Depthwise valid cross-correlation over time of a padded (T, B, C) input with a (C, D) kernel (oneDNN)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:  # type: ignore[override]
@@ -300,6 +257,27 @@ class _ChannelConv(torch.autograd.Function):
         return grad_x, grad_k, None, None
 
 
+class _NativeChannelConv(torch.autograd.Function):
+    """The same correlation with the compiled kernels of :mod:`suite.ops.native` (CPU float32, C a multiple of 16).
+
+    Saves the input itself (the oneDNN form saves a padded copy) for the kernel gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:  # type: ignore[override]
+        x = x.contiguous()
+        ctx.save_for_backward(x, kernel)
+        ctx.pad_left = pad_left
+        return native.depthwise_forward(x, kernel, pad_left, pad_right)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
+        x, kernel = ctx.saved_tensors
+        grad_x, grad_k = native.depthwise_backward(x, kernel, grad_y, ctx.pad_left, *ctx.needs_input_grad[:2])
+        return grad_x, grad_k, None, None
+
+
 def _channel_conv_inference(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:
     """The depthwise correlation without autograd: the convolution pads (symmetrically, max(L, R) steps) instead of a
     padded copy of the input, and the output rows that belong to the (L, R) padding are a contiguous slice."""
@@ -311,7 +289,12 @@ def _channel_conv_inference(x: torch.Tensor, kernel: torch.Tensor, pad_left: int
 
 
 def _channel_conv(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:
-    if torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad):
+    """Compiled kernels where eligible (:func:`suite.ops.native.eligible`), oneDNN otherwise."""
+    differentiable = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
+    if native.depthwise_eligible(x, kernel, pad_left, pad_right):
+        return _NativeChannelConv.apply(x, kernel, pad_left, pad_right) if differentiable else \
+            native.depthwise_forward(x, kernel, pad_left, pad_right)
+    if differentiable:
         return _ChannelConv.apply(x, kernel, pad_left, pad_right)
     return _channel_conv_inference(x, kernel, pad_left, pad_right)
 

@@ -1,0 +1,259 @@
+"""Compiled C kernels of the PyTorch backend on CPU, built on first use with the system C compiler.
+
+- ``depthwise.c``: the per-channel delay correlation (axonal, dendritic), forward and both gradients, float32.
+- ``recurrences.c``: LIF and leaky readout over the whole sequence, forward and backward, float32 and float64.
+
+Why C: the fast depthwise correlation keeps a tile of output vectors in registers across the D taps (Numba's loops
+reloaded and stored the accumulators every tap and were slower than oneDNN), and these kernels must run on PyTorch's
+own OpenMP pool: a second thread pool on the same cores makes both wait (docs/performance.md). The sources are
+compiled with ``-O3 -march=native`` into a per-user cache keyed by the sources, the compiler and the CPU, loaded with
+ctypes, and given libgomp's entry points from the libgomp PyTorch loaded (``pool.h``).
+
+Nothing here is required: without a C compiler, on a platform other than Linux, or with ``SUITE_NATIVE=0``, the
+backend uses PyTorch ops instead (same results within float rounding, slower) and ``status()`` says why
+(``python -m suite doctor`` prints it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("depthwise.c", "recurrences.c"))
+HEADERS = (Path(__file__).with_name("pool.h"),)
+FLAGS = ("-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast", "-shared", "-fPIC")
+MIN_COLUMNS_PER_THREAD = 2048
+"""Recurrences narrower than this per thread run on one thread: waking the pool costs more than it saves."""
+
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def cache_dir() -> Path:
+    """Where compiled libraries live: ``$SUITE_NATIVE_CACHE``, else ``$XDG_CACHE_HOME/delay-snn-suite/native``."""
+    explicit = os.environ.get("SUITE_NATIVE_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "delay-snn-suite" / "native"
+
+
+def _cpu_identity() -> str:
+    """Model and feature flags of this CPU: ``-march=native`` code must not be reused on a different one."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in ("model name", "flags")}))
+
+
+def _build(compiler: str) -> Path:
+    """Compile the sources (once per sources, compiler and CPU) and return the library's path."""
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+    texts = [path.read_text() for path in (*SOURCES, *HEADERS)]
+    key = hashlib.sha256("\0".join([*texts, compiler, version, " ".join(FLAGS), _cpu_identity()]).encode())
+    target = cache_dir() / f"suite-kernels-{key.hexdigest()[:16]}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        partial = Path(scratch) / target.name
+        done = subprocess.run([compiler, *FLAGS, "-o", str(partial), *map(str, SOURCES)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            first = (done.stderr.strip().splitlines() or ["no output"])[0]
+            raise OSError(f"{compiler} failed on the CPU kernels: {first}")
+        os.replace(partial, target)  # atomic: a concurrent build of the same key writes the same bytes
+    return target
+
+
+def _torch_openmp() -> tuple[ctypes.CDLL | None, str]:
+    """PyTorch's libgomp (already loaded by torch), whose pool the kernels borrow, or None for serial kernels."""
+    if "ATen parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return None, "serial: PyTorch's parallel backend is not OpenMP"
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return None, "serial: no /proc/self/maps"
+    loaded = sorted({line.split()[-1] for line in maps if "libgomp" in line.split()[-1]})
+    torch_lib = str(Path(torch.__file__).parent / "lib")
+    candidates = [path for path in loaded if path.startswith(torch_lib)] or loaded
+    if not candidates:
+        return None, "serial: PyTorch loaded no libgomp"
+    return ctypes.CDLL(candidates[0]), f"threads from {candidates[0]}"
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    pointer, int_, long_, double = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_double
+    pool = [pointer, pointer, pointer, int_]
+    for kernel in (lib.suite_depthwise_forward, lib.suite_depthwise_weight_grad):
+        kernel.argtypes = [pointer] * 4 + [int_] * 6 + pool
+        kernel.restype = None
+    lib.suite_scratch_floats.argtypes = [int_] * 3
+    lib.suite_scratch_floats.restype = long_
+    lib.suite_recurrence.argtypes = [int_, int_] + [pointer] * 5 + [double] * 4 + [long_] * 3 + pool
+    lib.suite_recurrence.restype = None
+
+
+def _load() -> None:
+    if os.environ.get("SUITE_NATIVE", "1") == "0":
+        _state["reason"] = "disabled by SUITE_NATIVE=0"
+        return
+    if platform.system() != "Linux":
+        _state["reason"] = f"built only on Linux, not {platform.system()}"
+        return
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        _state["reason"] = f"no C compiler ({os.environ.get('CC', 'cc')}) on PATH"
+        return
+    try:
+        lib = ctypes.CDLL(str(_build(compiler)))
+    except OSError as err:
+        _state["reason"] = str(err)
+        return
+    _declare(lib)
+    gomp, threads = _torch_openmp()
+    entries = [ctypes.cast(getattr(gomp, name), ctypes.c_void_p) if gomp else None
+               for name in ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")]
+    _state.update(lib=lib, vector_width=lib.suite_vector_width(), threads=threads, pool=entries)
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded library (building it on the first call), or None when it is unavailable."""
+    with _lock:
+        if not _state:
+            _load()
+    return _state.get("lib")
+
+
+def status() -> str:
+    """One line: whether the compiled kernels are in use, and why not if they are not."""
+    if library() is None:
+        return f"unavailable ({_state['reason']}); the CPU backend uses PyTorch ops"
+    return f"compiled ({_state['threads']}), cache {cache_dir()}"
+
+
+def _pool(columns: int | None = None) -> list:
+    """The pool arguments of every kernel; ``columns`` caps the threads of a narrow recurrence."""
+    threads = torch.get_num_threads()
+    if columns is not None:
+        threads = max(1, min(threads, columns // MIN_COLUMNS_PER_THREAD))
+    return [*_state["pool"], threads]
+
+
+# ------------------------------------------------------------------------------------------- recurrences
+
+LIF_FORWARD, LIF_BACKWARD, READOUT_FORWARD, READOUT_BACKWARD = range(4)
+
+
+def recurrences_eligible(x: torch.Tensor) -> bool:
+    """CPU float32/float64 tensors with the library available."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and library() is not None
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """(T, ...) -> contiguous (T, N) (a view when ``x`` is contiguous)."""
+    return x.detach().contiguous().reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def _recurrence(kind: int, first: torch.Tensor, out: torch.Tensor, *, grad: torch.Tensor | None = None,
+                out2: torch.Tensor | None = None, decay: float = 0.0, threshold: float = 0.0, scale: float = 0.0,
+                half_alpha: float = 0.0, h_rows: int = 0) -> None:
+    """Run one recurrence kernel; ``first`` and ``grad`` are contiguous (T, N), outputs are preallocated."""
+    steps, width = first.shape
+    scratch_row = first.new_empty(width) if kind == LIF_FORWARD else None
+    address = [t.data_ptr() if t is not None else None for t in (first, grad, out, out2, scratch_row)]
+    _state["lib"].suite_recurrence(kind, int(first.dtype == torch.float64), *address, decay, threshold, scale,
+                                   half_alpha, steps, width, h_rows, *_pool(width))
+
+
+def lif_forward(x: torch.Tensor, decay: float, v_threshold: float, keep_h: bool) -> tuple[torch.Tensor | None,
+                                                                                            torch.Tensor]:
+    """(H, S) of the LIF over (T, ...) ``x``; H is None unless ``keep_h`` (the backward needs it)."""
+    rows = _rows(x)
+    h_seq = torch.empty_like(rows) if keep_h else rows.new_empty(1, rows.shape[1])
+    spikes = torch.empty_like(rows)
+    _recurrence(LIF_FORWARD, rows, h_seq, out2=spikes, decay=decay, threshold=v_threshold, h_rows=h_seq.shape[0])
+    return (h_seq.view(x.shape) if keep_h else None), spikes.view(x.shape)
+
+
+def lif_backward(h_seq: torch.Tensor, grad_spikes: torch.Tensor, decay: float, v_threshold: float, scale: float,
+                 half_alpha: float) -> torch.Tensor:
+    """dL/dX of the LIF from the saved H and dL/dS."""
+    rows = _rows(h_seq)
+    grad_x = torch.empty_like(rows)
+    _recurrence(LIF_BACKWARD, rows, grad_x, grad=_rows(grad_spikes.to(h_seq.dtype)), decay=decay,
+                threshold=v_threshold, scale=scale, half_alpha=half_alpha)
+    return grad_x.view(h_seq.shape)
+
+
+def leaky(x: torch.Tensor, decay: float, backward: bool) -> torch.Tensor:
+    """The readout's V over (T, ...) ``x`` (forward), or dL/dX from dL/dV (``backward``: the reversed recurrence)."""
+    rows = _rows(x)
+    out = torch.empty_like(rows)
+    _recurrence(READOUT_BACKWARD if backward else READOUT_FORWARD, rows, out, decay=decay)
+    return out.view(x.shape)
+
+
+# ------------------------------------------------------------------------------------ depthwise correlation
+
+
+def depthwise_eligible(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> bool:
+    """CPU float32 (T, B, C) input and (C, D) kernel, C a whole number of vectors, 0 <= pad_left < D, pad_right >= 0,
+    and the library available."""
+    return (x.device.type == "cpu" and x.dtype == kernel.dtype == torch.float32 and x.dim() == 3
+            and 0 <= pad_left < kernel.shape[1] and pad_right >= 0 and library() is not None
+            and x.shape[2] % _state["vector_width"] == 0)
+
+
+def _depthwise(name: str, x: torch.Tensor, second: torch.Tensor, out: torch.Tensor, taps: int, front: int,
+               steps_out: int) -> torch.Tensor:
+    """Call one depthwise kernel on contiguous (steps, B, C) ``x`` with per-thread scratch; returns ``out``."""
+    lib = _state["lib"]
+    steps, batch, channels = x.shape
+    pool = _pool()
+    scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(taps, steps_out, int(name.endswith("grad"))))
+    getattr(lib, name)(x.data_ptr(), second.data_ptr(), out.data_ptr(), scratch.data_ptr(), steps, batch, channels,
+                       taps, front, steps_out, *pool)
+    return out
+
+
+def _correlate(x: torch.Tensor, kernel: torch.Tensor, front: int, steps_out: int) -> torch.Tensor:
+    """y (steps_out, B, C), ``y[t] = sum_k kernel[:, k] x[t + k - front]`` with x = 0 outside its steps."""
+    taps = kernel.detach().t().contiguous()
+    out = x.new_empty(steps_out, x.shape[1], x.shape[2])
+    return _depthwise("suite_depthwise_forward", x, taps, out, taps.shape[0], front, steps_out)
+
+
+def depthwise_forward(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:
+    """The padded correlation of a (T, B, C) input with a (C, D) kernel:
+    ``y[t] = sum_k kernel[:, k] x[t + k - pad_left]`` (x = 0 outside [0, T)), t < T + pad_left + pad_right - D + 1.
+    """
+    steps_out = x.shape[0] + pad_left + pad_right - kernel.shape[1] + 1
+    return _correlate(x.detach().contiguous(), kernel, pad_left, steps_out)
+
+
+def depthwise_backward(x: torch.Tensor, kernel: torch.Tensor, grad_y: torch.Tensor, pad_left: int, need_x: bool,
+                       need_k: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """dL/dx (T, B, C) and dL/dkernel (C, D) of :func:`depthwise_forward`, each only if asked for.
+
+    The input gradient is the correlation of the gradient, padded by D - 1 - pad_left in front, with reversed taps.
+    """
+    taps = kernel.shape[1]
+    grad_y = grad_y.contiguous()
+    grad_x = _correlate(grad_y, kernel.flip(1), taps - 1 - pad_left, x.shape[0]) if need_x else None
+    grad_k = None
+    if need_k:
+        out = x.new_empty(taps, x.shape[2])
+        grad_k = _depthwise("suite_depthwise_weight_grad", x, grad_y, out, taps, pad_left, grad_y.shape[0]).t()
+    return grad_x, grad_k
