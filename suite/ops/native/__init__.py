@@ -143,6 +143,14 @@ def status() -> str:
     return f"compiled ({_state['threads']}), cache {cache_dir()}"
 
 
+def _loaded() -> ctypes.CDLL:
+    """The library, for the kernel wrappers (callers check eligibility first; this is the guard if they did not)."""
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f"compiled CPU kernels {status()}")
+    return lib
+
+
 def _pool(columns: int | None = None) -> list:
     """The pool arguments of every kernel; ``columns`` caps the threads of a narrow recurrence."""
     threads = torch.get_num_threads()
@@ -173,7 +181,7 @@ def _recurrence(kind: int, first: torch.Tensor, out: torch.Tensor, *, grad: torc
     steps, width = first.shape
     scratch_row = first.new_empty(width) if kind == LIF_FORWARD else None
     address = [t.data_ptr() if t is not None else None for t in (first, grad, out, out2, scratch_row)]
-    _state["lib"].suite_recurrence(kind, int(first.dtype == torch.float64), *address, decay, threshold, scale,
+    _loaded().suite_recurrence(kind, int(first.dtype == torch.float64), *address, decay, threshold, scale,
                                    half_alpha, steps, width, h_rows, *_pool(width))
 
 
@@ -219,7 +227,7 @@ def depthwise_eligible(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad
 def _depthwise(name: str, x: torch.Tensor, second: torch.Tensor, out: torch.Tensor, taps: int, front: int,
                steps_out: int) -> torch.Tensor:
     """Call one depthwise kernel on contiguous (steps, B, C) ``x`` with per-thread scratch; returns ``out``."""
-    lib = _state["lib"]
+    lib = _loaded()
     steps, batch, channels = x.shape
     pool = _pool()
     scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(taps, steps_out, int(name.endswith("grad"))))
