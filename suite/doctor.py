@@ -309,6 +309,7 @@ def _train_step(variant_name: str, defaults: dict[str, Any], sizes: Sizes, backe
                 seed: int) -> Callable[[], None]:
     """One optimiser step of the official recipe (Adam on weights / norm / positions, clamp after the step)."""
     from suite.models.network import DelayNetwork, summed_softmax_loss
+    from suite.runtime import adam
     from suite.specs import ModelSpec
 
     torch.manual_seed(seed)
@@ -317,7 +318,7 @@ def _train_step(variant_name: str, defaults: dict[str, Any], sizes: Sizes, backe
     model = DelayNetwork(spec, backend).to(device).train()
     groups = model.param_groups()
     settings = {"weights": {"lr": 1e-3, "weight_decay": 1e-5}, "norm": {"lr": 1e-3}, "positions": {"lr": 0.1}}
-    optim = torch.optim.Adam([{"params": groups[name], **opts} for name, opts in settings.items() if groups[name]])
+    optim = adam([{"params": groups[name], **opts} for name, opts in settings.items() if groups[name]])
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn((sizes.steps, sizes.batch, sizes.n_inputs), generator=gen).to(device)
     labels = torch.randint(0, sizes.n_outputs, (sizes.batch,), generator=gen).to(device)

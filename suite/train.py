@@ -37,7 +37,7 @@ from suite.results import (
     record_path,
     write_record,
 )
-from suite.runtime import configure_cpu_process, resolve_device
+from suite.runtime import adam, configure_cpu_process, resolve_device
 from suite.specs import ProtocolSpec, RunSpec
 
 
@@ -99,13 +99,13 @@ def _optimisers(model: nn.Module, optim: dict[str, Any]) -> tuple[list[torch.opt
     param_groups = [{"params": weights, "lr": optim["lr_w"], "weight_decay": optim["weight_decay"]}]
     if groups["norm"]:
         param_groups.append({"params": groups["norm"], "lr": optim["lr_w"], "weight_decay": 0.0})
-    opt_w = torch.optim.Adam(param_groups)
+    opt_w = adam(param_groups)
     optimisers: list[torch.optim.Optimizer] = [opt_w]
     schedulers: list[Any] = [torch.optim.lr_scheduler.OneCycleLR(opt_w, max_lr=optim["max_lr_w"],
                                                                  total_steps=optim["epochs"])]
     positions = [p for p in groups["positions"] if p.requires_grad]
     if positions:
-        opt_pos = torch.optim.Adam(positions, lr=optim["lr_pos"], weight_decay=0.0)
+        opt_pos = adam(positions, lr=optim["lr_pos"], weight_decay=0.0)
         optimisers.append(opt_pos)
         schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(opt_pos, T_max=optim["epochs"]))
     return optimisers, schedulers

@@ -57,15 +57,16 @@ def make_train_step(net: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> Ca
     a copy of a model that must stay untouched.
     """
     from suite.models.network import summed_softmax_loss
+    from suite.runtime import adam
 
     net.train()
     groups = net.param_groups() if hasattr(net, "param_groups") else {"weights": list(net.parameters())}
     weight_groups = [{"params": groups["weights"], "weight_decay": 1e-5}]
     if groups.get("norm"):
         weight_groups.append({"params": groups["norm"], "weight_decay": 0.0})
-    optimisers = [torch.optim.Adam(weight_groups, lr=1e-3)]
+    optimisers = [adam(weight_groups, lr=1e-3)]
     if groups.get("positions"):
-        optimisers.append(torch.optim.Adam(groups["positions"], lr=0.1))
+        optimisers.append(adam(groups["positions"], lr=0.1))
 
     def step() -> float:
         for opt in optimisers:

@@ -96,10 +96,10 @@ def _torch_openmp() -> tuple[ctypes.CDLL | None, str]:
 def _declare(lib: ctypes.CDLL) -> None:
     pointer, int_, long_, double = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_double
     pool = [pointer, pointer, pointer, int_]
-    for kernel in (lib.suite_depthwise_forward, lib.suite_depthwise_weight_grad):
-        kernel.argtypes = [pointer] * 4 + [int_] * 6 + pool
-        kernel.restype = None
-    lib.suite_scratch_floats.argtypes = [int_] * 3
+    lib.suite_depthwise_forward.argtypes = [pointer] * 4 + [int_] * 6 + pool
+    lib.suite_depthwise_backward.argtypes = [pointer] * 6 + [int_] * 6 + pool
+    lib.suite_depthwise_forward.restype = lib.suite_depthwise_backward.restype = None
+    lib.suite_scratch_floats.argtypes = [int_] * 5
     lib.suite_scratch_floats.restype = long_
     lib.suite_recurrence.argtypes = [int_, int_] + [pointer] * 5 + [double] * 4 + [long_] * 3 + pool
     lib.suite_recurrence.restype = None
@@ -224,23 +224,17 @@ def depthwise_eligible(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad
             and x.shape[2] % _state["vector_width"] == 0)
 
 
-def _depthwise(name: str, x: torch.Tensor, second: torch.Tensor, out: torch.Tensor, taps: int, front: int,
-               steps_out: int) -> torch.Tensor:
-    """Call one depthwise kernel on contiguous (steps, B, C) ``x`` with per-thread scratch; returns ``out``."""
-    lib = _loaded()
-    steps, batch, channels = x.shape
-    pool = _pool()
-    scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(taps, steps_out, int(name.endswith("grad"))))
-    getattr(lib, name)(x.data_ptr(), second.data_ptr(), out.data_ptr(), scratch.data_ptr(), steps, batch, channels,
-                       taps, front, steps_out, *pool)
-    return out
-
-
 def _correlate(x: torch.Tensor, kernel: torch.Tensor, front: int, steps_out: int) -> torch.Tensor:
     """y (steps_out, B, C), ``y[t] = sum_k kernel[:, k] x[t + k - front]`` with x = 0 outside its steps."""
+    lib = _loaded()
+    steps, batch, channels = x.shape
     taps = kernel.detach().t().contiguous()
-    out = x.new_empty(steps_out, x.shape[1], x.shape[2])
-    return _depthwise("suite_depthwise_forward", x, taps, out, taps.shape[0], front, steps_out)
+    out = x.new_empty(steps_out, batch, channels)
+    pool = _pool()
+    scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(steps, taps.shape[0], front, steps_out, 0))
+    lib.suite_depthwise_forward(x.data_ptr(), taps.data_ptr(), out.data_ptr(), scratch.data_ptr(), steps, batch,
+                                channels, taps.shape[0], front, steps_out, *pool)
+    return out
 
 
 def depthwise_forward(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:
@@ -253,15 +247,25 @@ def depthwise_forward(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_
 
 def depthwise_backward(x: torch.Tensor, kernel: torch.Tensor, grad_y: torch.Tensor, pad_left: int, need_x: bool,
                        need_k: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """dL/dx (T, B, C) and dL/dkernel (C, D) of :func:`depthwise_forward`, each only if asked for.
+    """dL/dx (T, B, C) and dL/dkernel (C, D) of :func:`depthwise_forward`, each only if asked for, in one pass.
 
-    The input gradient is the correlation of the gradient, padded by D - 1 - pad_left in front, with reversed taps.
+    The input gradient is the correlation of the gradient, padded by D - 1 - pad_left in front, with reversed taps;
+    each thread sums the kernel gradient of its share into its own partial, added here.
     """
+    if not (need_x or need_k):
+        return None, None
+    lib = _loaded()
+    steps, batch, channels = x.shape
     taps = kernel.shape[1]
-    grad_y = grad_y.contiguous()
-    grad_x = _correlate(grad_y, kernel.flip(1), taps - 1 - pad_left, x.shape[0]) if need_x else None
-    grad_k = None
-    if need_k:
-        out = x.new_empty(taps, x.shape[2])
-        grad_k = _depthwise("suite_depthwise_weight_grad", x, grad_y, out, taps, pad_left, grad_y.shape[0]).t()
+    grad_y = grad_y.detach().contiguous()
+    reversed_taps = kernel.detach().flip(1).t().contiguous()
+    pool = _pool()
+    grad_x = x.new_empty(steps, batch, channels) if need_x else None
+    partial = x.new_zeros(pool[-1], lib.suite_weight_grad_rows(taps), channels) if need_k else None
+    scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(steps, taps, pad_left, grad_y.shape[0], 1))
+    lib.suite_depthwise_backward(
+        x.data_ptr(), grad_y.data_ptr(), reversed_taps.data_ptr(), grad_x.data_ptr() if need_x else None,
+        partial.data_ptr() if need_k else None, scratch.data_ptr(), steps, batch, channels, taps, pad_left,
+        grad_y.shape[0], *pool)
+    grad_k = partial.sum(0)[:taps].t() if partial is not None else None
     return grad_x, grad_k

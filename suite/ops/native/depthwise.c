@@ -28,8 +28,10 @@
 typedef float vec __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float)))); /* unaligned ok */
 typedef struct {
     const float *x; /* (T, B, C) */
-    const float *w; /* forward: taps (D, C); weight gradient: g (T_out, B, C) */
-    float *out;     /* forward: y (T_out, B, C); weight gradient: dw (D, C) */
+    const float *g; /* backward: dL/dy (T_out, B, C) */
+    const float *w; /* taps (D, C); reversed for the backward */
+    float *out;     /* forward: y (T_out, B, C); backward: dL/dx (T, B, C) or NULL */
+    float *dw;      /* backward: per-thread partial dL/dw (n_threads, round_up(D, TILE), C), zeroed; or NULL */
     float *scratch; /* per thread: scratch_floats floats */
     size_t scratch_floats;
     int T, B, C, D, front, T_out;
@@ -40,6 +42,13 @@ static int round_up(int n, int multiple) { return (n + multiple - 1) / multiple 
 
 /* Rows of a forward column buffer: every tile reads TILE + D - 1 rows, the last tile may be partial. */
 static int forward_rows(int D, int T_out) { return round_up(T_out, TILE) + D - 1; }
+
+/* Rows of the backward's gradient buffer: the input gradient is a forward with T outputs, and the weight gradient
+ * reads T_out rows after the D - 1 - front leading zeros. */
+static int gradient_rows(int D, int T, int T_out, int front) {
+    const int needed = D - 1 - front + T_out;
+    return forward_rows(D, T) > needed ? forward_rows(D, T) : needed;
+}
 
 /* Rows of the weight-gradient input buffer: output t reads rows t .. t + round_up(D, TILE) - 1. */
 static int weight_grad_rows(int D, int T_out) { return T_out + round_up(D, TILE) - 1; }
@@ -69,95 +78,111 @@ static void thread_share(const job *j, int n, int *begin, int *end) {
 
 static float *thread_scratch(const job *j) { return j->scratch + (size_t)pool_self(&j->threads) * j->scratch_floats; }
 
-/* Work items: (batch item, block of BLOCK channel vectors); outputs written a tile of rows across the block at a time. */
+/* out[t] = sum_k w[k] cols[c][t + k] for the `width` gathered columns of one block, t < T_out, TILE rows at a time
+ * across the block (so each output row gets width * VL contiguous floats in a row). */
+static void correlate_block(const float *cols, int rows, const float *w, int C, int D, int width, int T_out,
+                            float *out, size_t row) {
+    for (int t0 = 0; t0 < T_out; t0 += TILE) {
+        const int n = T_out - t0 < TILE ? T_out - t0 : TILE;
+        for (int c = 0; c < width; c++) {
+            const float *ws = w + (size_t)c * VL, *xs = cols + (size_t)c * rows * VL;
+            vec acc[TILE] = {0};
+            for (int k = 0; k < D; k++) {
+                const vec wk = *(const vec *)(ws + (size_t)k * C);
+                const float *xk = xs + (size_t)(t0 + k) * VL;
+#pragma GCC unroll 16
+                for (int r = 0; r < TILE; r++) acc[r] += wk * *(const vec *)(xk + r * VL);
+            }
+            for (int r = 0; r < n; r++) *(vec *)(out + (size_t)c * VL + (size_t)(t0 + r) * row) = acc[r];
+        }
+    }
+}
+
+/* sums[k][c] += sum_{t < T_out} g[c][t] x[c][t + k] for the `width` gathered columns of one block. */
+static void accumulate_weight_grad(const float *xcols, int x_rows, const float *gcols, int g_rows, int g_first,
+                                   int D, int width, int T_out, float *sums, int C) {
+    for (int c = 0; c < width; c++) {
+        const float *xs = xcols + (size_t)c * x_rows * VL, *gs = gcols + ((size_t)c * g_rows + g_first) * VL;
+        for (int k0 = 0; k0 < D; k0 += TILE) {
+            vec acc[TILE];
+            for (int r = 0; r < TILE; r++) acc[r] = *(vec *)(sums + (size_t)(k0 + r) * C + (size_t)c * VL);
+            for (int t = 0; t < T_out; t++) {
+                const vec gt = *(const vec *)(gs + (size_t)t * VL);
+                const float *xk = xs + (size_t)(t + k0) * VL;
+#pragma GCC unroll 16
+                for (int r = 0; r < TILE; r++) acc[r] += gt * *(const vec *)(xk + r * VL);
+            }
+            for (int r = 0; r < TILE; r++) *(vec *)(sums + (size_t)(k0 + r) * C + (size_t)c * VL) = acc[r];
+        }
+    }
+}
+
+/* Work items: (batch item, block of BLOCK channel vectors). */
 static void forward_blocks(void *data) {
     const job *j = data;
-    const int nv = j->C / VL, blocks = (nv + BLOCK - 1) / BLOCK, D = j->D, C = j->C, T_out = j->T_out;
-    const int rows = forward_rows(j->D, j->T_out);
-    const size_t row = (size_t)j->B * C;
+    const int nv = j->C / VL, blocks = (nv + BLOCK - 1) / BLOCK, rows = forward_rows(j->D, j->T_out);
+    const size_t row = (size_t)j->B * j->C;
     float *columns = thread_scratch(j);
     int begin, end;
     thread_share(j, j->B * blocks, &begin, &end);
     for (int item = begin; item < end; item++) {
         const int b = item / blocks, v0 = (item % blocks) * BLOCK, width = nv - v0 < BLOCK ? nv - v0 : BLOCK;
-        const size_t offset = (size_t)b * C + (size_t)v0 * VL;
+        const size_t offset = (size_t)b * j->C + (size_t)v0 * VL;
         gather_block(j->x + offset, row, j->T, j->front, width, rows, columns);
-        for (int t0 = 0; t0 < T_out; t0 += TILE) {
-            const int n = T_out - t0 < TILE ? T_out - t0 : TILE;
-            for (int c = 0; c < width; c++) {
-                const float *ws = j->w + (size_t)(v0 + c) * VL, *xs = columns + (size_t)c * rows * VL;
-                vec acc[TILE] = {0};
-                for (int k = 0; k < D; k++) {
-                    const vec wk = *(const vec *)(ws + (size_t)k * C);
-                    const float *xk = xs + (size_t)(t0 + k) * VL;
-#pragma GCC unroll 16
-                    for (int r = 0; r < TILE; r++) acc[r] += wk * *(const vec *)(xk + r * VL);
-                }
-                for (int r = 0; r < n; r++) *(vec *)(j->out + offset + (size_t)c * VL + (size_t)(t0 + r) * row) = acc[r];
-            }
-        }
+        correlate_block(columns, rows, j->w + (size_t)v0 * VL, j->C, j->D, width, j->T_out, j->out + offset, row);
     }
 }
 
-/* Work items: blocks of BLOCK channel vectors, each summed over every batch item and output step. */
-static void weight_grad_blocks(void *data) {
+/* Work items as in the forward. The output gradient of a block is gathered once, padded as the input gradient (a
+ * forward with reversed taps) needs it, and also serves the weight gradient, which each thread sums into its own
+ * partial (the caller adds the partials). */
+static void backward_blocks(void *data) {
     const job *j = data;
-    const int nv = j->C / VL, blocks = (nv + BLOCK - 1) / BLOCK, D = j->D, T_out = j->T_out;
-    const int rows = weight_grad_rows(j->D, j->T_out), taps = round_up(D, TILE);
-    const size_t row = (size_t)j->B * j->C;
-    float *columns = thread_scratch(j), *grads = columns + (size_t)BLOCK * rows * VL;
-    float *sums = grads + (size_t)BLOCK * T_out * VL;
+    const int nv = j->C / VL, blocks = (nv + BLOCK - 1) / BLOCK, front_g = j->D - 1 - j->front;
+    const int g_rows = gradient_rows(j->D, j->T, j->T_out, j->front), x_rows = weight_grad_rows(j->D, j->T_out);
+    const size_t row = (size_t)j->B * j->C, grad_row = row;
+    float *gcols = thread_scratch(j), *xcols = gcols + (size_t)BLOCK * g_rows * VL;
+    float *sums = j->dw ? j->dw + (size_t)pool_self(&j->threads) * round_up(j->D, TILE) * j->C : NULL;
     int begin, end;
-    thread_share(j, blocks, &begin, &end);
-    for (int block = begin; block < end; block++) {
-        const int v0 = block * BLOCK, width = nv - v0 < BLOCK ? nv - v0 : BLOCK;
-        memset(sums, 0, (size_t)width * taps * VL * sizeof(float));
-        for (int b = 0; b < j->B; b++) {
-            const size_t offset = (size_t)b * j->C + (size_t)v0 * VL;
-            gather_block(j->x + offset, row, j->T, j->front, width, rows, columns);
-            gather_block(j->w + offset, row, T_out, 0, width, T_out, grads);
-            for (int c = 0; c < width; c++) {
-                const float *xs = columns + (size_t)c * rows * VL, *gs = grads + (size_t)c * T_out * VL;
-                float *sc = sums + (size_t)c * taps * VL;
-                for (int k0 = 0; k0 < D; k0 += TILE) {
-                    vec acc[TILE];
-                    for (int r = 0; r < TILE; r++) acc[r] = *(vec *)(sc + (size_t)(k0 + r) * VL);
-                    for (int t = 0; t < T_out; t++) {
-                        const vec gt = *(const vec *)(gs + (size_t)t * VL);
-                        const float *xk = xs + (size_t)(t + k0) * VL;
-#pragma GCC unroll 16
-                        for (int r = 0; r < TILE; r++) acc[r] += gt * *(const vec *)(xk + r * VL);
-                    }
-                    for (int r = 0; r < TILE; r++) *(vec *)(sc + (size_t)(k0 + r) * VL) = acc[r];
-                }
-            }
+    thread_share(j, j->B * blocks, &begin, &end);
+    for (int item = begin; item < end; item++) {
+        const int b = item / blocks, v0 = (item % blocks) * BLOCK, width = nv - v0 < BLOCK ? nv - v0 : BLOCK;
+        const size_t offset = (size_t)b * j->C + (size_t)v0 * VL;
+        gather_block(j->g + offset, grad_row, j->T_out, front_g, width, g_rows, gcols);
+        if (j->out)
+            correlate_block(gcols, g_rows, j->w + (size_t)v0 * VL, j->C, j->D, width, j->T, j->out + offset, row);
+        if (sums) {
+            gather_block(j->x + offset, row, j->T, j->front, width, x_rows, xcols);
+            accumulate_weight_grad(xcols, x_rows, gcols, g_rows, front_g, j->D, width, j->T_out,
+                                   sums + (size_t)v0 * VL, j->C);
         }
-        for (int c = 0; c < width; c++)
-            for (int k = 0; k < D; k++)
-                *(vec *)(j->out + (size_t)k * j->C + (size_t)(v0 + c) * VL) = *(vec *)(sums + ((size_t)c * taps + k) * VL);
     }
 }
 
 int suite_vector_width(void) { return VL; }
 
-/* Scratch floats one thread needs for a forward (weight_grad = 0) or a weight gradient (1). */
-long suite_scratch_floats(int D, int T_out, int weight_grad) {
-    if (!weight_grad) return (long)BLOCK * forward_rows(D, T_out) * VL;
-    return (long)BLOCK * ((long)weight_grad_rows(D, T_out) + T_out + round_up(D, TILE)) * VL;
+/* Scratch floats one thread needs for a forward (backward = 0) or a backward (1). */
+long suite_scratch_floats(int T, int D, int front, int T_out, int backward) {
+    if (!backward) return (long)BLOCK * forward_rows(D, T_out) * VL;
+    return (long)BLOCK * ((long)gradient_rows(D, T, T_out, front) + weight_grad_rows(D, T_out)) * VL;
 }
+
+int suite_weight_grad_rows(int D) { return round_up(D, TILE); }
 
 void suite_depthwise_forward(const float *x, const float *w, float *y, float *scratch, int T, int B, int C, int D,
                              int front, int T_out, gomp_parallel_fn parallel, thread_query_fn thread_num,
                              thread_query_fn num_threads, int n_threads) {
-    job j = {x, w, y, scratch, (size_t)suite_scratch_floats(D, T_out, 0), T, B, C, D, front, T_out,
-             {parallel, thread_num, num_threads, n_threads}};
+    job j = {x, NULL, w, y, NULL, scratch, (size_t)suite_scratch_floats(T, D, front, T_out, 0), T, B, C, D, front,
+             T_out, {parallel, thread_num, num_threads, n_threads}};
     pool_run(&j.threads, forward_blocks, &j);
 }
 
-void suite_depthwise_weight_grad(const float *x, const float *g, float *dw, float *scratch, int T, int B, int C,
-                                 int D, int front, int T_out, gomp_parallel_fn parallel, thread_query_fn thread_num,
-                                 thread_query_fn num_threads, int n_threads) {
-    job j = {x, g, dw, scratch, (size_t)suite_scratch_floats(D, T_out, 1), T, B, C, D, front, T_out,
-             {parallel, thread_num, num_threads, n_threads}};
-    pool_run(&j.threads, weight_grad_blocks, &j);
+/* dx (T, B, C) or NULL; dw_partial (n_threads, suite_weight_grad_rows(D), C) zeroed, or NULL; reversed taps (D, C). */
+void suite_depthwise_backward(const float *x, const float *g, const float *reversed_taps, float *dx, float *dw_partial,
+                              float *scratch, int T, int B, int C, int D, int front, int T_out,
+                              gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
+                              int n_threads) {
+    job j = {x, g, reversed_taps, dx, dw_partial, scratch, (size_t)suite_scratch_floats(T, D, front, T_out, 1), T, B,
+             C, D, front, T_out, {parallel, thread_num, num_threads, n_threads}};
+    pool_run(&j.threads, backward_blocks, &j);
 }
