@@ -54,6 +54,7 @@ from torch import nn
 from suite.errors import SuiteError
 from suite.metrics.latency import make_train_step
 from suite.metrics.memory import MALLOC_ENV
+from suite.ops import native
 from suite.runtime import configure_cpu_process, resolve_device
 
 PARITY_TOL = 1e-4
@@ -314,8 +315,6 @@ def _memory_worker(request: Mapping[str, Any]) -> dict[str, Any]:
 
     Both processes load the compiled CPU kernels first, so that the difference holds no compiler memory.
     """
-    from suite.ops import native
-
     native.library()
     if request.get("threads"):
         torch.set_num_threads(int(request["threads"]))
@@ -431,7 +430,7 @@ def environment(cfg: BenchConfig) -> dict[str, Any]:
         "python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(), "torch": torch.__version__, "dcls": _version("dcls"),
         "spikingjelly": _version("spikingjelly"), "torch_threads": torch.get_num_threads(),
-        "git_commit": _git_commit(),
+        "git_commit": _git_commit(), "cpu_kernels": native.status(),
     }
     if cfg.device == "cuda" and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
@@ -607,7 +606,8 @@ def markdown(report: Mapping[str, Any]) -> str:
                        for dt, res in report["variants"].items())
     lines += ["", f"Process (suite/runtime.py): subnormals flushed {_yes(settings, 'flush_denormal')}; glibc keeps "
               f"freed memory {_yes(settings, 'retain_freed_memory')}. Minor page faults per call (median), training "
-              f"steps and the dense reference: {faults}."]
+              f"steps and the dense reference: {faults}.",
+              "", f"CPU kernels of the torch backend (suite/ops/native): {env.get('cpu_kernels', 'not recorded')}."]
     lines += ["", "Parity, asserted before timing (teacher-forced, layer by layer: max |ours - published| of every "
               f"neuron input and of the output membrane, <= {report['parity_tolerance']:g}): {parity}.",
               f"Machine: {env['cpu']} ({env['cpu_count']} CPUs){', ' + env['gpu'] if env.get('gpu') else ''}; "

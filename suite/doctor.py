@@ -31,6 +31,7 @@ import torch
 
 from suite.errors import SuiteError
 from suite.metrics.latency import time_callable
+from suite.ops import native
 
 BACKENDS = ("torch", "numba-cuda")
 
@@ -157,6 +158,7 @@ def _environment(gpu: bool) -> dict[str, str]:
         "numba": _version("numba"),
         "numba-cuda": _version("numba-cuda"),
         "CUDA (torch build)": str(torch.version.cuda),
+        "CPU kernels of the torch backend": native.status(),
     }
     if gpu:
         env["device"] = f"{torch.cuda.get_device_name()} (compute capability {torch.cuda.get_device_capability()})"

@@ -150,6 +150,8 @@ def environment(device: str) -> dict[str, Any]:
     """Package versions, machine, device and git state: what a reader needs to trust or reproduce a number."""
     import torch
 
+    from suite.ops import native
+
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
     env: dict[str, Any] = {
@@ -164,5 +166,6 @@ def environment(device: str) -> dict[str, Any]:
         "git_dirty": bool(status) if status is not None else None,
         "packages": {p: _version(p) for p in ("delay-snn-suite", "torch", "torchaudio", "numpy", "numba",
                                               "numba-cuda", "dcls", "spikingjelly")},
+        "cpu_kernels": native.status() if device == "cpu" else None,
     }
     return env
