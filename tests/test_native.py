@@ -149,3 +149,73 @@ def test_build_is_cached_per_source_and_cpu(fresh_native) -> None:
     assert first.parent == fresh_native / "cache" and first.exists()
     stamp = first.stat().st_mtime_ns
     assert native._build(shutil.which("cc")) == first and first.stat().st_mtime_ns == stamp  # not rebuilt
+
+
+# ----------------------------------------------------------------------- fused BatchNorm -> LIF -> dropout
+
+
+def train_pass(net, x, fused: bool, monkeypatch):
+    """One forward + backward in training mode with the fused neuron stage on or off; same dropout masks."""
+    with monkeypatch.context() as patch:
+        if not fused:
+            patch.setattr(ops, "batchnorm_lif_supported", lambda *_a: False)
+        torch.manual_seed(7)
+        xs = x.clone().requires_grad_(True)
+        out = net(xs)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=x.dtype).view(out.shape)).sum().backward()
+    grads = {name: p.grad for name, p in net.named_parameters()}
+    return out.detach(), xs.grad, grads, {name: b.clone() for name, b in net.named_buffers()}
+
+
+@needs_library
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("delay_type", "dropout", "momentum"), [
+    ("axonal", 0.25, 0.1), ("dendritic", 0.0, 0.1), ("synaptic", 0.25, None)])
+def test_fused_neuron_stage_matches_the_composed_one(dtype, delay_type, dropout, momentum, monkeypatch) -> None:
+    """Spikes identical; every gradient and the running statistics equal to BatchNorm1d + LIF + dropout within
+    float rounding (1e-12 relative in float64; 1e-5 in float32, where the BatchNorm reductions round differently)."""
+    import copy
+
+    from suite.models.network import DelayNetwork
+    from suite.specs import ModelSpec
+
+    spec = ModelSpec(variant=delay_type, delay_type=delay_type, n_inputs=6, n_hidden=(24, 20), n_outputs=5,
+                     kernel_size=5, dropout=dropout)
+    torch.manual_seed(0)
+    net = DelayNetwork(spec).to(dtype).train()
+    for layer in net.layers:
+        if layer.norm is not None:
+            layer.norm.momentum = momentum
+    x = torch.rand(30, 8, 6, dtype=dtype) * 3
+    fused_net, composed_net = copy.deepcopy(net), copy.deepcopy(net)
+    out_f, gx_f, grads_f, bufs_f = train_pass(fused_net, x, True, monkeypatch)
+    out_c, gx_c, grads_c, bufs_c = train_pass(composed_net, x, False, monkeypatch)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+
+    def close(name, ours, ref):
+        err = ((ours.double() - ref.double()).abs().max() / ref.double().abs().max().clamp_min(1e-30)).item()
+        assert err < tol, f"{name}: relative error {err:.2e} > {tol}"
+
+    assert torch.equal(out_f, out_c)
+    close("grad input", gx_f, gx_c)
+    for name in grads_c:
+        close(f"grad {name}", grads_f[name], grads_c[name])
+    for name in bufs_c:
+        close(name, bufs_f[name], bufs_c[name])
+    assert int(bufs_f["layers.0.norm.num_batches_tracked"]) == 1
+
+
+@needs_library
+def test_fused_neuron_stage_runs_in_training_only() -> None:
+    from suite.models.network import DelayNetwork
+    from suite.specs import ModelSpec
+
+    net = DelayNetwork(ModelSpec(n_inputs=6, n_hidden=(16,), n_outputs=5, kernel_size=5))
+    x = torch.rand(12, 4, 6)
+    hidden = net.layers[0]
+    assert type(hidden(x).grad_fn).__name__ == "_BatchNormLIFBackward"
+    net.eval()
+    assert hidden(x).grad_fn is None or "BatchNormLIF" not in type(hidden(x).grad_fn).__name__
+    weight = hidden.norm.weight
+    assert not ops.batchnorm_lif_supported(torch.rand(1, 1, 16), weight)  # one row: BatchNorm itself refuses it
+    assert not ops.batchnorm_lif_supported(torch.rand(3, 2, 16), None)  # not affine

@@ -11,6 +11,7 @@ from torch import nn
 
 from suite.models.delays import ChannelDelay, SynapticDelay, _DelayBase, sigma_decay_factor
 from suite.models.lif import LIF, LeakyReadout
+from suite.ops.registry import get_ops
 from suite.specs import ModelSpec
 
 
@@ -65,14 +66,34 @@ class DelayBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.synaptic_current(x)
+        keep = None  # dropout: one mask per sample for all steps
+        if self.dropout > 0 and self.training:
+            keep = torch.empty_like(x[0]).bernoulli_(1.0 - self.dropout) / (1.0 - self.dropout)
+        fused = self._fused_neuron_stage(x, keep)
+        if fused is not None:
+            return fused
         if self.norm is not None:
             t, b, c = x.shape
             x = self.norm(x.reshape(t * b, c)).reshape(t, b, c)
         x = self.neuron(x)
-        if self.dropout > 0 and self.training:
-            keep = torch.empty_like(x[0]).bernoulli_(1.0 - self.dropout) / (1.0 - self.dropout)
-            x = x * keep
-        return x
+        return x if keep is None else x * keep
+
+    def _fused_neuron_stage(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor | None:
+        """BatchNorm -> LIF -> dropout as one backend op (``suite.ops.OPTIONAL_FUNCTIONS``) in training mode, where
+        the backend has it and can run these tensors; None means: compose the three steps."""
+        norm, neuron = self.norm, self.neuron
+        if not (isinstance(norm, nn.BatchNorm1d) and norm.training and isinstance(neuron, LIF)):
+            return None
+        ops = get_ops(neuron.backend)
+        if not (hasattr(ops, "batchnorm_lif") and ops.batchnorm_lif_supported(x, norm.weight)):
+            return None
+        running = None
+        if norm.track_running_stats:  # nn.BatchNorm1d's bookkeeping in training mode
+            norm.num_batches_tracked.add_(1)  # type: ignore[operator]
+            factor = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+            running = (norm.running_mean, norm.running_var, factor)
+        return ops.batchnorm_lif(x, norm.weight, norm.bias, running, norm.eps, neuron.tau, neuron.v_threshold,
+                                 neuron.surrogate_alpha, keep)
 
     def output_length(self, t_in: int) -> int:
         return t_in if self.delay is None else self.delay.output_length(t_in)  # type: ignore[operator]

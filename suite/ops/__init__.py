@@ -11,3 +11,6 @@ BACKEND_FUNCTIONS = (
     "synaptic_delay",
     "synaptic_delay_hard",
 )
+OPTIONAL_FUNCTIONS = ("batchnorm_lif", "batchnorm_lif_supported")
+"""A backend may also fuse a hidden layer's training-mode BatchNorm -> LIF -> dropout (see ``suite.ops.pytorch``);
+models use it where ``batchnorm_lif_supported`` says so and compose the three steps otherwise."""

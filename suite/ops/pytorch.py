@@ -174,6 +174,56 @@ def leaky_readout(x: torch.Tensor, tau: float) -> torch.Tensor:
     return _LeakyReadout.apply(x, tau)
 
 
+class _BatchNormLIF(torch.autograd.Function):
+    """BatchNorm with batch statistics -> LIF -> dropout mask, in the compiled fused kernels (:mod:`suite.ops.native`).
+
+    Saves the BatchNorm input (the unfused BatchNorm saves it too), H and the mask; the statistics stay float64.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor | None,  # type: ignore[override]
+                running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float, v_threshold: float,
+                alpha: float) -> torch.Tensor:
+        decay = 1.0 - 1.0 / tau
+        out, h_seq, mean, var = native.batchnorm_lif_forward(x, weight, bias, keep, eps, decay, v_threshold)
+        if running is not None:  # as F.batch_norm in training: the variance is stored unbiased
+            running_mean, running_var, factor = running
+            rows = x.shape[0] * x.shape[1]
+            running_mean.mul_(1.0 - factor).add_(mean.to(running_mean.dtype), alpha=factor)
+            running_var.mul_(1.0 - factor).add_((var * (rows / (rows - 1))).to(running_var.dtype), alpha=factor)
+        ctx.save_for_backward(x, h_seq, keep, weight)
+        ctx.stats = (mean, (var + eps).rsqrt())
+        ctx.decay, ctx.v_threshold, ctx.alpha = decay, v_threshold, alpha
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        x, h_seq, keep, weight = ctx.saved_tensors
+        scale = (math.pi / 2 * ctx.alpha) ** 2
+        grad_x, grad_weight, grad_bias = native.batchnorm_lif_backward(
+            x, h_seq, grad_out, keep, weight, *ctx.stats, ctx.decay, ctx.v_threshold, scale, ctx.alpha / 2)
+        return grad_x, grad_weight, grad_bias, None, None, None, None, None, None
+
+
+def batchnorm_lif_supported(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
+    """Whether :func:`batchnorm_lif` runs fused for this (T, B, C) input: CPU float32/float64 with the compiled
+    kernels, an affine BatchNorm, and more than one row (else BatchNorm itself raises)."""
+    return (native.recurrences_eligible(x) and x.dim() == 3 and weight is not None
+            and x.shape[0] * x.shape[1] > 1)
+
+
+def batchnorm_lif(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                  running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float,
+                  v_threshold: float, alpha: float, keep: torch.Tensor | None) -> torch.Tensor:
+    """A hidden layer's training-mode neuron stage in one op (optional for backends; see ``OPTIONAL_FUNCTIONS``):
+    BatchNorm over the T x B rows with batch statistics, then :func:`lif_spikes`, then ``* keep`` (the dropout mask,
+    (B, C), or None). ``running = (running_mean, running_var, factor)`` is updated in place as ``F.batch_norm`` does
+    in training (None: not tracked). Only where :func:`batchnorm_lif_supported`.
+    """
+    return _BatchNormLIF.apply(x.contiguous(), weight, bias, keep, running, eps, tau, v_threshold, alpha)
+
+
 # ------------------------------------------------------------------------------------------- kernel shapes
 
 

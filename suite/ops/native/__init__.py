@@ -2,6 +2,7 @@
 
 - ``depthwise.c``: the per-channel delay correlation (axonal, dendritic), forward and both gradients, float32.
 - ``recurrences.c``: LIF and leaky readout over the whole sequence, forward and backward, float32 and float64.
+- ``batchnorm_lif.c``: a hidden layer's BatchNorm (batch statistics) -> LIF -> dropout in two passes each way.
 
 Why C: the fast depthwise correlation keeps a tile of output vectors in registers across the D taps (Numba's loops
 reloaded and stored the accumulators every tap and were slower than oneDNN), and these kernels must run on PyTorch's
@@ -29,9 +30,10 @@ from pathlib import Path
 
 import torch
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("depthwise.c", "recurrences.c"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("depthwise.c", "recurrences.c", "batchnorm_lif.c"))
 HEADERS = (Path(__file__).with_name("pool.h"),)
 FLAGS = ("-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast", "-shared", "-fPIC")
+LIBRARIES = ("-lm",)
 MIN_COLUMNS_PER_THREAD = 2048
 """Recurrences narrower than this per thread run on one thread: waking the pool costs more than it saves."""
 
@@ -61,14 +63,14 @@ def _build(compiler: str) -> Path:
     """Compile the sources (once per sources, compiler and CPU) and return the library's path."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
     texts = [path.read_text() for path in (*SOURCES, *HEADERS)]
-    key = hashlib.sha256("\0".join([*texts, compiler, version, " ".join(FLAGS), _cpu_identity()]).encode())
+    key = hashlib.sha256("\0".join([*texts, compiler, version, " ".join(FLAGS + LIBRARIES), _cpu_identity()]).encode())
     target = cache_dir() / f"suite-kernels-{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         partial = Path(scratch) / target.name
-        done = subprocess.run([compiler, *FLAGS, "-o", str(partial), *map(str, SOURCES)],
+        done = subprocess.run([compiler, *FLAGS, "-o", str(partial), *map(str, SOURCES), *LIBRARIES],
                               capture_output=True, text=True, check=False)
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["no output"])[0]
@@ -102,7 +104,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.suite_scratch_floats.argtypes = [int_] * 5
     lib.suite_scratch_floats.restype = long_
     lib.suite_recurrence.argtypes = [int_, int_] + [pointer] * 5 + [double] * 4 + [long_] * 3 + pool
-    lib.suite_recurrence.restype = None
+    lib.suite_bn_lif_forward.argtypes = [int_] + [pointer] * 12 + [double] * 3 + [long_] * 3 + pool
+    lib.suite_bn_lif_backward.argtypes = [int_] + [pointer] * 13 + [double] * 4 + [long_] * 3 + pool
+    lib.suite_recurrence.restype = lib.suite_bn_lif_forward.restype = lib.suite_bn_lif_backward.restype = None
 
 
 def _load() -> None:
@@ -269,3 +273,64 @@ def depthwise_backward(x: torch.Tensor, kernel: torch.Tensor, grad_y: torch.Tens
         grad_y.shape[0], *pool)
     grad_k = partial.sum(0)[:taps].t() if partial is not None else None
     return grad_x, grad_k
+
+
+# ------------------------------------------------------------------------- BatchNorm -> LIF -> dropout
+
+
+def _mask(keep: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """The (B, C) dropout mask as the kernels read it (ones without dropout)."""
+    if keep is None:
+        return x.new_ones(x.shape[1], x.shape[2])
+    return keep.detach().to(x.dtype).contiguous()
+
+
+def batchnorm_lif_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor | None,
+                          eps: float, decay: float, v_threshold: float
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(output, H, batch mean, biased batch variance) of BatchNorm with batch statistics -> LIF -> ``* keep``.
+
+    ``x`` (T, B, C) contiguous; ``keep`` (B, C) or None; mean and variance come back as float64 (C,) tensors.
+    """
+    lib = _loaded()
+    steps, batch, channels = x.shape
+    keep = _mask(keep, x)
+    pool = _pool(batch * channels)
+    dtype = x.dtype
+    out, h_seq, row = torch.empty_like(x), torch.empty_like(x), x.new_empty(batch, channels)
+    channel = x.new_empty(4, channels)
+    gamma, beta = (p.detach().to(dtype).contiguous() for p in (weight, bias))  # alive across the call
+    f64 = torch.float64
+    mean, var, work = torch.empty(channels, dtype=f64), torch.empty(channels, dtype=f64), torch.empty(2 * channels,
+                                                                                                      dtype=f64)
+    partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
+    lib.suite_bn_lif_forward(
+        int(dtype == f64), x.data_ptr(), gamma.data_ptr(), beta.data_ptr(), keep.data_ptr(), out.data_ptr(),
+        h_seq.data_ptr(), row.data_ptr(), channel.data_ptr(), mean.data_ptr(), var.data_ptr(), work.data_ptr(),
+        partial.data_ptr(), eps, decay, v_threshold, steps, batch, channels, *pool)
+    return out, h_seq, mean, var
+
+
+def batchnorm_lif_backward(x: torch.Tensor, h_seq: torch.Tensor, grad_out: torch.Tensor, keep: torch.Tensor | None,
+                           weight: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, decay: float,
+                           v_threshold: float, scale: float, half_alpha: float
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dL/dx, dL/dweight and dL/dbias of :func:`batchnorm_lif_forward` (``mean``, ``invstd``: its float64 stats)."""
+    lib = _loaded()
+    steps, batch, channels = x.shape
+    keep = _mask(keep, x)
+    pool = _pool(batch * channels)
+    dtype = x.dtype
+    grad_out = grad_out.detach().to(dtype).contiguous()
+    grad_x, channel = torch.empty_like(x), x.new_empty(4, channels)
+    gamma = weight.detach().to(dtype).contiguous()  # alive across the call
+    f64 = torch.float64
+    grad_weight, grad_bias = torch.empty(channels, dtype=f64), torch.empty(channels, dtype=f64)
+    work = torch.empty(2, channels, dtype=f64)
+    partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
+    lib.suite_bn_lif_backward(
+        int(dtype == f64), x.data_ptr(), h_seq.data_ptr(), grad_out.data_ptr(), keep.data_ptr(),
+        gamma.data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_x.data_ptr(),
+        channel.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(), work.data_ptr(), partial.data_ptr(),
+        decay, v_threshold, scale, half_alpha, steps, batch, channels, *pool)
+    return grad_x, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype)

@@ -31,14 +31,14 @@ typedef struct {
 #define DEFINE_RECURRENCES(real, suffix)                                                                             \
     static void lif_forward_##suffix(void *data) {                                                                  \
         const job *j = data;                                                                                         \
-        const real *x = j->in, decay = (real)j->decay, thr = (real)j->threshold, zero = 0;                          \
-        real *h_seq = j->out, *spikes = j->out2, *v = j->v;                                                          \
+        const real *restrict x = j->in, decay = (real)j->decay, thr = (real)j->threshold, zero = 0;                  \
+        real *restrict h_seq = j->out, *restrict spikes = j->out2, *restrict v = j->v;                               \
         long begin, end;                                                                                             \
         pool_share(&j->threads, j->N, &begin, &end);                                                                 \
         for (long n = begin; n < end; n++) v[n] = zero;                                                              \
         for (long t = 0; t < j->T; t++) {                                                                            \
-            const real *xt = x + t * j->N;                                                                           \
-            real *ht = h_seq + (j->h_rows == j->T ? t : 0) * j->N, *st = spikes + t * j->N;                          \
+            const real *restrict xt = x + t * j->N;                                                                  \
+            real *restrict ht = h_seq + (j->h_rows == j->T ? t : 0) * j->N, *restrict st = spikes + t * j->N;        \
             for (long n = begin; n < end; n++) {                                                                     \
                 const real h = xt[n] + decay * v[n];                                                                 \
                 const int fired = h >= thr;                                                                          \
@@ -51,20 +51,20 @@ typedef struct {
                                                                                                                      \
     static void lif_backward_##suffix(void *data) {                                                                 \
         const job *j = data;                                                                                         \
-        const real *h_seq = j->in, *g = j->grad, decay = (real)j->decay, thr = (real)j->threshold;                  \
+        const real *restrict h_seq = j->in, *restrict g = j->grad, decay = (real)j->decay, thr = (real)j->threshold; \
         const real scale = (real)j->scale, half_alpha = (real)j->half_alpha, one = 1;                               \
-        real *dx = j->out;                                                                                           \
+        real *restrict dx = j->out;                                                                                  \
         long begin, end;                                                                                             \
         pool_share(&j->threads, j->N, &begin, &end);                                                                 \
         for (long t = j->T - 1; t >= 0; t--) {                                                                       \
-            const real *ht = h_seq + t * j->N, *gt = g + t * j->N;                                                   \
-            real *out = dx + t * j->N;                                                                               \
+            const real *restrict ht = h_seq + t * j->N, *restrict gt = g + t * j->N;                                 \
+            real *restrict out = dx + t * j->N;                                                                      \
             for (long n = begin; n < end; n++) {                                                                     \
                 const real centred = ht[n] - thr;                                                                    \
                 out[n] = half_alpha * (gt[n] / (one + scale * (centred * centred)));                                 \
             }                                                                                                        \
             if (t + 1 == j->T) continue;                                                                             \
-            const real *later = out + j->N;                                                                          \
+            const real *restrict later = out + j->N;                                                                 \
             for (long n = begin; n < end; n++)                                                                       \
                 if (ht[n] < thr) out[n] += decay * later[n];                                                         \
         }                                                                                                            \
@@ -72,13 +72,13 @@ typedef struct {
                                                                                                                      \
     static void leaky_forward_##suffix(void *data) {                                                                \
         const job *j = data;                                                                                         \
-        const real *x = j->in, decay = (real)j->decay;                                                               \
-        real *v_seq = j->out;                                                                                        \
+        const real *restrict x = j->in, decay = (real)j->decay;                                                      \
+        real *restrict v_seq = j->out;                                                                               \
         long begin, end;                                                                                             \
         pool_share(&j->threads, j->N, &begin, &end);                                                                 \
         for (long t = 0; t < j->T; t++) {                                                                            \
-            const real *xt = x + t * j->N;                                                                           \
-            real *vt = v_seq + t * j->N;                                                                             \
+            const real *restrict xt = x + t * j->N;                                                                  \
+            real *restrict vt = v_seq + t * j->N;                                                                    \
             for (long n = begin; n < end; n++) vt[n] = xt[n];                                                        \
             if (t == 0) continue;                                                                                    \
             for (long n = begin; n < end; n++) vt[n] += decay * vt[n - j->N];                                        \
@@ -87,13 +87,13 @@ typedef struct {
                                                                                                                      \
     static void leaky_backward_##suffix(void *data) {                                                               \
         const job *j = data;                                                                                         \
-        const real *gv = j->in, decay = (real)j->decay;                                                              \
-        real *dx = j->out;                                                                                           \
+        const real *restrict gv = j->in, decay = (real)j->decay;                                                     \
+        real *restrict dx = j->out;                                                                                  \
         long begin, end;                                                                                             \
         pool_share(&j->threads, j->N, &begin, &end);                                                                 \
         for (long t = j->T - 1; t >= 0; t--) {                                                                       \
-            const real *gt = gv + t * j->N;                                                                          \
-            real *out = dx + t * j->N;                                                                               \
+            const real *restrict gt = gv + t * j->N;                                                                 \
+            real *restrict out = dx + t * j->N;                                                                      \
             for (long n = begin; n < end; n++) out[n] = gt[n];                                                       \
             if (t + 1 == j->T) continue;                                                                             \
             for (long n = begin; n < end; n++) out[n] += decay * out[n + j->N];                                      \

@@ -1,0 +1,214 @@
+/* A hidden layer's neuron stage fused: BatchNorm with batch statistics -> LIF -> dropout, forward and backward,
+ * float32 and float64, on contiguous (T, B, C) tensors.
+ *
+ * Why fused: unfused, the stage makes four passes over a (T, B, C) tensor forward (statistics, normalise, LIF,
+ * dropout) and as many backward, each writing a full tensor that the next one reads. Here the forward is two passes
+ * (statistics; normalise + LIF + dropout, writing H and the output) and the backward two (the LIF recurrence, which
+ * also sums the BatchNorm reductions; the BatchNorm input gradient).
+ *
+ *   forward:   mean, var (biased) over the M = T B rows; y = gamma (x - mean) / sqrt(var + eps) + beta, computed as
+ *              y = a x + s with a = gamma invstd, s = beta - a mean;
+ *              H[t] = y[t] + decay V[t-1];  S = H >= thr;  V = S ? 0 : H;  out = S keep
+ *   backward:  dY[t] = (alpha/2) keep dOut[t] / (1 + scale (H[t] - thr)^2) + (H[t] < thr ? decay dY[t+1] : 0)
+ *              dbeta = sum dY;  dgamma = invstd sum dY (x - mean);  dx = a (dY - dbeta / M - (x - mean) m2)
+ *              with m2 = invstd^2 sum dY (x - mean) / M
+ *
+ * Threads (pool.h) split the batch: each takes whole rows of C channels at every step. The arithmetic is in row
+ * functions with restrict arguments (so that they vectorise over channels); per-channel sums run in double, each
+ * thread into its own partial (n_threads, 2, C), added serially between the two parallel passes.
+ */
+
+#include <math.h>
+#include <stddef.h>
+
+#include "pool.h"
+
+typedef struct {
+    const void *x, *h, *grad, *keep; /* (T, B, C); keep (B, C) */
+    void *out, *h_out, *v;           /* outputs; v: (B, C) scratch */
+    const void *channel;             /* per-channel rows in the tensors' precision: a, s | a, mean dY, mean, m2 */
+    double *partial;                 /* (n_threads, 2, C), zeroed by the caller */
+    double decay, threshold, scale, half_alpha;
+    long T, B, C;
+    pool threads;
+} job;
+
+static double *own_partial(const job *j) { return j->partial + (size_t)pool_self(&j->threads) * 2 * j->C; }
+
+/* first[c], second[c] = the sums over threads of the partials. */
+static void reduce_partials(const job *j, int n_threads, double *first, double *second) {
+    for (long c = 0; c < j->C; c++) first[c] = second[c] = 0;
+    for (int p = 0; p < n_threads; p++)
+        for (long c = 0; c < j->C; c++) {
+            first[c] += j->partial[(size_t)p * 2 * j->C + c];
+            second[c] += j->partial[((size_t)p * 2 + 1) * j->C + c];
+        }
+}
+
+#define DEFINE_FUSED(real, suffix)                                                                                   \
+    static inline void stats_row_##suffix(const real *restrict x, double *restrict sums,                            \
+                                          double *restrict squares, long C) {                                       \
+        for (long c = 0; c < C; c++) {                                                                               \
+            const double value = x[c];                                                                               \
+            sums[c] += value;                                                                                        \
+            squares[c] += value * value;                                                                             \
+        }                                                                                                            \
+    }                                                                                                                \
+                                                                                                                     \
+    static inline void lif_row_##suffix(const real *restrict x, const real *restrict keep, const real *restrict a,  \
+                                        const real *restrict s, real *restrict h, real *restrict out,               \
+                                        real *restrict v, long C, real decay, real thr) {                           \
+        for (long c = 0; c < C; c++) {                                                                               \
+            const real value = (a[c] * x[c] + s[c]) + decay * v[c];                                                  \
+            const int fired = value >= thr;                                                                          \
+            h[c] = value;                                                                                            \
+            out[c] = fired ? keep[c] : (real)0;                                                                      \
+            v[c] = fired ? (real)0 : value;                                                                          \
+        }                                                                                                            \
+    }                                                                                                                \
+                                                                                                                     \
+    /* dY of one row without the carry from t + 1 */                                                                \
+    static inline void surrogate_row_##suffix(const real *restrict h, const real *restrict g,                       \
+                                              const real *restrict keep, real *restrict dy, long C, real thr,       \
+                                              real scale, real half_alpha) {                                        \
+        for (long c = 0; c < C; c++) {                                                                               \
+            const real centred = h[c] - thr;                                                                         \
+            dy[c] = half_alpha * ((g[c] * keep[c]) / ((real)1 + scale * (centred * centred)));                       \
+        }                                                                                                            \
+    }                                                                                                                \
+                                                                                                                     \
+    static inline void carry_row_##suffix(const real *restrict h, const real *restrict later, real *restrict dy,    \
+                                          const real *restrict x, const real *restrict mean,                        \
+                                          double *restrict sums, double *restrict products, long C, real thr,       \
+                                          real decay, int has_later) {                                               \
+        if (has_later)                                                                                               \
+            for (long c = 0; c < C; c++) dy[c] += h[c] < thr ? decay * later[c] : (real)0;                           \
+        for (long c = 0; c < C; c++) {                                                                               \
+            sums[c] += dy[c];                                                                                        \
+            products[c] += (double)(dy[c] * (x[c] - mean[c]));                                                       \
+        }                                                                                                            \
+    }                                                                                                                \
+                                                                                                                     \
+    static inline void input_grad_row_##suffix(const real *restrict x, const real *restrict a,                      \
+                                               const real *restrict mean_dy, const real *restrict mean,             \
+                                               const real *restrict m2, real *restrict dx, long C) {                 \
+        for (long c = 0; c < C; c++) dx[c] = a[c] * ((dx[c] - mean_dy[c]) - (x[c] - mean[c]) * m2[c]);             \
+    }                                                                                                                \
+                                                                                                                     \
+    static void stats_##suffix(void *data) {                                                                        \
+        const job *j = data;                                                                                         \
+        const real *x = j->x;                                                                                        \
+        double *sums = own_partial(j);                                                                               \
+        long begin, end;                                                                                             \
+        pool_share(&j->threads, j->B, &begin, &end);                                                                 \
+        for (long t = 0; t < j->T; t++)                                                                              \
+            for (long b = begin; b < end; b++) stats_row_##suffix(x + (t * j->B + b) * j->C, sums, sums + j->C, j->C); \
+    }                                                                                                                \
+                                                                                                                     \
+    static void lif_##suffix(void *data) {                                                                          \
+        const job *j = data;                                                                                         \
+        const real *x = j->x, *keep = j->keep, *a = j->channel;                                                      \
+        real *out = j->out, *h = j->h_out, *v = j->v;                                                                \
+        long begin, end;                                                                                             \
+        pool_share(&j->threads, j->B, &begin, &end);                                                                 \
+        for (long n = begin * j->C; n < end * j->C; n++) v[n] = 0;                                                   \
+        for (long t = 0; t < j->T; t++)                                                                              \
+            for (long b = begin; b < end; b++) {                                                                     \
+                const size_t first = (size_t)(t * j->B + b) * j->C;                                                  \
+                lif_row_##suffix(x + first, keep + b * j->C, a, a + j->C, h + first, out + first, v + b * j->C,     \
+                                 j->C, (real)j->decay, (real)j->threshold);                                         \
+            }                                                                                                        \
+    }                                                                                                                \
+                                                                                                                     \
+    static void lif_backward_##suffix(void *data) {                                                                 \
+        const job *j = data;                                                                                         \
+        const real *h = j->h, *g = j->grad, *keep = j->keep, *x = j->x, *mean = (const real *)j->channel + 2 * j->C; \
+        real *dy = j->out;                                                                                           \
+        double *sums = own_partial(j);                                                                               \
+        const size_t row = (size_t)j->B * j->C;                                                                      \
+        long begin, end;                                                                                             \
+        pool_share(&j->threads, j->B, &begin, &end);                                                                 \
+        for (long t = j->T - 1; t >= 0; t--)                                                                         \
+            for (long b = begin; b < end; b++) {                                                                     \
+                const size_t first = (size_t)t * row + (size_t)b * j->C;                                             \
+                surrogate_row_##suffix(h + first, g + first, keep + b * j->C, dy + first, j->C, (real)j->threshold, \
+                                       (real)j->scale, (real)j->half_alpha);                                        \
+                carry_row_##suffix(h + first, t + 1 < j->T ? dy + first + row : dy + first, dy + first, x + first,  \
+                                   mean, sums, sums + j->C, j->C, (real)j->threshold, (real)j->decay, t + 1 < j->T); \
+            }                                                                                                        \
+    }                                                                                                                \
+                                                                                                                     \
+    static void input_grad_##suffix(void *data) {                                                                   \
+        const job *j = data;                                                                                         \
+        const real *x = j->x, *a = j->channel;                                                                       \
+        real *dx = j->out;                                                                                           \
+        long begin, end;                                                                                             \
+        pool_share(&j->threads, j->T * j->B, &begin, &end);                                                          \
+        for (long r = begin; r < end; r++)                                                                           \
+            input_grad_row_##suffix(x + r * j->C, a, a + j->C, a + 2 * j->C, a + 3 * j->C, dx + r * j->C, j->C);    \
+    }                                                                                                                \
+                                                                                                                     \
+    static void set_channels_##suffix(void *channel, long C, long which, const double *values) {                    \
+        real *dst = (real *)channel + which * C;                                                                     \
+        for (long c = 0; c < C; c++) dst[c] = (real)values[c];                                                       \
+    }                                                                                                                \
+                                                                                                                     \
+    static double channel_##suffix(const void *values, long c) { return ((const real *)values)[c]; }
+
+DEFINE_FUSED(float, f32)
+DEFINE_FUSED(double, f64)
+
+/* Forward. gamma, beta: (C), keep: (B, C), channel: 4 C, all in the tensors' precision; mean, var: (C) doubles out
+ * (var biased); work: 2 C doubles; partial: (n_threads, 2, C) doubles, zeroed. */
+void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const void *beta, const void *keep,
+                          void *out, void *h_seq, void *v, void *channel, double *mean, double *var, double *work,
+                          double *partial, double eps, double decay, double threshold, long T, long B, long C,
+                          gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
+                          int n_threads) {
+    job j = {x, NULL, NULL, keep, out, h_seq, v, channel, partial, decay, threshold, 0, 0, T, B, C,
+             {parallel, thread_num, num_threads, n_threads}};
+    const double rows = (double)(T * B);
+    double *a = work, *s = work + C;
+    pool_run(&j.threads, is_double ? stats_f64 : stats_f32, &j);
+    reduce_partials(&j, n_threads, mean, var);
+    for (long c = 0; c < C; c++) {
+        mean[c] /= rows;
+        var[c] = var[c] / rows - mean[c] * mean[c];
+        if (var[c] < 0) var[c] = 0; /* rounding of E[x^2] - mean^2 */
+        a[c] = (is_double ? channel_f64(gamma, c) : channel_f32(gamma, c)) / sqrt(var[c] + eps);
+        s[c] = (is_double ? channel_f64(beta, c) : channel_f32(beta, c)) - a[c] * mean[c];
+    }
+    (is_double ? set_channels_f64 : set_channels_f32)(channel, C, 0, a);
+    (is_double ? set_channels_f64 : set_channels_f32)(channel, C, 1, s);
+    j.threads.parallel = parallel;
+    pool_run(&j.threads, is_double ? lif_f64 : lif_f32, &j);
+}
+
+/* Backward. mean, invstd: (C) doubles from the forward; grad_x: (T, B, C) out; grad_gamma, grad_beta: (C) doubles
+ * out; work: 2 C doubles; channel: 4 C values of the tensors' precision; partial: (n_threads, 2, C), zeroed. */
+void suite_bn_lif_backward(int is_double, const void *x, const void *h_seq, const void *grad_out, const void *keep,
+                           const void *gamma, const double *mean, const double *invstd, void *grad_x, void *channel,
+                           double *grad_gamma, double *grad_beta, double *work, double *partial, double decay,
+                           double threshold, double scale, double half_alpha, long T, long B, long C,
+                           gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
+                           int n_threads) {
+    job j = {x, h_seq, grad_out, keep, grad_x, NULL, NULL, channel, partial, decay, threshold, scale, half_alpha,
+             T, B, C, {parallel, thread_num, num_threads, n_threads}};
+    const double rows = (double)(T * B);
+    double *first = work, *second = work + C;
+    void (*set)(void *, long, long, const double *) = is_double ? set_channels_f64 : set_channels_f32;
+    set(channel, C, 2, mean);
+    pool_run(&j.threads, is_double ? lif_backward_f64 : lif_backward_f32, &j);
+    reduce_partials(&j, n_threads, grad_beta, grad_gamma); /* sum dY, sum dY (x - mean) */
+    for (long c = 0; c < C; c++) {
+        first[c] = (is_double ? channel_f64(gamma, c) : channel_f32(gamma, c)) * invstd[c];
+        second[c] = invstd[c] * invstd[c] * grad_gamma[c] / rows;
+        grad_gamma[c] *= invstd[c];
+    }
+    set(channel, C, 0, first);
+    set(channel, C, 3, second);
+    for (long c = 0; c < C; c++) first[c] = grad_beta[c] / rows;
+    set(channel, C, 1, first);
+    j.threads.parallel = parallel;
+    pool_run(&j.threads, is_double ? input_grad_f64 : input_grad_f32, &j);
+}
