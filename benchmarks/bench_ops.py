@@ -1,4 +1,5 @@
-"""Kernel-level benchmarks: LIF, readout, per-channel and per-synapse delays (soft and hard), per backend.
+"""Kernel-level benchmarks: LIF, readout, the fused neuron stage, per-channel and per-synapse delays (soft and hard),
+per backend.
 
 Sizes are the paper's: hidden width 512, inputs 40 (GSC) and 140 (SSC), 98 input frames, batch 16 on CPU, D in
 {15, 31}. ``track_*`` benchmarks report published-stack time / our time (> 1: ours is faster).
@@ -85,6 +86,43 @@ class LIF:
                                                                   self.device)
 
     track_speedup_vs_spikingjelly.unit = "ratio"
+
+
+class NeuronStage:
+    """A hidden layer's training-mode BatchNorm -> LIF -> dropout: the backend's fused op (where it has one and can
+    run the tensors) and the three steps composed, forward + backward."""
+
+    params: ClassVar[list] = [backends()]
+    param_names: ClassVar[list] = ["backend"]
+    version = 1
+
+    def setup(self, backend: str) -> None:
+        prepare()
+        self.ops, self.device = ops_for(backend)
+        if not (hasattr(self.ops, "batchnorm_lif") and self.ops.batchnorm_lif_supported(
+                torch.zeros(2, 1, 1, device=self.device), torch.ones(1, device=self.device))):
+            raise NotImplementedError(f"backend {backend} has no fused BatchNorm -> LIF for these tensors")
+        steps = GSC_STEPS + 30  # the second hidden layer's length with D = 31
+        gen = generator(4)
+        self.x = (torch.randn(steps, BATCH, HIDDEN, generator=gen) * 0.8 + 0.3).to(self.device).requires_grad_(True)
+        self.grad = torch.randn(steps, BATCH, HIDDEN, generator=gen).to(self.device)
+        self.keep = ((torch.rand(BATCH, HIDDEN, generator=gen) > 0.25).float() / 0.75).to(self.device)
+        self.norm = torch.nn.BatchNorm1d(HIDDEN).to(self.device)
+        self.time_fused_forward_backward(backend)
+        self.time_composed_forward_backward(backend)
+
+    def time_fused_forward_backward(self, backend: str) -> None:
+        norm = self.norm
+        y = self.ops.batchnorm_lif(self.x, norm.weight, norm.bias, (norm.running_mean, norm.running_var, 0.1),
+                                   norm.eps, 1.5, 1.0, 5.0, self.keep)
+        torch.autograd.grad(y, self.x, self.grad)
+        sync(self.device)
+
+    def time_composed_forward_backward(self, backend: str) -> None:
+        steps, batch, channels = self.x.shape
+        y = self.norm(self.x.reshape(steps * batch, channels)).reshape(steps, batch, channels)
+        torch.autograd.grad(self.ops.lif_spikes(y, 1.5, 1.0, 5.0) * self.keep, self.x, self.grad)
+        sync(self.device)
 
 
 class ChannelDelay:
