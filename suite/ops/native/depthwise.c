@@ -86,14 +86,18 @@ static void correlate_block(const float *cols, int rows, const float *w, int C, 
         const int n = T_out - t0 < TILE ? T_out - t0 : TILE;
         for (int c = 0; c < width; c++) {
             const float *ws = w + (size_t)c * VL, *xs = cols + (size_t)c * rows * VL;
-            vec acc[TILE] = {0};
+            vec acc[TILE];
+#pragma GCC unroll 16
+            for (int r = 0; r < TILE; r++) acc[r] = (vec){0};
             for (int k = 0; k < D; k++) {
                 const vec wk = *(const vec *)(ws + (size_t)k * C);
                 const float *xk = xs + (size_t)(t0 + k) * VL;
 #pragma GCC unroll 16
                 for (int r = 0; r < TILE; r++) acc[r] += wk * *(const vec *)(xk + r * VL);
             }
-            for (int r = 0; r < n; r++) *(vec *)(out + (size_t)c * VL + (size_t)(t0 + r) * row) = acc[r];
+#pragma GCC unroll 16
+            for (int r = 0; r < TILE; r++) /* unrolled with a test: a variable trip count would spill acc */
+                if (r < n) *(vec *)(out + (size_t)c * VL + (size_t)(t0 + r) * row) = acc[r];
         }
     }
 }
