@@ -43,6 +43,10 @@ def onednn_channel_conv(x, kernel, pad_left, pad_right, grad_y):
     (5, 1, 16, 31, 30, 15),       # fewer steps than taps
     (9, 2, 16, 5, 0, 0),          # no padding: a valid correlation
     (9, 2, 48, 5, 2, 9),          # padding behind longer than the kernel
+    (98, 16, 40, 31, 30, 15),     # the GSC input layer: 2 vectors and a partial one
+    (60, 4, 140, 15, 14, 7),      # the SSC input layer: 8 vectors and a partial one (a second block)
+    (30, 3, 35, 7, 6, 3),         # the dendritic output layer
+    (12, 2, 5, 3, 2, 1),          # fewer channels than one vector
 ])
 def test_depthwise_matches_onednn(steps, batch, channels, taps, pad_left, pad_right, threads) -> None:
     gen = torch.Generator().manual_seed(steps + channels)
@@ -71,12 +75,11 @@ def test_depthwise_matches_onednn(steps, batch, channels, taps, pad_left, pad_ri
 
 
 def test_depthwise_falls_back_where_ineligible() -> None:
-    """float64, channels not a multiple of 16, or pad_left >= D run oneDNN, with the same results."""
+    """float64 and pad_left >= D run oneDNN."""
     x = torch.randn(10, 2, 16, dtype=torch.float64, requires_grad=True)
     kernel = torch.rand(16, 5, dtype=torch.float64)
     assert not native.depthwise_eligible(x, kernel, 4, 2)
     assert type(ops._channel_conv(x, kernel, 4, 2).grad_fn).__name__ == "_ChannelConvBackward"
-    assert not native.depthwise_eligible(torch.randn(10, 2, 20), torch.rand(20, 5), 4, 2)
     assert not native.depthwise_eligible(torch.randn(10, 2, 16), torch.rand(16, 5), 5, 2)
 
 

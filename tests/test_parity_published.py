@@ -158,11 +158,14 @@ def run_dcls(layer: Dcls1d, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- op level
 
 
-@pytest.mark.parametrize("channels", [7, 32], ids=["onednn", "compiled"])  # 32: suite.ops.native where available
+@pytest.mark.parametrize("path", ["compiled", "onednn"])
 @pytest.mark.parametrize("kernel_size", KERNEL_SIZES)
-def test_channel_delay_op_matches_dcls(kernel_size: int, channels: int) -> None:
+def test_channel_delay_op_matches_dcls(kernel_size: int, path: str, monkeypatch) -> None:
+    """Both CPU forms of the per-channel delay: the C kernels (suite.ops.native) and oneDNN (forced here)."""
+    if path == "onednn":
+        monkeypatch.setattr(ops.native, "depthwise_eligible", lambda *_a: False)
     gen = torch.Generator().manual_seed(kernel_size)
-    t, b, c = 20, 2, channels
+    t, b, c = 20, 2, 23  # 23 channels: one full vector of 16 and a partial one
     left, right = kernel_size - 1, (kernel_size - 1) // 2
     pos0 = special_positions((c,), kernel_size, gen)
     x0 = torch.randn(t, b, c, generator=gen)

@@ -21,10 +21,10 @@ How the kernels are laid out for speed (docs/performance.md has the measurements
   step for the LIF forward, one for the readout and for every backward step) and the element-wise work that does
   not depend on the recurrence (spikes, surrogate, reset masks) runs once over the whole sequence. Without autograd
   the LIF saves nothing.
-- Per-channel delays are a depthwise correlation over time. On CPU (float32, channels a multiple of 16) the compiled
-  kernels of :mod:`suite.ops.native` copy one (batch item, 16 channels) series at a time into an L1-resident buffer
-  with the padding as zeros and keep 8 outputs in registers across the taps; they save the unpadded input. Elsewhere
-  the time-major (T, B, C) tensor *is* the channels-last layout of a (1, C, T, B) image, so ``conv2d`` with a
+- Per-channel delays are a depthwise correlation over time. On CPU (float32) the compiled kernels of
+  :mod:`suite.ops.native` copy a block of (batch item, 8 x 16 channels) series into per-thread buffers with the
+  padding as zeros and keep 8 outputs in registers across the taps; they save the unpadded input. Elsewhere the
+  time-major (T, B, C) tensor *is* the channels-last layout of a (1, C, T, B) image, so ``conv2d`` with a
   (C, 1, D, 1) kernel runs oneDNN's NHWC depthwise kernel with no permute copy, and the backward calls
   ``convolution_backward`` in the same layout.
 - Soft synaptic delays are D accumulating matrix products over shifted time slices (contiguous in the time-major
@@ -308,7 +308,7 @@ class _ChannelConv(torch.autograd.Function):
 
 
 class _NativeChannelConv(torch.autograd.Function):
-    """The same correlation with the compiled kernels of :mod:`suite.ops.native` (CPU float32, C a multiple of 16).
+    """The same correlation with the compiled kernels of :mod:`suite.ops.native` (CPU float32).
 
     Saves the input itself (the oneDNN form saves a padded copy) for the kernel gradient.
     """

@@ -221,18 +221,25 @@ def leaky(x: torch.Tensor, decay: float, backward: bool) -> torch.Tensor:
 
 
 def depthwise_eligible(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> bool:
-    """CPU float32 (T, B, C) input and (C, D) kernel, C a whole number of vectors, 0 <= pad_left < D, pad_right >= 0,
-    and the library available."""
+    """CPU float32 (T, B, C) input and (C, D) kernel, 0 <= pad_left < D, pad_right >= 0, and the library available."""
     return (x.device.type == "cpu" and x.dtype == kernel.dtype == torch.float32 and x.dim() == 3
-            and 0 <= pad_left < kernel.shape[1] and pad_right >= 0 and library() is not None
-            and x.shape[2] % _state["vector_width"] == 0)
+            and 0 <= pad_left < kernel.shape[1] and pad_right >= 0 and library() is not None)
+
+
+def _taps(kernel: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """The (C, D) kernel as the kernels read it: tap-major (D, Cp), channels zero-padded to whole vectors."""
+    channels, taps = kernel.shape
+    width = _state["vector_width"]
+    out = kernel.new_zeros(taps, -(-channels // width) * width)
+    out[:, :channels] = (kernel.detach().flip(1) if reverse else kernel.detach()).t()
+    return out
 
 
 def _correlate(x: torch.Tensor, kernel: torch.Tensor, front: int, steps_out: int) -> torch.Tensor:
     """y (steps_out, B, C), ``y[t] = sum_k kernel[:, k] x[t + k - front]`` with x = 0 outside its steps."""
     lib = _loaded()
     steps, batch, channels = x.shape
-    taps = kernel.detach().t().contiguous()
+    taps = _taps(kernel)
     out = x.new_empty(steps_out, batch, channels)
     pool = _pool()
     scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(steps, taps.shape[0], front, steps_out, 0))
@@ -262,16 +269,16 @@ def depthwise_backward(x: torch.Tensor, kernel: torch.Tensor, grad_y: torch.Tens
     steps, batch, channels = x.shape
     taps = kernel.shape[1]
     grad_y = grad_y.detach().contiguous()
-    reversed_taps = kernel.detach().flip(1).t().contiguous()
+    reversed_taps = _taps(kernel, reverse=True)
     pool = _pool()
     grad_x = x.new_empty(steps, batch, channels) if need_x else None
-    partial = x.new_zeros(pool[-1], lib.suite_weight_grad_rows(taps), channels) if need_k else None
+    partial = x.new_zeros(pool[-1], lib.suite_weight_grad_rows(taps), reversed_taps.shape[1]) if need_k else None
     scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(steps, taps, pad_left, grad_y.shape[0], 1))
     lib.suite_depthwise_backward(
         x.data_ptr(), grad_y.data_ptr(), reversed_taps.data_ptr(), grad_x.data_ptr() if need_x else None,
         partial.data_ptr() if need_k else None, scratch.data_ptr(), steps, batch, channels, taps, pad_left,
         grad_y.shape[0], *pool)
-    grad_k = partial.sum(0)[:taps].t() if partial is not None else None
+    grad_k = partial.sum(0)[:taps, :channels].t() if partial is not None else None
     return grad_x, grad_k
 
 

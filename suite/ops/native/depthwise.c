@@ -8,7 +8,8 @@
  * per tap, one weight load and TILE fused multiply-adds, and no bounds checks. Inputs and outputs stay time-major,
  * so nothing is packed or padded in memory outside the kernel.
  *
- * Definitions (x, g, y contiguous (steps, B, C); taps w (D, C), the transposed (C, D) kernel; C % VL == 0):
+ * Definitions (x, g, y contiguous (steps, B, C); taps w (D, Cp), the transposed (C, D) kernel with its channels
+ * zero-padded to Cp = round_up(C, VL); a last, partial channel vector is gathered with zeros and stored lane-wise):
  *   forward:       y[t, b, c]  = sum_k w[k, c] x[t + k - front, b, c]          (x = 0 outside [0, T)), t < T_out
  *   weight grad:   dw[k, c]    = sum_{b, t < T_out} g[t, b, c] x[t + k - front, b, c]
  *   input grad:    the forward of g with the taps reversed and front' = D - 1 - front (the caller reverses them).
@@ -29,9 +30,9 @@ typedef float vec __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof
 typedef struct {
     const float *x; /* (T, B, C) */
     const float *g; /* backward: dL/dy (T_out, B, C) */
-    const float *w; /* taps (D, C); reversed for the backward */
+    const float *w; /* taps (D, Cp); reversed for the backward */
     float *out;     /* forward: y (T_out, B, C); backward: dL/dx (T, B, C) or NULL */
-    float *dw;      /* backward: per-thread partial dL/dw (n_threads, round_up(D, TILE), C), zeroed; or NULL */
+    float *dw;      /* backward: per-thread partial dL/dw (n_threads, round_up(D, TILE), Cp), zeroed; or NULL */
     float *scratch; /* per thread: scratch_floats floats */
     size_t scratch_floats;
     int T, B, C, D, front, T_out;
@@ -39,6 +40,15 @@ typedef struct {
 } job;
 
 static int round_up(int n, int multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+/* Channel vectors covering C channels (the last one may be partial). */
+static int vectors(int C) { return (C + VL - 1) / VL; }
+
+/* Real channels in the last vector of the block [v0, v0 + width). */
+static int block_tail(int C, int v0, int width) {
+    const int left = C - (v0 + width - 1) * VL;
+    return left < VL ? left : VL;
+}
 
 /* Rows of a forward column buffer: every tile reads TILE + D - 1 rows, the last tile may be partial. */
 static int forward_rows(int D, int T_out) { return round_up(T_out, TILE) + D - 1; }
@@ -54,19 +64,34 @@ static int gradient_rows(int D, int T, int T_out, int front) {
 static int weight_grad_rows(int D, int T_out) { return T_out + round_up(D, TILE) - 1; }
 
 /* Copy `width` channel vectors of one batch item into `width` column buffers of `rows` rows each:
- * dst[c][i] = src[i - front][c], zero outside [0, T). The source is read one time row (width * VL contiguous floats)
- * at a time, so the hardware prefetchers see sequential runs instead of one 64-byte line per page. */
-static void gather_block(const float *src, size_t row, int T, int front, int width, int rows, float *dst) {
+ * dst[c][i] = src[i - front][c], zero outside [0, T); the last vector holds `tail` real channels (VL when C is a
+ * multiple of VL), the rest zeros. The source is read one time row (width * VL contiguous floats) at a time, so the
+ * hardware prefetchers see sequential runs instead of one 64-byte line per page. */
+static void gather_block(const float *src, size_t row, int T, int front, int width, int tail, int rows, float *dst) {
     const size_t column = (size_t)rows * VL;
+    const int full = tail == VL ? width : width - 1;
     for (int i = 0; i < rows; i++) {
         const int t = i - front;
         if (t >= 0 && t < T) {
             const float *s = src + (size_t)t * row;
-            for (int c = 0; c < width; c++) *(vec *)(dst + c * column + (size_t)i * VL) = *(const vec *)(s + c * VL);
+            for (int c = 0; c < full; c++) *(vec *)(dst + c * column + (size_t)i * VL) = *(const vec *)(s + c * VL);
+            if (full < width) {
+                vec last = {0};
+                memcpy(&last, s + full * VL, (size_t)tail * sizeof(float));
+                *(vec *)(dst + full * column + (size_t)i * VL) = last;
+            }
         } else {
             for (int c = 0; c < width; c++) *(vec *)(dst + c * column + (size_t)i * VL) = (vec){0};
         }
     }
+}
+
+/* Store a vector of which only the first `lanes` channels exist. */
+static inline void store_lanes(float *dst, vec value, int lanes) {
+    if (lanes == VL)
+        *(vec *)dst = value;
+    else
+        memcpy(dst, &value, (size_t)lanes * sizeof(float));
 }
 
 static void thread_share(const job *j, int n, int *begin, int *end) {
@@ -79,9 +104,10 @@ static void thread_share(const job *j, int n, int *begin, int *end) {
 static float *thread_scratch(const job *j) { return j->scratch + (size_t)pool_self(&j->threads) * j->scratch_floats; }
 
 /* out[t] = sum_k w[k] cols[c][t + k] for the `width` gathered columns of one block, t < T_out, TILE rows at a time
- * across the block (so each output row gets width * VL contiguous floats in a row). */
-static void correlate_block(const float *cols, int rows, const float *w, int C, int D, int width, int T_out,
-                            float *out, size_t row) {
+ * across the block (so each output row gets width * VL contiguous floats in a row). w rows are `Cp` floats apart;
+ * the last column stores `tail` channels. */
+static void correlate_block(const float *cols, int rows, const float *w, int Cp, int D, int width, int tail,
+                            int T_out, float *out, size_t row) {
     for (int t0 = 0; t0 < T_out; t0 += TILE) {
         const int n = T_out - t0 < TILE ? T_out - t0 : TILE;
         for (int c = 0; c < width; c++) {
@@ -90,33 +116,34 @@ static void correlate_block(const float *cols, int rows, const float *w, int C, 
 #pragma GCC unroll 16
             for (int r = 0; r < TILE; r++) acc[r] = (vec){0};
             for (int k = 0; k < D; k++) {
-                const vec wk = *(const vec *)(ws + (size_t)k * C);
+                const vec wk = *(const vec *)(ws + (size_t)k * Cp);
                 const float *xk = xs + (size_t)(t0 + k) * VL;
 #pragma GCC unroll 16
                 for (int r = 0; r < TILE; r++) acc[r] += wk * *(const vec *)(xk + r * VL);
             }
+            const int lanes = c + 1 == width ? tail : VL;
 #pragma GCC unroll 16
             for (int r = 0; r < TILE; r++) /* unrolled with a test: a variable trip count would spill acc */
-                if (r < n) *(vec *)(out + (size_t)c * VL + (size_t)(t0 + r) * row) = acc[r];
+                if (r < n) store_lanes(out + (size_t)c * VL + (size_t)(t0 + r) * row, acc[r], lanes);
         }
     }
 }
 
 /* sums[k][c] += sum_{t < T_out} g[c][t] x[c][t + k] for the `width` gathered columns of one block. */
 static void accumulate_weight_grad(const float *xcols, int x_rows, const float *gcols, int g_rows, int g_first,
-                                   int D, int width, int T_out, float *sums, int C) {
+                                   int D, int width, int T_out, float *sums, int Cp) {
     for (int c = 0; c < width; c++) {
         const float *xs = xcols + (size_t)c * x_rows * VL, *gs = gcols + ((size_t)c * g_rows + g_first) * VL;
         for (int k0 = 0; k0 < D; k0 += TILE) {
             vec acc[TILE];
-            for (int r = 0; r < TILE; r++) acc[r] = *(vec *)(sums + (size_t)(k0 + r) * C + (size_t)c * VL);
+            for (int r = 0; r < TILE; r++) acc[r] = *(vec *)(sums + (size_t)(k0 + r) * Cp + (size_t)c * VL);
             for (int t = 0; t < T_out; t++) {
                 const vec gt = *(const vec *)(gs + (size_t)t * VL);
                 const float *xk = xs + (size_t)(t + k0) * VL;
 #pragma GCC unroll 16
                 for (int r = 0; r < TILE; r++) acc[r] += gt * *(const vec *)(xk + r * VL);
             }
-            for (int r = 0; r < TILE; r++) *(vec *)(sums + (size_t)(k0 + r) * C + (size_t)c * VL) = acc[r];
+            for (int r = 0; r < TILE; r++) *(vec *)(sums + (size_t)(k0 + r) * Cp + (size_t)c * VL) = acc[r];
         }
     }
 }
@@ -124,16 +151,19 @@ static void accumulate_weight_grad(const float *xcols, int x_rows, const float *
 /* Work items: (batch item, block of BLOCK channel vectors). */
 static void forward_blocks(void *data) {
     const job *j = data;
-    const int nv = j->C / VL, blocks = (nv + BLOCK - 1) / BLOCK, rows = forward_rows(j->D, j->T_out);
+    const int nv = vectors(j->C), Cp = nv * VL, blocks = (nv + BLOCK - 1) / BLOCK;
+    const int rows = forward_rows(j->D, j->T_out);
     const size_t row = (size_t)j->B * j->C;
     float *columns = thread_scratch(j);
     int begin, end;
     thread_share(j, j->B * blocks, &begin, &end);
     for (int item = begin; item < end; item++) {
         const int b = item / blocks, v0 = (item % blocks) * BLOCK, width = nv - v0 < BLOCK ? nv - v0 : BLOCK;
+        const int tail = block_tail(j->C, v0, width);
         const size_t offset = (size_t)b * j->C + (size_t)v0 * VL;
-        gather_block(j->x + offset, row, j->T, j->front, width, rows, columns);
-        correlate_block(columns, rows, j->w + (size_t)v0 * VL, j->C, j->D, width, j->T_out, j->out + offset, row);
+        gather_block(j->x + offset, row, j->T, j->front, width, tail, rows, columns);
+        correlate_block(columns, rows, j->w + (size_t)v0 * VL, Cp, j->D, width, tail, j->T_out, j->out + offset,
+                        row);
     }
 }
 
@@ -142,23 +172,24 @@ static void forward_blocks(void *data) {
  * partial (the caller adds the partials). */
 static void backward_blocks(void *data) {
     const job *j = data;
-    const int nv = j->C / VL, blocks = (nv + BLOCK - 1) / BLOCK, front_g = j->D - 1 - j->front;
+    const int nv = vectors(j->C), Cp = nv * VL, blocks = (nv + BLOCK - 1) / BLOCK, front_g = j->D - 1 - j->front;
     const int g_rows = gradient_rows(j->D, j->T, j->T_out, j->front), x_rows = weight_grad_rows(j->D, j->T_out);
-    const size_t row = (size_t)j->B * j->C, grad_row = row;
+    const size_t row = (size_t)j->B * j->C;
     float *gcols = thread_scratch(j), *xcols = gcols + (size_t)BLOCK * g_rows * VL;
-    float *sums = j->dw ? j->dw + (size_t)pool_self(&j->threads) * round_up(j->D, TILE) * j->C : NULL;
+    float *sums = j->dw ? j->dw + (size_t)pool_self(&j->threads) * round_up(j->D, TILE) * Cp : NULL;
     int begin, end;
     thread_share(j, j->B * blocks, &begin, &end);
     for (int item = begin; item < end; item++) {
         const int b = item / blocks, v0 = (item % blocks) * BLOCK, width = nv - v0 < BLOCK ? nv - v0 : BLOCK;
+        const int tail = block_tail(j->C, v0, width);
         const size_t offset = (size_t)b * j->C + (size_t)v0 * VL;
-        gather_block(j->g + offset, grad_row, j->T_out, front_g, width, g_rows, gcols);
+        gather_block(j->g + offset, row, j->T_out, front_g, width, tail, g_rows, gcols);
         if (j->out)
-            correlate_block(gcols, g_rows, j->w + (size_t)v0 * VL, j->C, j->D, width, j->T, j->out + offset, row);
+            correlate_block(gcols, g_rows, j->w + (size_t)v0 * VL, Cp, j->D, width, tail, j->T, j->out + offset, row);
         if (sums) {
-            gather_block(j->x + offset, row, j->T, j->front, width, x_rows, xcols);
+            gather_block(j->x + offset, row, j->T, j->front, width, tail, x_rows, xcols);
             accumulate_weight_grad(xcols, x_rows, gcols, g_rows, front_g, j->D, width, j->T_out,
-                                   sums + (size_t)v0 * VL, j->C);
+                                   sums + (size_t)v0 * VL, Cp);
         }
     }
 }
@@ -181,7 +212,8 @@ void suite_depthwise_forward(const float *x, const float *w, float *y, float *sc
     pool_run(&j.threads, forward_blocks, &j);
 }
 
-/* dx (T, B, C) or NULL; dw_partial (n_threads, suite_weight_grad_rows(D), C) zeroed, or NULL; reversed taps (D, C). */
+/* dx (T, B, C) or NULL; dw_partial (n_threads, suite_weight_grad_rows(D), Cp) zeroed, or NULL; reversed taps
+ * (D, Cp). */
 void suite_depthwise_backward(const float *x, const float *g, const float *reversed_taps, float *dx, float *dw_partial,
                               float *scratch, int T, int B, int C, int D, int front, int T_out,
                               gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
