@@ -185,8 +185,8 @@ def _recurrence(kind: int, first: torch.Tensor, out: torch.Tensor, *, grad: torc
     steps, width = first.shape
     scratch_row = first.new_empty(width) if kind == LIF_FORWARD else None
     address = [t.data_ptr() if t is not None else None for t in (first, grad, out, out2, scratch_row)]
-    _loaded().suite_recurrence(kind, int(first.dtype == torch.float64), *address, decay, threshold, scale,
-                                   half_alpha, steps, width, h_rows, *_pool(width))
+    _loaded().suite_recurrence(kind, int(first.dtype == torch.float64), *address, decay, threshold, scale, half_alpha,
+                               steps, width, h_rows, *_pool(width))
 
 
 def lif_forward(x: torch.Tensor, decay: float, v_threshold: float, keep_h: bool) -> tuple[torch.Tensor | None,
@@ -308,8 +308,8 @@ def batchnorm_lif_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     channel = x.new_empty(4, channels)
     gamma, beta = (p.detach().to(dtype).contiguous() for p in (weight, bias))  # alive across the call
     f64 = torch.float64
-    mean, var, work = torch.empty(channels, dtype=f64), torch.empty(channels, dtype=f64), torch.empty(2 * channels,
-                                                                                                      dtype=f64)
+    mean, var = torch.empty(channels, dtype=f64), torch.empty(channels, dtype=f64)
+    work = torch.empty(2, channels, dtype=f64)
     partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
     lib.suite_bn_lif_forward(
         int(dtype == f64), x.data_ptr(), gamma.data_ptr(), beta.data_ptr(), keep.data_ptr(), out.data_ptr(),
