@@ -3,6 +3,7 @@ they replace, threaded on PyTorch's pool, and a clear fallback when they cannot 
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 
@@ -12,18 +13,18 @@ import torch
 from suite.ops import native
 from suite.ops import pytorch as ops
 
-HAVE_COMPILER = platform.system() == "Linux" and shutil.which("cc") is not None
+HAVE_COMPILER = platform.system() == "Linux" and shutil.which(os.environ.get("CC", "cc")) is not None
 
 
 def test_library_is_built_where_a_compiler_exists() -> None:
-    """Guards against a silent fallback: on Linux with cc the compiled kernels must be in use."""
-    if not HAVE_COMPILER:
-        pytest.skip("no C compiler here: the fallback is what runs")
+    """Guards against a silent fallback: on Linux with a C compiler the compiled kernels must be in use."""
+    if not HAVE_COMPILER or os.environ.get("SUITE_NATIVE") == "0":
+        pytest.skip("no C compiler here, or disabled: the fallback is what runs")
     assert native.library() is not None, native.status()
     assert native.status().startswith("compiled ("), native.status()
 
 
-needs_library = pytest.mark.skipif(not HAVE_COMPILER, reason="no C compiler")
+needs_library = pytest.mark.skipif(native.library() is None, reason="compiled kernels unavailable")
 
 
 def onednn_channel_conv(x, kernel, pad_left, pad_right, grad_y):
@@ -119,6 +120,7 @@ def fresh_native(monkeypatch, tmp_path):
     """An unloaded module state and an empty cache, restored afterwards."""
     monkeypatch.setattr(native, "_state", {})
     monkeypatch.setenv("SUITE_NATIVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SUITE_NATIVE", raising=False)
     return tmp_path
 
 
@@ -144,6 +146,48 @@ def test_failing_compiler_is_reported_and_nothing_is_cached(fresh_native, monkey
     assert native.library() is None
     assert f"{broken} failed on the CPU kernels: fatal: no space left" in native.status()
     assert not list((fresh_native / "cache").glob("*.so"))
+
+
+def test_any_load_failure_falls_back(fresh_native, monkeypatch) -> None:
+    """Not only compiler errors: whatever goes wrong while building or loading, the PyTorch ops run instead."""
+    def broken(_compiler):
+        raise KeyError("no home directory")
+
+    monkeypatch.setattr(native, "_build", broken)
+    assert native.library() is None
+    assert "KeyError" in native.status() and "no home directory" in native.status()
+    x = torch.randn(6, 2, 8, requires_grad=True)
+    ops.lif_spikes(x, 1.5, 1.0, 5.0).sum().backward()  # runs on the PyTorch per-step form
+    assert x.grad is not None
+
+
+@needs_library
+def test_malformed_inputs_raise_instead_of_reaching_the_kernels() -> None:
+    """A kernel whose channel count differs from the input's goes to oneDNN, which raises; a dropout mask that only
+    broadcasts to (B, C) is expanded (as ``x * keep`` would), one that does not raises."""
+    x = torch.randn(10, 2, 64)
+    with pytest.raises(RuntimeError, match="channels"):
+        ops._channel_conv(x, torch.rand(16, 5), 4, 2)
+    norm = torch.nn.BatchNorm1d(64)
+    out = ops.batchnorm_lif(x, norm.weight, norm.bias, None, 1e-5, 1.5, 1.0, 5.0, torch.full((1, 64), 2.0))
+    ref = ops.batchnorm_lif(x, norm.weight, norm.bias, None, 1e-5, 1.5, 1.0, 5.0, torch.full((2, 64), 2.0))
+    assert torch.equal(out, ref)
+    with pytest.raises(RuntimeError):
+        ops.batchnorm_lif(x, norm.weight, norm.bias, None, 1e-5, 1.5, 1.0, 5.0, torch.ones(3, 64))
+    assert not ops.batchnorm_lif_supported(x, torch.ones(16))
+
+
+@needs_library
+def test_fused_statistics_do_not_cancel_for_a_large_mean() -> None:
+    """float64 inputs around 1e4 with std 0.01: the fused forward's H equals BatchNorm1d + LIF to 1e-9."""
+    gen = torch.Generator().manual_seed(3)
+    x = 1e4 + 0.01 * torch.randn(20, 4, 8, generator=gen, dtype=torch.float64)
+    norm = torch.nn.BatchNorm1d(8).double()
+    _, h_fused, _, var = native.batchnorm_lif_forward(x, norm.weight, norm.bias, None, norm.eps, 1 - 1 / 1.5, 1.0)
+    y = norm(x.reshape(80, 8)).reshape(20, 4, 8)
+    h_ref, _ = native.lif_forward(y, 1 - 1 / 1.5, 1.0, keep_h=True)
+    assert (h_fused - h_ref).abs().max().item() < 1e-9
+    assert torch.allclose(var, x.reshape(80, 8).var(0, unbiased=False), rtol=1e-9, atol=0)
 
 
 @needs_library

@@ -208,9 +208,9 @@ class _BatchNormLIF(torch.autograd.Function):
 
 def batchnorm_lif_supported(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
     """Whether :func:`batchnorm_lif` runs fused for this (T, B, C) input: CPU float32/float64 with the compiled
-    kernels, an affine BatchNorm, and more than one row (else BatchNorm itself raises)."""
-    return (native.recurrences_eligible(x) and x.dim() == 3 and weight is not None
-            and x.shape[0] * x.shape[1] > 1)
+    kernels, an affine BatchNorm on the CPU, and more than one row (else BatchNorm itself raises)."""
+    return (native.recurrences_eligible(x) and x.dim() == 3 and weight is not None and weight.device.type == "cpu"
+            and weight.shape == (x.shape[2],) and x.shape[0] * x.shape[1] > 1)
 
 
 def batchnorm_lif(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,

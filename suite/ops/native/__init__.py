@@ -34,6 +34,7 @@ SOURCES = tuple(Path(__file__).with_name(name) for name in ("depthwise.c", "recu
 HEADERS = (Path(__file__).with_name("pool.h"),)
 FLAGS = ("-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast", "-shared", "-fPIC")
 LIBRARIES = ("-lm",)
+COMPILE_TIMEOUT_S = 120
 MIN_COLUMNS_PER_THREAD = 2048
 """Recurrences narrower than this per thread run on one thread: waking the pool costs more than it saves."""
 
@@ -59,9 +60,14 @@ def _cpu_identity() -> str:
     return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in ("model name", "flags")}))
 
 
+def _run_compiler(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, errors="replace", check=False,
+                          timeout=COMPILE_TIMEOUT_S)
+
+
 def _build(compiler: str) -> Path:
     """Compile the sources (once per sources, compiler and CPU) and return the library's path."""
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+    version = _run_compiler(compiler, "--version").stdout
     texts = [path.read_text() for path in (*SOURCES, *HEADERS)]
     key = hashlib.sha256("\0".join([*texts, compiler, version, " ".join(FLAGS + LIBRARIES), _cpu_identity()]).encode())
     target = cache_dir() / f"suite-kernels-{key.hexdigest()[:16]}.so"
@@ -70,8 +76,7 @@ def _build(compiler: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         partial = Path(scratch) / target.name
-        done = subprocess.run([compiler, *FLAGS, "-o", str(partial), *map(str, SOURCES), *LIBRARIES],
-                              capture_output=True, text=True, check=False)
+        done = _run_compiler(compiler, *FLAGS, "-o", str(partial), *map(str, SOURCES), *LIBRARIES)
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["no output"])[0]
             raise OSError(f"{compiler} failed on the CPU kernels: {first}")
@@ -122,13 +127,16 @@ def _load() -> None:
         return
     try:
         lib = ctypes.CDLL(str(_build(compiler)))
+        _declare(lib)
+        gomp, threads = _torch_openmp()
+        entries = [ctypes.cast(getattr(gomp, name), ctypes.c_void_p) if gomp else None
+                   for name in ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")]
     except OSError as err:
         _state["reason"] = str(err)
         return
-    _declare(lib)
-    gomp, threads = _torch_openmp()
-    entries = [ctypes.cast(getattr(gomp, name), ctypes.c_void_p) if gomp else None
-               for name in ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")]
+    except Exception as err:  # any failure to build or load means: use the PyTorch ops (status() says why)
+        _state["reason"] = f"{type(err).__name__}: {err}"
+        return
     _state.update(lib=lib, vector_width=lib.suite_vector_width(), threads=threads, pool=entries)
 
 
@@ -221,8 +229,10 @@ def leaky(x: torch.Tensor, decay: float, backward: bool) -> torch.Tensor:
 
 
 def depthwise_eligible(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> bool:
-    """CPU float32 (T, B, C) input and (C, D) kernel, 0 <= pad_left < D, pad_right >= 0, and the library available."""
-    return (x.device.type == "cpu" and x.dtype == kernel.dtype == torch.float32 and x.dim() == 3
+    """CPU float32 (T, B, C) input and (C, D) kernel, 0 <= pad_left < D, pad_right >= 0, and the library available.
+    Anything else (a kernel of the wrong shape included) goes to oneDNN, which raises the shape errors."""
+    return (x.device.type == kernel.device.type == "cpu" and x.dtype == kernel.dtype == torch.float32
+            and x.dim() == 3 and kernel.dim() == 2 and kernel.shape[0] == x.shape[2]
             and 0 <= pad_left < kernel.shape[1] and pad_right >= 0 and library() is not None)
 
 
@@ -286,10 +296,11 @@ def depthwise_backward(x: torch.Tensor, kernel: torch.Tensor, grad_y: torch.Tens
 
 
 def _mask(keep: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    """The (B, C) dropout mask as the kernels read it (ones without dropout)."""
+    """The (B, C) dropout mask as the kernels read it (ones without dropout; a broadcastable mask is expanded, any
+    other shape raises as ``x * keep`` would)."""
     if keep is None:
         return x.new_ones(x.shape[1], x.shape[2])
-    return keep.detach().to(x.dtype).contiguous()
+    return keep.detach().to(x.dtype).expand(x.shape[1], x.shape[2]).contiguous()
 
 
 def batchnorm_lif_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor | None,

@@ -6,8 +6,8 @@
  * (statistics; normalise + LIF + dropout, writing H and the output) and the backward two (the LIF recurrence, which
  * also sums the BatchNorm reductions; the BatchNorm input gradient).
  *
- *   forward:   mean, var (biased) over the M = T B rows; y = gamma (x - mean) / sqrt(var + eps) + beta, computed as
- *              y = a x + s with a = gamma invstd, s = beta - a mean;
+ *   forward:   mean, var (biased) over the M = T B rows (sums of x - x[0, 0], so that inputs with a large mean do
+ *              not cancel); y = a (x - mean) + beta with a = gamma / sqrt(var + eps);
  *              H[t] = y[t] + decay V[t-1];  S = H >= thr;  V = S ? 0 : H;  out = S keep
  *   backward:  dY[t] = (alpha/2) keep dOut[t] / (1 + scale (H[t] - thr)^2) + (H[t] < thr ? decay dY[t+1] : 0)
  *              dbeta = sum dY;  dgamma = invstd sum dY (x - mean);  dx = a (dY - dbeta / M - (x - mean) m2)
@@ -26,8 +26,9 @@
 typedef struct {
     const void *x, *h, *grad, *keep; /* (T, B, C); keep (B, C) */
     void *out, *h_out, *v;           /* outputs; v: (B, C) scratch */
-    const void *channel;             /* per-channel rows in the tensors' precision: a, s | a, mean dY, mean, m2 */
+    const void *channel;             /* per-channel rows in the tensors' precision: a, beta, mean | a, mean dY, mean, m2 */
     double *partial;                 /* (n_threads, 2, C), zeroed by the caller */
+    const double *shift;             /* forward statistics: x[0, 0, c], subtracted before summing */
     double decay, threshold, scale, half_alpha;
     long T, B, C;
     pool threads;
@@ -46,20 +47,20 @@ static void reduce_partials(const job *j, int n_threads, double *first, double *
 }
 
 #define DEFINE_FUSED(real, suffix)                                                                                   \
-    static inline void stats_row_##suffix(const real *restrict x, double *restrict sums,                            \
-                                          double *restrict squares, long C) {                                       \
+    static inline void stats_row_##suffix(const real *restrict x, const double *restrict shift,                     \
+                                          double *restrict sums, double *restrict squares, long C) {                \
         for (long c = 0; c < C; c++) {                                                                               \
-            const double value = x[c];                                                                               \
+            const double value = (double)x[c] - shift[c];                                                            \
             sums[c] += value;                                                                                        \
             squares[c] += value * value;                                                                             \
         }                                                                                                            \
     }                                                                                                                \
                                                                                                                      \
     static inline void lif_row_##suffix(const real *restrict x, const real *restrict keep, const real *restrict a,  \
-                                        const real *restrict s, real *restrict h, real *restrict out,               \
-                                        real *restrict v, long C, real decay, real thr) {                           \
+                                        const real *restrict beta, const real *restrict mean, real *restrict h,     \
+                                        real *restrict out, real *restrict v, long C, real decay, real thr) {       \
         for (long c = 0; c < C; c++) {                                                                               \
-            const real value = (a[c] * x[c] + s[c]) + decay * v[c];                                                  \
+            const real value = (a[c] * (x[c] - mean[c]) + beta[c]) + decay * v[c];                                   \
             const int fired = value >= thr;                                                                          \
             h[c] = value;                                                                                            \
             out[c] = fired ? keep[c] : (real)0;                                                                      \
@@ -102,7 +103,8 @@ static void reduce_partials(const job *j, int n_threads, double *first, double *
         long begin, end;                                                                                             \
         pool_share(&j->threads, j->B, &begin, &end);                                                                 \
         for (long t = 0; t < j->T; t++)                                                                              \
-            for (long b = begin; b < end; b++) stats_row_##suffix(x + (t * j->B + b) * j->C, sums, sums + j->C, j->C); \
+            for (long b = begin; b < end; b++)                                                                       \
+                stats_row_##suffix(x + (t * j->B + b) * j->C, j->shift, sums, sums + j->C, j->C);                   \
     }                                                                                                                \
                                                                                                                      \
     static void lif_##suffix(void *data) {                                                                          \
@@ -115,8 +117,8 @@ static void reduce_partials(const job *j, int n_threads, double *first, double *
         for (long t = 0; t < j->T; t++)                                                                              \
             for (long b = begin; b < end; b++) {                                                                     \
                 const size_t first = (size_t)(t * j->B + b) * j->C;                                                  \
-                lif_row_##suffix(x + first, keep + b * j->C, a, a + j->C, h + first, out + first, v + b * j->C,     \
-                                 j->C, (real)j->decay, (real)j->threshold);                                         \
+                lif_row_##suffix(x + first, keep + b * j->C, a, a + j->C, a + 2 * j->C, h + first, out + first,     \
+                                 v + b * j->C, j->C, (real)j->decay, (real)j->threshold);                           \
             }                                                                                                        \
     }                                                                                                                \
                                                                                                                      \
@@ -165,21 +167,25 @@ void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const
                           double *partial, double eps, double decay, double threshold, long T, long B, long C,
                           gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
                           int n_threads) {
-    job j = {x, NULL, NULL, keep, out, h_seq, v, channel, partial, decay, threshold, 0, 0, T, B, C,
+    double *a = work, *shift = work + C;
+    for (long c = 0; c < C; c++) shift[c] = is_double ? channel_f64(x, c) : channel_f32(x, c);
+    job j = {x, NULL, NULL, keep, out, h_seq, v, channel, partial, shift, decay, threshold, 0, 0, T, B, C,
              {parallel, thread_num, num_threads, n_threads}};
     const double rows = (double)(T * B);
-    double *a = work, *s = work + C;
     pool_run(&j.threads, is_double ? stats_f64 : stats_f32, &j);
     reduce_partials(&j, n_threads, mean, var);
     for (long c = 0; c < C; c++) {
-        mean[c] /= rows;
-        var[c] = var[c] / rows - mean[c] * mean[c];
-        if (var[c] < 0) var[c] = 0; /* rounding of E[x^2] - mean^2 */
+        const double shifted_mean = mean[c] / rows;
+        var[c] = var[c] / rows - shifted_mean * shifted_mean;
+        if (var[c] < 0) var[c] = 0; /* rounding */
+        mean[c] = shift[c] + shifted_mean;
         a[c] = (is_double ? channel_f64(gamma, c) : channel_f32(gamma, c)) / sqrt(var[c] + eps);
-        s[c] = (is_double ? channel_f64(beta, c) : channel_f32(beta, c)) - a[c] * mean[c];
+        shift[c] = is_double ? channel_f64(beta, c) : channel_f32(beta, c);
     }
-    (is_double ? set_channels_f64 : set_channels_f32)(channel, C, 0, a);
-    (is_double ? set_channels_f64 : set_channels_f32)(channel, C, 1, s);
+    void (*set)(void *, long, long, const double *) = is_double ? set_channels_f64 : set_channels_f32;
+    set(channel, C, 0, a);
+    set(channel, C, 1, shift); /* beta */
+    set(channel, C, 2, mean);
     j.threads.parallel = parallel;
     pool_run(&j.threads, is_double ? lif_f64 : lif_f32, &j);
 }
@@ -192,8 +198,8 @@ void suite_bn_lif_backward(int is_double, const void *x, const void *h_seq, cons
                            double threshold, double scale, double half_alpha, long T, long B, long C,
                            gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
                            int n_threads) {
-    job j = {x, h_seq, grad_out, keep, grad_x, NULL, NULL, channel, partial, decay, threshold, scale, half_alpha,
-             T, B, C, {parallel, thread_num, num_threads, n_threads}};
+    job j = {x, h_seq, grad_out, keep, grad_x, NULL, NULL, channel, partial, NULL, decay, threshold, scale,
+             half_alpha, T, B, C, {parallel, thread_num, num_threads, n_threads}};
     const double rows = (double)(T * B);
     double *first = work, *second = work + C;
     void (*set)(void *, long, long, const double *) = is_double ? set_channels_f64 : set_channels_f32;
