@@ -80,7 +80,8 @@ class DelayBlock(nn.Module):
 
     def _fused_neuron_stage(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor | None:
         """BatchNorm -> LIF -> dropout as one backend op (``suite.ops.OPTIONAL_FUNCTIONS``) in training mode, where
-        the backend has it and can run these tensors; None means: compose the three steps."""
+        the backend has it and can run these tensors; None means: compose the three steps. Forward hooks registered
+        on ``norm`` or ``neuron`` do not run on this path (evaluation, where the suite's hooks live, composes)."""
         norm, neuron = self.norm, self.neuron
         if not (isinstance(norm, nn.BatchNorm1d) and norm.training and isinstance(neuron, LIF)):
             return None
