@@ -53,6 +53,11 @@ KERNEL_NORM_EPS = 1e-7
 """DCLS divides the Gaussian by ``sum + 1e-7``; kept for bit-level parity with the published stack."""
 
 
+def atan_scale(alpha: float) -> float:
+    """c^2 of the arctan surrogate (alpha / 2) / (1 + c^2 x^2), c = pi/2 alpha, as the LIF backward kernels take it."""
+    return (math.pi / 2 * alpha) ** 2
+
+
 def atan_surrogate_grad(h_minus_thr: torch.Tensor, alpha: float) -> torch.Tensor:
     """d spike / d H of spikingjelly's ``surrogate.ATan``: alpha / 2 / (1 + (pi / 2 * alpha * x) ** 2)."""
     return alpha / 2 / (1 + (math.pi / 2 * alpha * h_minus_thr).square())
@@ -102,7 +107,7 @@ class _LIFSpikes(torch.autograd.Function):
         (h_seq,) = ctx.saved_tensors
         # dL/dH[t] = g[t] surrogate[t] + dL/dH[t+1] * decay * (1 - S[t]), surrogate = (alpha/2) / (1 + (c (H - thr))^2)
         # with c = pi/2 alpha.
-        scale = (math.pi / 2 * ctx.alpha) ** 2
+        scale = atan_scale(ctx.alpha)
         if native.recurrences_eligible(h_seq):
             grad_x = native.lif_backward(h_seq, grad_spikes, ctx.decay, ctx.v_threshold, scale, ctx.alpha / 2)
             return grad_x, None, None, None
@@ -200,7 +205,7 @@ class _BatchNormLIF(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         x, h_seq, keep, weight = ctx.saved_tensors
-        scale = (math.pi / 2 * ctx.alpha) ** 2
+        scale = atan_scale(ctx.alpha)
         grad_x, grad_weight, grad_bias = native.batchnorm_lif_backward(
             x, h_seq, grad_out, keep, weight, *ctx.stats, ctx.decay, ctx.v_threshold, scale, ctx.alpha / 2)
         return grad_x, grad_weight, grad_bias, None, None, None, None, None, None

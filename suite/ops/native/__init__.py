@@ -142,9 +142,10 @@ def _load() -> None:
 
 def library() -> ctypes.CDLL | None:
     """The loaded library (building it on the first call), or None when it is unavailable."""
-    with _lock:
-        if not _state:
-            _load()
+    if not _state:  # every eligibility check calls this: the lock is only needed until the first load is done
+        with _lock:
+            if not _state:
+                _load()
     return _state.get("lib")
 
 

@@ -148,6 +148,17 @@ static void accumulate_weight_grad(const float *xcols, int x_rows, const float *
     }
 }
 
+/* One work item: a batch item and a block of up to BLOCK channel vectors starting at vector v0. */
+typedef struct {
+    int v0, width, tail; /* first vector, vectors in the block, real channels in its last vector */
+    size_t offset;       /* of the block's first channel in a (steps, B, C) row */
+} block;
+
+static block block_of(const job *j, int item, int blocks) {
+    const int nv = vectors(j->C), v0 = (item % blocks) * BLOCK, width = nv - v0 < BLOCK ? nv - v0 : BLOCK;
+    return (block){v0, width, block_tail(j->C, v0, width), (size_t)(item / blocks) * j->C + (size_t)v0 * VL};
+}
+
 /* Work items: (batch item, block of BLOCK channel vectors). */
 static void forward_blocks(void *data) {
     const job *j = data;
@@ -158,12 +169,10 @@ static void forward_blocks(void *data) {
     int begin, end;
     thread_share(j, j->B * blocks, &begin, &end);
     for (int item = begin; item < end; item++) {
-        const int b = item / blocks, v0 = (item % blocks) * BLOCK, width = nv - v0 < BLOCK ? nv - v0 : BLOCK;
-        const int tail = block_tail(j->C, v0, width);
-        const size_t offset = (size_t)b * j->C + (size_t)v0 * VL;
-        gather_block(j->x + offset, row, j->T, j->front, width, tail, rows, columns);
-        correlate_block(columns, rows, j->w + (size_t)v0 * VL, Cp, j->D, width, tail, j->T_out, j->out + offset,
-                        row);
+        const block k = block_of(j, item, blocks);
+        gather_block(j->x + k.offset, row, j->T, j->front, k.width, k.tail, rows, columns);
+        correlate_block(columns, rows, j->w + (size_t)k.v0 * VL, Cp, j->D, k.width, k.tail, j->T_out,
+                        j->out + k.offset, row);
     }
 }
 
@@ -180,16 +189,15 @@ static void backward_blocks(void *data) {
     int begin, end;
     thread_share(j, j->B * blocks, &begin, &end);
     for (int item = begin; item < end; item++) {
-        const int b = item / blocks, v0 = (item % blocks) * BLOCK, width = nv - v0 < BLOCK ? nv - v0 : BLOCK;
-        const int tail = block_tail(j->C, v0, width);
-        const size_t offset = (size_t)b * j->C + (size_t)v0 * VL;
-        gather_block(j->g + offset, row, j->T_out, front_g, width, tail, g_rows, gcols);
+        const block k = block_of(j, item, blocks);
+        gather_block(j->g + k.offset, row, j->T_out, front_g, k.width, k.tail, g_rows, gcols);
         if (j->out)
-            correlate_block(gcols, g_rows, j->w + (size_t)v0 * VL, Cp, j->D, width, tail, j->T, j->out + offset, row);
+            correlate_block(gcols, g_rows, j->w + (size_t)k.v0 * VL, Cp, j->D, k.width, k.tail, j->T,
+                            j->out + k.offset, row);
         if (sums) {
-            gather_block(j->x + offset, row, j->T, j->front, width, tail, x_rows, xcols);
-            accumulate_weight_grad(xcols, x_rows, gcols, g_rows, front_g, j->D, width, j->T_out,
-                                   sums + (size_t)v0 * VL, Cp);
+            gather_block(j->x + k.offset, row, j->T, j->front, k.width, k.tail, x_rows, xcols);
+            accumulate_weight_grad(xcols, x_rows, gcols, g_rows, front_g, j->D, k.width, j->T_out,
+                                   sums + (size_t)k.v0 * VL, Cp);
         }
     }
 }
