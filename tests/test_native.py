@@ -84,6 +84,92 @@ def test_depthwise_falls_back_where_ineligible() -> None:
     assert not native.depthwise_eligible(torch.randn(10, 2, 16), torch.rand(16, 5), 5, 2)
 
 
+def gaussian_positions(channels: int, taps: int, gen: torch.Generator) -> torch.Tensor:
+    """Positions across the kernel, with integers, half-integers, both ends, and two far outside (at SIG <= 1 every
+    tap is below the smallest normal float: a zero kernel)."""
+    pos = (torch.rand(channels, generator=gen) - 0.5) * (taps - 1)
+    special = torch.tensor([0.0, 0.5, -0.5, taps // 2, -(taps // 2), 1.25, 5.0 * taps, -5.0 * taps])
+    pos[:min(channels, 8)] = special[:min(channels, 8)]
+    return pos
+
+
+@needs_library
+@pytest.mark.parametrize("taps", [5, 15, 31])
+@pytest.mark.parametrize("sig", [15.5, 1.0, 0.0])
+def test_gaussian_taps_match_pytorch(taps: int, sig: float) -> None:
+    """The C kernel computes the taps in float as the PyTorch ops (and DCLS) do: within 2 units in the last place."""
+    pos = gaussian_positions(600, taps, torch.Generator().manual_seed(taps))
+    ours = native.gaussian_kernel(pos, taps, abs(sig) + ops.SIGMA_OFFSET, ops.KERNEL_NORM_EPS)
+    assert (ours - ops.gaussian_kernel(pos, sig, taps)).abs().max().item() <= 2.5e-7
+
+
+@needs_library
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("sig", [15.5, 1.0, 0.0])
+@pytest.mark.parametrize(("steps", "batch", "channels", "taps", "pad_left", "pad_right"), [
+    (113, 16, 512, 31, 30, 15),   # the paper's GSC hidden layer
+    (20, 3, 40, 7, 6, 3),         # 2 vectors and a partial one
+    (9, 2, 35, 5, 2, 0),          # no padding behind
+    (6, 2, 17, 31, 30, 15),       # fewer steps than taps
+])
+def test_gaussian_delay_matches_the_composed_form(steps, batch, channels, taps, pad_left, pad_right, sig,
+                                                  threads) -> None:
+    """One op (C taps, depthwise kernels, closed-form position gradient) against ``gaussian_kernel``'s autograd
+    graph and the oneDNN correlation in float64."""
+    gen = torch.Generator().manual_seed(steps + channels)
+    x = torch.randn(steps, batch, channels, generator=gen)
+    pos = gaussian_positions(channels, taps, gen)
+    grad_y = torch.randn(steps + pad_left + pad_right - taps + 1, batch, channels, generator=gen)
+    x_ref, pos_ref = x.double().requires_grad_(True), pos.double().requires_grad_(True)
+    y_ref = ops._ChannelConv.apply(x_ref, ops.gaussian_kernel(pos_ref, sig, taps), pad_left, pad_right)
+    y_ref.backward(grad_y.double())
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        xs, ps = x.clone().requires_grad_(True), pos.clone().requires_grad_(True)
+        y = ops.channel_delay(xs, ps, sig, taps, pad_left, pad_right)
+        y.backward(grad_y)
+        with torch.no_grad():
+            y_eval = ops.channel_delay(x, pos, sig, taps, pad_left, pad_right)
+    finally:
+        torch.set_num_threads(previous)
+    assert type(y.grad_fn).__name__ == "_NativeGaussianDelayBackward"
+    # float32 against float64: the positions and taps are rounded to float (at SIG = 0 a tap moves by ~1e-6 of
+    # its value), then sums of D (output, input gradient) and B x T' x D (position gradient) products
+    for name, ours, ref, tol in (("y", y, y_ref, 5e-6), ("eval y", y_eval, y_ref, 5e-6),
+                                 ("grad x", xs.grad, x_ref.grad, 5e-6), ("grad pos", ps.grad, pos_ref.grad, 2e-5)):
+        err = ((ours.double() - ref).abs().max() / ref.abs().max()).item()
+        assert err < tol, f"{name}: relative error {err:.2e} > {tol}"
+    if sig <= 1.0:  # positions 5 D away: every tap is exp(-190) or less
+        assert (ps.grad[6:8] == 0).all() and (y[:, :, 6:8] == 0).all(), "a kernel of flushed taps delays nothing"
+
+
+@needs_library
+def test_gaussian_delay_computes_only_the_gradients_asked_for() -> None:
+    """The input layer's x needs no gradient (only the positions do); frozen positions need none either."""
+    gen = torch.Generator().manual_seed(3)
+    x, pos = torch.randn(30, 2, 40, generator=gen), gaussian_positions(40, 15, gen)
+    ps = pos.clone().requires_grad_(True)
+    ops.channel_delay(x, ps, 2.0, 15, 14, 7).sum().backward()
+    xs = x.clone().requires_grad_(True)
+    ops.channel_delay(xs, pos, 2.0, 15, 14, 7).sum().backward()
+    x_ref, pos_ref = x.clone().requires_grad_(True), pos.clone().requires_grad_(True)
+    y_ref = ops._ChannelConv.apply(x_ref, ops.gaussian_kernel(pos_ref, 2.0, 15), 14, 7)
+    y_ref.sum().backward()
+    assert torch.allclose(ps.grad, pos_ref.grad, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(xs.grad, x_ref.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_gaussian_delay_falls_back_where_ineligible() -> None:
+    """float64, or positions that do not match the channels, compose gaussian_kernel and the correlation."""
+    x = torch.randn(10, 2, 16, dtype=torch.float64, requires_grad=True)
+    assert not native.gaussian_delay_eligible(x, torch.zeros(16, dtype=torch.float64), 5, 4, 2)
+    assert not native.gaussian_delay_eligible(torch.randn(10, 2, 16), torch.zeros(15), 5, 4, 2)
+    assert not native.gaussian_delay_eligible(torch.randn(10, 2, 16), torch.zeros(16), 5, 5, 2)
+    y = ops.channel_delay(x, torch.zeros(16, dtype=torch.float64, requires_grad=True), 1.0, 5, 4, 2)
+    assert type(y.grad_fn).__name__ == "_ChannelConvBackward"
+
+
 @needs_library
 def test_recurrences_split_across_threads_match_the_loop(monkeypatch) -> None:
     """Wide enough (8192 neurons) that two threads each take half; equal to the PyTorch per-step form."""

@@ -23,7 +23,7 @@ How the kernels are laid out for speed (docs/performance.md has the measurements
   the LIF saves nothing.
 - Per-channel delays are a depthwise correlation over time. On CPU (float32) the compiled kernels of
   :mod:`suite.ops.native` copy a block of (batch item, 8 x 16 channels) series into per-thread buffers with the
-  padding as zeros and keep 8 outputs in registers across the taps; they save the unpadded input. Elsewhere the
+  padding as zeros and keep 16 outputs in registers across the taps; they save the unpadded input. Elsewhere the
   time-major (T, B, C) tensor *is* the channels-last layout of a (1, C, T, B) image, so ``conv2d`` with a
   (C, 1, D, 1) kernel runs oneDNN's NHWC depthwise kernel with no permute copy, and the backward calls
   ``convolution_backward`` in the same layout.
@@ -333,6 +333,31 @@ class _NativeChannelConv(torch.autograd.Function):
         return grad_x, grad_k, None, None
 
 
+class _NativeGaussianDelay(torch.autograd.Function):
+    """The soft per-channel delay as one op on CPU float32 (:mod:`suite.ops.native`): the Gaussian taps are built in
+    C in the depthwise kernels' layout, and the backward turns the kernel-gradient partial sums into dL/dpos in closed
+    form. Same values as ``gaussian_kernel`` + the correlation within float rounding, without the ~25 small ops of
+    the kernel's autograd graph per call. Saves the input and the positions."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int, pad_left: int,  # type: ignore[override]
+                pad_right: int) -> torch.Tensor:
+        x = x.contiguous()
+        ctx.save_for_backward(x, pos)
+        ctx.shape = (kernel_size, abs(sig) + SIGMA_OFFSET, KERNEL_NORM_EPS, pad_left)
+        return native.gaussian_delay_forward(x, pos, kernel_size, abs(sig) + SIGMA_OFFSET, KERNEL_NORM_EPS,
+                                             pad_left, pad_right)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
+        x, pos = ctx.saved_tensors
+        kernel_size, sigma, eps, pad_left = ctx.shape
+        grad_x, grad_pos = native.gaussian_delay_backward(x, pos, kernel_size, sigma, eps, grad_y, pad_left,
+                                                          *ctx.needs_input_grad[:2])
+        return grad_x, grad_pos, None, None, None, None
+
+
 def _channel_conv_inference(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:
     """The depthwise correlation without autograd: the convolution pads (symmetrically, max(L, R) steps) instead of a
     padded copy of the input, and the output rows that belong to the (L, R) padding are a contiguous slice."""
@@ -358,6 +383,11 @@ def channel_delay(
     x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int, pad_left: int, pad_right: int
 ) -> torch.Tensor:
     """Per-channel soft delay: x (T, B, C), pos (C,) -> (T + pad_left + pad_right - D + 1, B, C)."""
+    if native.gaussian_delay_eligible(x, pos, kernel_size, pad_left, pad_right):
+        if torch.is_grad_enabled() and (x.requires_grad or pos.requires_grad):
+            return _NativeGaussianDelay.apply(x, pos, sig, kernel_size, pad_left, pad_right)
+        return native.gaussian_delay_forward(x, pos, kernel_size, abs(sig) + SIGMA_OFFSET, KERNEL_NORM_EPS,
+                                             pad_left, pad_right)
     kernel = gaussian_kernel(pos, sig, kernel_size)  # (C, D), small: its own autograd graph carries dP
     return _channel_conv(x, kernel, pad_left, pad_right)
 

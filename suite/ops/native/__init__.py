@@ -3,6 +3,8 @@
 - ``depthwise.c``: the per-channel delay correlation (axonal, dendritic), forward and both gradients, float32.
 - ``recurrences.c``: LIF and leaky readout over the whole sequence, forward and backward, float32 and float64.
 - ``batchnorm_lif.c``: a hidden layer's BatchNorm (batch statistics) -> LIF -> dropout in two passes each way.
+- ``gaussian.c``: the Gaussian per-channel delay kernels in the depthwise kernels' layout, and their position
+  gradient from the depthwise backward's partial sums (the soft axonal/dendritic delay as one op).
 
 Why C: the fast depthwise correlation keeps a tile of output vectors in registers across the D taps (Numba's loops
 reloaded and stored the accumulators every tap and were slower than oneDNN), and these kernels must run on PyTorch's
@@ -30,7 +32,8 @@ from pathlib import Path
 
 import torch
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("depthwise.c", "recurrences.c", "batchnorm_lif.c"))
+SOURCES = tuple(Path(__file__).with_name(name)
+                for name in ("depthwise.c", "recurrences.c", "batchnorm_lif.c", "gaussian.c"))
 HEADERS = (Path(__file__).with_name("pool.h"),)
 FLAGS = ("-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast", "-shared", "-fPIC")
 LIBRARIES = ("-lm",)
@@ -78,7 +81,8 @@ def _build(compiler: str) -> Path:
         partial = Path(scratch) / target.name
         done = _run_compiler(compiler, *FLAGS, "-o", str(partial), *map(str, SOURCES), *LIBRARIES)
         if done.returncode != 0:
-            first = (done.stderr.strip().splitlines() or ["no output"])[0]
+            lines = done.stderr.strip().splitlines() or ["no output"]
+            first = next((line for line in lines if "error" in line), lines[0])  # not gcc's "In function ..."
             raise OSError(f"{compiler} failed on the CPU kernels: {first}")
         os.replace(partial, target)  # atomic: a concurrent build of the same key writes the same bytes
     return target
@@ -112,6 +116,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.suite_bn_lif_forward.argtypes = [int_] + [pointer] * 12 + [double] * 3 + [long_] * 3 + pool
     lib.suite_bn_lif_backward.argtypes = [int_] + [pointer] * 13 + [double] * 4 + [long_] * 3 + pool
     lib.suite_recurrence.restype = lib.suite_bn_lif_forward.restype = lib.suite_bn_lif_backward.restype = None
+    lib.suite_gaussian_taps.argtypes = [pointer] + [int_] * 3 + [double] * 2 + [int_, pointer]
+    lib.suite_gaussian_position_grad.argtypes = [pointer] * 2 + [int_] * 5 + [double] * 2 + [pointer]
+    lib.suite_gaussian_taps.restype = lib.suite_gaussian_position_grad.restype = None
 
 
 def _load() -> None:
@@ -237,20 +244,26 @@ def depthwise_eligible(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad
             and 0 <= pad_left < kernel.shape[1] and pad_right >= 0 and library() is not None)
 
 
+def _padded_channels(channels: int) -> int:
+    """Channels rounded up to whole vectors of the kernels."""
+    _loaded()
+    width = _state["vector_width"]
+    return -(-channels // width) * width
+
+
 def _taps(kernel: torch.Tensor, reverse: bool = False) -> torch.Tensor:
     """The (C, D) kernel as the kernels read it: tap-major (D, Cp), channels zero-padded to whole vectors."""
     channels, taps = kernel.shape
-    width = _state["vector_width"]
-    out = kernel.new_zeros(taps, -(-channels // width) * width)
+    out = kernel.new_zeros(taps, _padded_channels(channels))
     out[:, :channels] = (kernel.detach().flip(1) if reverse else kernel.detach()).t()
     return out
 
 
-def _correlate(x: torch.Tensor, kernel: torch.Tensor, front: int, steps_out: int) -> torch.Tensor:
-    """y (steps_out, B, C), ``y[t] = sum_k kernel[:, k] x[t + k - front]`` with x = 0 outside its steps."""
+def _correlate(x: torch.Tensor, taps: torch.Tensor, front: int, steps_out: int) -> torch.Tensor:
+    """y (steps_out, B, C), ``y[t] = sum_k taps[k] x[t + k - front]`` with x = 0 outside its steps; ``taps`` is
+    (D, Cp) as :func:`_taps` lays it out."""
     lib = _loaded()
     steps, batch, channels = x.shape
-    taps = _taps(kernel)
     out = x.new_empty(steps_out, batch, channels)
     pool = _pool()
     scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(steps, taps.shape[0], front, steps_out, 0))
@@ -259,38 +272,97 @@ def _correlate(x: torch.Tensor, kernel: torch.Tensor, front: int, steps_out: int
     return out
 
 
+def _correlate_backward(x: torch.Tensor, reversed_taps: torch.Tensor, grad_y: torch.Tensor, pad_left: int,
+                        need_x: bool, need_taps: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """dL/dx (T, B, C) and the per-thread partial sums of dL/dtaps, (threads, suite_weight_grad_rows(D), Cp), in one
+    pass, each only if asked for. The input gradient is the correlation of the gradient, padded by
+    D - 1 - pad_left in front, with reversed taps; each thread sums its share of the tap gradient into its own partial.
+    """
+    lib = _loaded()
+    steps, batch, channels = x.shape
+    taps = reversed_taps.shape[0]
+    grad_y = grad_y.detach().contiguous()
+    pool = _pool()
+    grad_x = x.new_empty(steps, batch, channels) if need_x else None
+    partial = x.new_zeros(pool[-1], lib.suite_weight_grad_rows(taps), reversed_taps.shape[1]) if need_taps else None
+    scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(steps, taps, pad_left, grad_y.shape[0], 1))
+    lib.suite_depthwise_backward(
+        x.data_ptr(), grad_y.data_ptr(), reversed_taps.data_ptr(), grad_x.data_ptr() if need_x else None,
+        partial.data_ptr() if need_taps else None, scratch.data_ptr(), steps, batch, channels, taps, pad_left,
+        grad_y.shape[0], *pool)
+    return grad_x, partial
+
+
+def _steps_out(steps: int, taps: int, pad_left: int, pad_right: int) -> int:
+    return steps + pad_left + pad_right - taps + 1
+
+
 def depthwise_forward(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:
     """The padded correlation of a (T, B, C) input with a (C, D) kernel:
     ``y[t] = sum_k kernel[:, k] x[t + k - pad_left]`` (x = 0 outside [0, T)), t < T + pad_left + pad_right - D + 1.
     """
-    steps_out = x.shape[0] + pad_left + pad_right - kernel.shape[1] + 1
-    return _correlate(x.detach().contiguous(), kernel, pad_left, steps_out)
+    steps_out = _steps_out(x.shape[0], kernel.shape[1], pad_left, pad_right)
+    return _correlate(x.detach().contiguous(), _taps(kernel), pad_left, steps_out)
 
 
 def depthwise_backward(x: torch.Tensor, kernel: torch.Tensor, grad_y: torch.Tensor, pad_left: int, need_x: bool,
                        need_k: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """dL/dx (T, B, C) and dL/dkernel (C, D) of :func:`depthwise_forward`, each only if asked for, in one pass.
-
-    The input gradient is the correlation of the gradient, padded by D - 1 - pad_left in front, with reversed taps;
-    each thread sums the kernel gradient of its share into its own partial, added here.
-    """
+    """dL/dx (T, B, C) and dL/dkernel (C, D) of :func:`depthwise_forward`, each only if asked for, in one pass."""
     if not (need_x or need_k):
         return None, None
-    lib = _loaded()
-    steps, batch, channels = x.shape
-    taps = kernel.shape[1]
-    grad_y = grad_y.detach().contiguous()
-    reversed_taps = _taps(kernel, reverse=True)
-    pool = _pool()
-    grad_x = x.new_empty(steps, batch, channels) if need_x else None
-    partial = x.new_zeros(pool[-1], lib.suite_weight_grad_rows(taps), reversed_taps.shape[1]) if need_k else None
-    scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(steps, taps, pad_left, grad_y.shape[0], 1))
-    lib.suite_depthwise_backward(
-        x.data_ptr(), grad_y.data_ptr(), reversed_taps.data_ptr(), grad_x.data_ptr() if need_x else None,
-        partial.data_ptr() if need_k else None, scratch.data_ptr(), steps, batch, channels, taps, pad_left,
-        grad_y.shape[0], *pool)
+    grad_x, partial = _correlate_backward(x, _taps(kernel, reverse=True), grad_y, pad_left, need_x, need_k)
+    channels, taps = kernel.shape
     grad_k = partial.sum(0)[:taps, :channels].t() if partial is not None else None
     return grad_x, grad_k
+
+
+def gaussian_delay_eligible(x: torch.Tensor, pos: torch.Tensor, kernel_size: int, pad_left: int,
+                            pad_right: int) -> bool:
+    """CPU float32 (T, B, C) input, (C,) float32 positions, 0 <= pad_left < D, pad_right >= 0, library available."""
+    return (x.device.type == pos.device.type == "cpu" and x.dtype == pos.dtype == torch.float32 and x.dim() == 3
+            and pos.shape == (x.shape[2],) and 0 <= pad_left < kernel_size and pad_right >= 0
+            and library() is not None)
+
+
+def _gaussian_taps(pos: torch.Tensor, kernel_size: int, sigma: float, eps: float, reverse: bool) -> torch.Tensor:
+    pos = pos.detach().contiguous()
+    taps = pos.new_empty(kernel_size, _padded_channels(pos.shape[0]))
+    _loaded().suite_gaussian_taps(pos.data_ptr(), pos.shape[0], kernel_size, taps.shape[1], sigma, eps, int(reverse),
+                                  taps.data_ptr())
+    return taps
+
+
+def gaussian_kernel(pos: torch.Tensor, kernel_size: int, sigma: float, eps: float) -> torch.Tensor:
+    """The (C, D) kernel :func:`gaussian_delay_forward` applies (``sigma`` = |SIG| + offset; ``eps`` the
+    normaliser's), for tests and inspection."""
+    return _gaussian_taps(pos, kernel_size, sigma, eps, reverse=False)[:, :pos.shape[0]].t()
+
+
+def gaussian_delay_forward(x: torch.Tensor, pos: torch.Tensor, kernel_size: int, sigma: float, eps: float,
+                           pad_left: int, pad_right: int) -> torch.Tensor:
+    """:func:`depthwise_forward` with the Gaussian kernel of ``pos``, built here in the kernels' layout."""
+    steps_out = _steps_out(x.shape[0], kernel_size, pad_left, pad_right)
+    return _correlate(x.detach().contiguous(), _gaussian_taps(pos, kernel_size, sigma, eps, reverse=False), pad_left,
+                      steps_out)
+
+
+def gaussian_delay_backward(x: torch.Tensor, pos: torch.Tensor, kernel_size: int, sigma: float, eps: float,
+                            grad_y: torch.Tensor, pad_left: int, need_x: bool, need_pos: bool
+                            ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """dL/dx and dL/dpos of :func:`gaussian_delay_forward`, each only if asked for: one depthwise backward pass, then
+    the position gradient in closed form from its per-thread partial sums of the kernel gradient."""
+    if not (need_x or need_pos):
+        return None, None
+    grad_x, partial = _correlate_backward(x, _gaussian_taps(pos, kernel_size, sigma, eps, reverse=True), grad_y,
+                                          pad_left, need_x, need_pos)
+    grad_pos = None
+    if partial is not None:
+        pos = pos.detach().contiguous()
+        grad_pos = torch.empty_like(pos)
+        _loaded().suite_gaussian_position_grad(pos.data_ptr(), partial.data_ptr(), partial.shape[0], partial.shape[1],
+                                               pos.shape[0], kernel_size, partial.shape[2], sigma, eps,
+                                               grad_pos.data_ptr())
+    return grad_x, grad_pos
 
 
 # ------------------------------------------------------------------------- BatchNorm -> LIF -> dropout

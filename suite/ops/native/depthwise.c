@@ -23,8 +23,9 @@
 #include "pool.h"
 
 #define VL 16  /* channels per vector: one 512-bit register, or two 256-bit ones */
-#define TILE 8 /* output time steps (forward) or taps (weight gradient) held in registers per inner loop */
+#define TILE 16 /* output time steps (forward) or taps (weight gradient) held in registers per inner loop */
 #define BLOCK 8 /* channel vectors gathered together (8 x 64 contiguous bytes per time row) */
+#define PREFETCH_ROWS 12 /* a gather asks for the row this many steps ahead: each row is in another page */
 
 typedef float vec __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float)))); /* unaligned ok */
 typedef struct {
@@ -74,6 +75,8 @@ static void gather_block(const float *src, size_t row, int T, int front, int wid
         const int t = i - front;
         if (t >= 0 && t < T) {
             const float *s = src + (size_t)t * row;
+            if (t + PREFETCH_ROWS < T)
+                for (int c = 0; c < width; c++) __builtin_prefetch(s + PREFETCH_ROWS * row + c * VL, 0, 3);
             for (int c = 0; c < full; c++) *(vec *)(dst + c * column + (size_t)i * VL) = *(const vec *)(s + c * VL);
             if (full < width) {
                 vec last = {0};
@@ -105,8 +108,10 @@ static float *thread_scratch(const job *j) { return j->scratch + (size_t)pool_se
 
 /* out[t] = sum_k w[k] cols[c][t + k] for the `width` gathered columns of one block, t < T_out, TILE rows at a time
  * across the block (so each output row gets width * VL contiguous floats in a row). w rows are `Cp` floats apart;
- * the last column stores `tail` channels. */
-static void correlate_block(const float *cols, int rows, const float *w, int Cp, int D, int width, int tail,
+ * the last column stores `tail` channels. Without predictive commoning: at TILE 16 gcc would otherwise carry the
+ * input window across taps in registers, spill an accumulator and add register moves (measured 10 % slower than one
+ * FMA with a memory operand per output and tap). */
+__attribute__((optimize("no-predictive-commoning"))) static void correlate_block(const float *cols, int rows, const float *w, int Cp, int D, int width, int tail,
                             int T_out, float *out, size_t row) {
     for (int t0 = 0; t0 < T_out; t0 += TILE) {
         const int n = T_out - t0 < TILE ? T_out - t0 : TILE;
