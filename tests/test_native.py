@@ -288,10 +288,12 @@ def test_build_is_cached_per_source_and_cpu(fresh_native) -> None:
 
 
 def train_pass(net, x, fused: bool, monkeypatch):
-    """One forward + backward in training mode with the fused neuron stage on or off; same dropout masks."""
+    """One forward + backward in training mode with the fused neuron stages (BatchNorm -> LIF -> dropout, and the
+    dendritic delay with them) on or off; same dropout masks."""
     with monkeypatch.context() as patch:
         if not fused:
             patch.setattr(ops, "batchnorm_lif_supported", lambda *_a: False)
+            patch.setattr(ops, "delay_batchnorm_lif_supported", lambda *_a: False)
         torch.manual_seed(7)
         xs = x.clone().requires_grad_(True)
         out = net(xs)
@@ -352,3 +354,65 @@ def test_fused_neuron_stage_runs_in_training_only() -> None:
     weight = hidden.norm.weight
     assert not ops.batchnorm_lif_supported(torch.rand(1, 1, 16), weight)  # one row: BatchNorm itself refuses it
     assert not ops.batchnorm_lif_supported(torch.rand(3, 2, 16), None)  # not affine
+
+
+@needs_library
+def test_dendritic_layers_fuse_their_delay_in_training_only() -> None:
+    """Soft dendritic delays join the fused stage; sparse delays (pass-through mixed in after the delay), hard
+    delays and evaluation do not."""
+    from suite.models.network import DelayNetwork
+    from suite.specs import ModelSpec
+
+    x = torch.rand(12, 4, 6)
+    for sparsity, fused in ((0.0, "_DelayBatchNormLIFBackward"), (0.5, "_BatchNormLIFBackward")):
+        net = DelayNetwork(ModelSpec(variant="dendritic", delay_type="dendritic", n_inputs=6, n_hidden=(16,),
+                                     n_outputs=5, kernel_size=5, delay_sparsity=sparsity))
+        assert type(net.layers[0](x).grad_fn).__name__ == fused
+    net.layers[0].delay.hard = True
+    assert type(net.layers[0](x).grad_fn).__name__ == "_BatchNormLIFBackward"
+    assert "BatchNormLIF" not in type(net.eval().layers[0](x).grad_fn).__name__
+    pos, weight = torch.zeros(16), torch.ones(16)
+    assert ops.delay_batchnorm_lif_supported(torch.rand(12, 4, 16), pos, 5, 4, 2, weight)
+    assert not ops.delay_batchnorm_lif_supported(torch.rand(12, 4, 16).double(), pos.double(), 5, 4, 2, weight)
+    assert not ops.delay_batchnorm_lif_supported(torch.rand(12, 4, 16), pos, 5, 4, 2, None)  # not affine
+    assert not ops.delay_batchnorm_lif_supported(torch.rand(1, 1, 16), pos, 5, 0, 0, weight)  # one row
+
+
+@needs_library
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("steps", "batch", "channels", "taps"), [(98, 16, 512, 31), (20, 3, 40, 7), (6, 2, 35, 31)])
+def test_delay_batchnorm_lif_matches_the_two_ops(steps, batch, channels, taps, threads) -> None:
+    """The dendritic fusion (BatchNorm statistics from the depthwise forward, its input gradient computed in the
+    depthwise backward's gather) against channel_delay then batchnorm_lif: spikes identical, gradients and running
+    statistics within float32 rounding."""
+    gen = torch.Generator().manual_seed(steps + channels)
+    current = torch.randn(steps, batch, channels, generator=gen) * 2 + 0.5
+    pos = gaussian_positions(channels, taps, gen)
+    weight, bias = torch.rand(channels, generator=gen) + 0.5, torch.randn(channels, generator=gen) * 0.2
+    keep = (torch.rand(batch, channels, generator=gen) > 0.2).float() / 0.8
+    pad_left, pad_right = taps - 1, (taps - 1) // 2
+    grad_out = torch.randn(steps + pad_right, batch, channels, generator=gen)
+    assert ops.delay_batchnorm_lif_supported(current, pos, taps, pad_left, pad_right, weight)
+
+    def run(fused: bool):
+        xs, ps, w, b = (t.clone().requires_grad_(True) for t in (current, pos, weight, bias))
+        running = (torch.zeros(channels), torch.ones(channels), 0.1)
+        args = (w, b, running, 1e-5, 1.5, 1.0, 5.0, keep)
+        if fused:
+            out = ops.delay_batchnorm_lif(xs, ps, 2.0, taps, pad_left, pad_right, *args)
+        else:
+            out = ops.batchnorm_lif(ops.channel_delay(xs, ps, 2.0, taps, pad_left, pad_right), *args)
+        out.backward(grad_out)
+        return out.detach(), (xs.grad, ps.grad, w.grad, b.grad, *running[:2])
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        (out_f, rest_f), (out_c, rest_c) = run(True), run(False)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(out_f, out_c)
+    for name, ours, ref in zip(("grad x", "grad pos", "grad weight", "grad bias", "running mean", "running var"),
+                               rest_f, rest_c, strict=True):
+        err = ((ours - ref).abs().max() / ref.abs().max()).item()
+        assert err < 1e-5, f"{name}: relative error {err:.2e}"

@@ -65,10 +65,17 @@ class DelayBlock(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.synaptic_current(x)
-        keep = None  # dropout: one mask per sample for all steps
+        keep = None  # dropout: one mask per sample for all steps (drawn first: the fused paths take it as input)
         if self.dropout > 0 and self.training:
-            keep = torch.empty_like(x[0]).bernoulli_(1.0 - self.dropout) / (1.0 - self.dropout)
+            keep = x.new_empty(x.shape[1], self.n_out).bernoulli_(1.0 - self.dropout) / (1.0 - self.dropout)
+        if self.delay_site == "post":  # dendritic: the delay may fuse with the neuron stage
+            x = self.linear(x)  # type: ignore[misc]
+            fused = self._fused_dendritic_stage(x, keep)
+            if fused is not None:
+                return fused
+            x = self.delay(x)  # type: ignore[misc]
+        else:
+            x = self.synaptic_current(x)
         fused = self._fused_neuron_stage(x, keep)
         if fused is not None:
             return fused
@@ -78,23 +85,52 @@ class DelayBlock(nn.Module):
         x = self.neuron(x)
         return x if keep is None else x * keep
 
+    def _training_norm(self) -> tuple[nn.BatchNorm1d, LIF] | None:
+        """(BatchNorm, LIF) when a fused training-mode neuron stage applies to this layer, else None."""
+        norm, neuron = self.norm, self.neuron
+        if isinstance(norm, nn.BatchNorm1d) and norm.training and isinstance(neuron, LIF):
+            return norm, neuron
+        return None
+
+    @staticmethod
+    def _running_stats(norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+        """nn.BatchNorm1d's bookkeeping in training mode: count the batch, return (mean, var, momentum factor)."""
+        if not norm.track_running_stats:
+            return None
+        norm.num_batches_tracked.add_(1)  # type: ignore[operator]
+        factor = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+        return norm.running_mean, norm.running_var, factor  # type: ignore[return-value]
+
     def _fused_neuron_stage(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor | None:
         """BatchNorm -> LIF -> dropout as one backend op (``suite.ops.OPTIONAL_FUNCTIONS``) in training mode, where
         the backend has it and can run these tensors; None means: compose the three steps. Forward hooks registered
         on ``norm`` or ``neuron`` do not run on this path (evaluation, where the suite's hooks live, composes)."""
-        norm, neuron = self.norm, self.neuron
-        if not (isinstance(norm, nn.BatchNorm1d) and norm.training and isinstance(neuron, LIF)):
+        stage = self._training_norm()
+        if stage is None:
             return None
+        norm, neuron = stage
         ops = get_ops(neuron.backend)
         if not (hasattr(ops, "batchnorm_lif") and ops.batchnorm_lif_supported(x, norm.weight)):
             return None
-        running = None
-        if norm.track_running_stats:  # nn.BatchNorm1d's bookkeeping in training mode
-            norm.num_batches_tracked.add_(1)  # type: ignore[operator]
-            factor = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
-            running = (norm.running_mean, norm.running_var, factor)
-        return ops.batchnorm_lif(x, norm.weight, norm.bias, running, norm.eps, neuron.tau, neuron.v_threshold,
-                                 neuron.surrogate_alpha, keep)
+        return ops.batchnorm_lif(x, norm.weight, norm.bias, self._running_stats(norm), norm.eps, neuron.tau,
+                                 neuron.v_threshold, neuron.surrogate_alpha, keep)
+
+    def _fused_dendritic_stage(self, current: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor | None:
+        """A dendritic layer in training: soft delay -> BatchNorm -> LIF -> dropout of the weighted ``current`` as
+        one backend op (``delay_batchnorm_lif``), where the backend has it and can run these tensors; None means:
+        the delay, then the other paths. Not with sparse delays (the pass-through lines are mixed in after the
+        delay). Hooks on ``delay``, ``norm`` or ``neuron`` do not run on this path."""
+        stage, delay = self._training_norm(), self.delay
+        if stage is None or not isinstance(delay, ChannelDelay) or delay.hard or delay.delay_mask is not None:
+            return None
+        norm, neuron = stage
+        ops = get_ops(delay.backend)
+        if not (hasattr(ops, "delay_batchnorm_lif") and ops.delay_batchnorm_lif_supported(
+                current, delay.P, delay.kernel_size, delay.pad_left, delay.pad_right, norm.weight)):
+            return None
+        return ops.delay_batchnorm_lif(current, delay.P, float(delay.sig), delay.kernel_size, delay.pad_left,
+                                       delay.pad_right, norm.weight, norm.bias, self._running_stats(norm), norm.eps,
+                                       neuron.tau, neuron.v_threshold, neuron.surrogate_alpha, keep)
 
     def output_length(self, t_in: int) -> int:
         return t_in if self.delay is None else self.delay.output_length(t_in)  # type: ignore[operator]

@@ -11,6 +11,12 @@ BACKEND_FUNCTIONS = (
     "synaptic_delay",
     "synaptic_delay_hard",
 )
-OPTIONAL_FUNCTIONS = ("batchnorm_lif", "batchnorm_lif_supported")
-"""A backend may also fuse a hidden layer's training-mode BatchNorm -> LIF -> dropout (see ``suite.ops.pytorch``);
-models use it where ``batchnorm_lif_supported`` says so and compose the three steps otherwise."""
+OPTIONAL_FUNCTIONS = (
+    "batchnorm_lif",
+    "batchnorm_lif_supported",
+    "delay_batchnorm_lif",
+    "delay_batchnorm_lif_supported",
+)
+"""A backend may also fuse a hidden layer's training-mode BatchNorm -> LIF -> dropout, and a dendritic layer's soft
+delay with them (see ``suite.ops.pytorch``); models use each where its ``*_supported`` says so and compose the steps
+otherwise."""

@@ -179,6 +179,15 @@ def leaky_readout(x: torch.Tensor, tau: float) -> torch.Tensor:
     return _LeakyReadout.apply(x, tau)
 
 
+def _update_running_stats(running: tuple[torch.Tensor, torch.Tensor, float] | None, mean: torch.Tensor,
+                          var: torch.Tensor, rows: int) -> None:
+    """``nn.BatchNorm1d``'s running statistics in training (as F.batch_norm: the variance stored unbiased)."""
+    if running is not None:
+        running_mean, running_var, factor = running
+        running_mean.mul_(1.0 - factor).add_(mean.to(running_mean.dtype), alpha=factor)
+        running_var.mul_(1.0 - factor).add_((var * (rows / (rows - 1))).to(running_var.dtype), alpha=factor)
+
+
 class _BatchNormLIF(torch.autograd.Function):
     """BatchNorm with batch statistics -> LIF -> dropout mask, in the compiled fused kernels (:mod:`suite.ops.native`).
 
@@ -191,11 +200,7 @@ class _BatchNormLIF(torch.autograd.Function):
                 alpha: float) -> torch.Tensor:
         decay = 1.0 - 1.0 / tau
         out, h_seq, mean, var = native.batchnorm_lif_forward(x, weight, bias, keep, eps, decay, v_threshold)
-        if running is not None:  # as F.batch_norm in training: the variance is stored unbiased
-            running_mean, running_var, factor = running
-            rows = x.shape[0] * x.shape[1]
-            running_mean.mul_(1.0 - factor).add_(mean.to(running_mean.dtype), alpha=factor)
-            running_var.mul_(1.0 - factor).add_((var * (rows / (rows - 1))).to(running_var.dtype), alpha=factor)
+        _update_running_stats(running, mean, var, x.shape[0] * x.shape[1])
         ctx.save_for_backward(x, h_seq, keep, weight)
         ctx.stats = (mean, (var + eps).rsqrt())
         ctx.decay, ctx.v_threshold, ctx.alpha = decay, v_threshold, alpha
@@ -206,7 +211,7 @@ class _BatchNormLIF(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         x, h_seq, keep, weight = ctx.saved_tensors
         scale = atan_scale(ctx.alpha)
-        grad_x, grad_weight, grad_bias = native.batchnorm_lif_backward(
+        grad_x, grad_weight, grad_bias, _ = native.batchnorm_lif_backward(
             x, h_seq, grad_out, keep, weight, *ctx.stats, ctx.decay, ctx.v_threshold, scale, ctx.alpha / 2)
         return grad_x, grad_weight, grad_bias, None, None, None, None, None, None
 
@@ -227,6 +232,64 @@ def batchnorm_lif(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     in training (None: not tracked). Only where :func:`batchnorm_lif_supported`.
     """
     return _BatchNormLIF.apply(x.contiguous(), weight, bias, keep, running, eps, tau, v_threshold, alpha)
+
+
+class _DelayBatchNormLIF(torch.autograd.Function):
+    """A dendritic layer's soft delay -> BatchNorm (batch statistics) -> LIF -> dropout in training (CPU float32).
+
+    The depthwise forward hands the BatchNorm its statistics (from registers: no pass over the delayed current y), and
+    the depthwise backward computes the BatchNorm input gradient while it gathers it (no tensor written for it).
+    Saves the delay's input, the positions, y, H and the mask: what the two separate ops save.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, pos: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,  # type: ignore[override]
+                keep: torch.Tensor | None, sig: float, kernel_size: int, pad_left: int, pad_right: int,
+                running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float, v_threshold: float,
+                alpha: float) -> torch.Tensor:
+        x = x.contiguous()
+        sigma, decay = abs(sig) + SIGMA_OFFSET, 1.0 - 1.0 / tau
+        y, moments = native.gaussian_delay_forward(x, pos, kernel_size, sigma, KERNEL_NORM_EPS, pad_left, pad_right,
+                                                   moments=True)
+        out, h_seq, mean, var = native.batchnorm_lif_forward(y, weight, bias, keep, eps, decay, v_threshold, moments)
+        _update_running_stats(running, mean, var, y.shape[0] * y.shape[1])
+        ctx.save_for_backward(x, pos, y, h_seq, keep, weight)
+        ctx.stats = (mean, (var + eps).rsqrt())
+        ctx.params = (kernel_size, sigma, pad_left, decay, v_threshold, alpha)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        x, pos, y, h_seq, keep, weight = ctx.saved_tensors
+        kernel_size, sigma, pad_left, decay, v_threshold, alpha = ctx.params
+        grad_dy, grad_weight, grad_bias, channel = native.batchnorm_lif_backward(
+            y, h_seq, grad_out, keep, weight, *ctx.stats, decay, v_threshold, atan_scale(alpha), alpha / 2,
+            defer_input_grad=True)
+        grad_x, grad_pos = native.gaussian_delay_backward(x, pos, kernel_size, sigma, KERNEL_NORM_EPS, grad_dy,
+                                                          pad_left, *ctx.needs_input_grad[:2], batchnorm=(channel, y))
+        return (grad_x, grad_pos, grad_weight, grad_bias) + (None,) * 10
+
+
+def delay_batchnorm_lif_supported(x: torch.Tensor, pos: torch.Tensor, kernel_size: int, pad_left: int,
+                                  pad_right: int, weight: torch.Tensor | None) -> bool:
+    """Whether :func:`delay_batchnorm_lif` runs fused: the compiled soft delay (CPU float32) and an affine BatchNorm
+    on the CPU over more than one row."""
+    rows = (x.shape[0] + pad_left + pad_right - kernel_size + 1) * x.shape[1] if x.dim() == 3 else 0
+    return (native.gaussian_delay_eligible(x, pos, kernel_size, pad_left, pad_right) and weight is not None
+            and weight.device.type == "cpu" and weight.shape == (x.shape[2],) and rows > 1)
+
+
+def delay_batchnorm_lif(x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int, pad_left: int,
+                        pad_right: int, weight: torch.Tensor, bias: torch.Tensor,
+                        running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float,
+                        v_threshold: float, alpha: float, keep: torch.Tensor | None) -> torch.Tensor:
+    """A dendritic hidden layer's training-mode stage after its weights in one op (optional for backends; see
+    ``OPTIONAL_FUNCTIONS``): :func:`channel_delay`, then :func:`batchnorm_lif` (same arguments). Only where
+    :func:`delay_batchnorm_lif_supported`.
+    """
+    return _DelayBatchNormLIF.apply(x, pos, weight, bias, keep, sig, kernel_size, pad_left, pad_right, running, eps,
+                                    tau, v_threshold, alpha)
 
 
 # ------------------------------------------------------------------------------------------- kernel shapes
@@ -346,7 +409,7 @@ class _NativeGaussianDelay(torch.autograd.Function):
         ctx.save_for_backward(x, pos)
         ctx.shape = (kernel_size, abs(sig) + SIGMA_OFFSET, KERNEL_NORM_EPS, pad_left)
         return native.gaussian_delay_forward(x, pos, kernel_size, abs(sig) + SIGMA_OFFSET, KERNEL_NORM_EPS,
-                                             pad_left, pad_right)
+                                             pad_left, pad_right)[0]
 
     @staticmethod
     @once_differentiable
@@ -387,7 +450,7 @@ def channel_delay(
         if torch.is_grad_enabled() and (x.requires_grad or pos.requires_grad):
             return _NativeGaussianDelay.apply(x, pos, sig, kernel_size, pad_left, pad_right)
         return native.gaussian_delay_forward(x, pos, kernel_size, abs(sig) + SIGMA_OFFSET, KERNEL_NORM_EPS,
-                                             pad_left, pad_right)
+                                             pad_left, pad_right)[0]
     kernel = gaussian_kernel(pos, sig, kernel_size)  # (C, D), small: its own autograd graph carries dP
     return _channel_conv(x, kernel, pad_left, pad_right)
 

@@ -107,14 +107,14 @@ def _torch_openmp() -> tuple[ctypes.CDLL | None, str]:
 def _declare(lib: ctypes.CDLL) -> None:
     pointer, int_, long_, double = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_double
     pool = [pointer, pointer, pointer, int_]
-    lib.suite_depthwise_forward.argtypes = [pointer] * 4 + [int_] * 6 + pool
-    lib.suite_depthwise_backward.argtypes = [pointer] * 6 + [int_] * 6 + pool
+    lib.suite_depthwise_forward.argtypes = [pointer] * 5 + [int_] * 6 + pool
+    lib.suite_depthwise_backward.argtypes = [pointer] * 8 + [int_] * 6 + pool
     lib.suite_depthwise_forward.restype = lib.suite_depthwise_backward.restype = None
     lib.suite_scratch_floats.argtypes = [int_] * 5
     lib.suite_scratch_floats.restype = long_
     lib.suite_recurrence.argtypes = [int_, int_] + [pointer] * 5 + [double] * 4 + [long_] * 3 + pool
-    lib.suite_bn_lif_forward.argtypes = [int_] + [pointer] * 12 + [double] * 3 + [long_] * 3 + pool
-    lib.suite_bn_lif_backward.argtypes = [int_] + [pointer] * 13 + [double] * 4 + [long_] * 3 + pool
+    lib.suite_bn_lif_forward.argtypes = [int_] + [pointer] * 13 + [double] * 3 + [long_] * 3 + pool
+    lib.suite_bn_lif_backward.argtypes = [int_] + [pointer] * 13 + [int_] + [double] * 4 + [long_] * 3 + pool
     lib.suite_recurrence.restype = lib.suite_bn_lif_forward.restype = lib.suite_bn_lif_backward.restype = None
     lib.suite_gaussian_taps.argtypes = [pointer] + [int_] * 3 + [double] * 2 + [int_, pointer]
     lib.suite_gaussian_position_grad.argtypes = [pointer] * 2 + [int_] * 5 + [double] * 2 + [pointer]
@@ -259,24 +259,32 @@ def _taps(kernel: torch.Tensor, reverse: bool = False) -> torch.Tensor:
     return out
 
 
-def _correlate(x: torch.Tensor, taps: torch.Tensor, front: int, steps_out: int) -> torch.Tensor:
+def _correlate(x: torch.Tensor, taps: torch.Tensor, front: int, steps_out: int, moments: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """y (steps_out, B, C), ``y[t] = sum_k taps[k] x[t + k - front]`` with x = 0 outside its steps; ``taps`` is
-    (D, Cp) as :func:`_taps` lays it out."""
+    (D, Cp) as :func:`_taps` lays it out. With ``moments``, also y's per-(batch item, channel) mean and sum of squared
+    deviations over its steps, (B, 2, C) float64 (what :func:`batchnorm_lif_forward` takes instead of a pass over
+    y); else None."""
     lib = _loaded()
     steps, batch, channels = x.shape
     out = x.new_empty(steps_out, batch, channels)
+    stats = torch.empty(batch, 2, channels, dtype=torch.float64) if moments else None
     pool = _pool()
     scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(steps, taps.shape[0], front, steps_out, 0))
-    lib.suite_depthwise_forward(x.data_ptr(), taps.data_ptr(), out.data_ptr(), scratch.data_ptr(), steps, batch,
-                                channels, taps.shape[0], front, steps_out, *pool)
-    return out
+    lib.suite_depthwise_forward(x.data_ptr(), taps.data_ptr(), out.data_ptr(), stats.data_ptr() if moments else None,
+                                scratch.data_ptr(), steps, batch, channels, taps.shape[0], front, steps_out, *pool)
+    return out, stats
 
 
 def _correlate_backward(x: torch.Tensor, reversed_taps: torch.Tensor, grad_y: torch.Tensor, pad_left: int,
-                        need_x: bool, need_taps: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                        need_x: bool, need_taps: bool, batchnorm: tuple[torch.Tensor, torch.Tensor] | None = None
+                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """dL/dx (T, B, C) and the per-thread partial sums of dL/dtaps, (threads, suite_weight_grad_rows(D), Cp), in one
     pass, each only if asked for. The input gradient is the correlation of the gradient, padded by
     D - 1 - pad_left in front, with reversed taps; each thread sums its share of the tap gradient into its own partial.
+    With ``batchnorm = (channel, y)`` (``channel`` (4, C): a, mean dY, mean, m2 from :func:`batchnorm_lif_backward`
+    with ``defer_input_grad``; ``y`` the BatchNorm input), ``grad_y`` is dY and the gradient of y is
+    ``a ((dY - mean dY) - (y - mean) m2)``, computed as it is gathered.
     """
     lib = _loaded()
     steps, batch, channels = x.shape
@@ -286,10 +294,16 @@ def _correlate_backward(x: torch.Tensor, reversed_taps: torch.Tensor, grad_y: to
     grad_x = x.new_empty(steps, batch, channels) if need_x else None
     partial = x.new_zeros(pool[-1], lib.suite_weight_grad_rows(taps), reversed_taps.shape[1]) if need_taps else None
     scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(steps, taps, pad_left, grad_y.shape[0], 1))
+    y = bn = None
+    if batchnorm is not None:
+        channel, y = batchnorm[0], batchnorm[1].detach().contiguous()
+        bn = x.new_zeros(4, reversed_taps.shape[1])
+        bn[:, :channels] = channel
     lib.suite_depthwise_backward(
-        x.data_ptr(), grad_y.data_ptr(), reversed_taps.data_ptr(), grad_x.data_ptr() if need_x else None,
-        partial.data_ptr() if need_taps else None, scratch.data_ptr(), steps, batch, channels, taps, pad_left,
-        grad_y.shape[0], *pool)
+        x.data_ptr(), grad_y.data_ptr(), y.data_ptr() if y is not None else None,
+        bn.data_ptr() if bn is not None else None, reversed_taps.data_ptr(),
+        grad_x.data_ptr() if need_x else None, partial.data_ptr() if need_taps else None, scratch.data_ptr(), steps,
+        batch, channels, taps, pad_left, grad_y.shape[0], *pool)
     return grad_x, partial
 
 
@@ -302,7 +316,7 @@ def depthwise_forward(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_
     ``y[t] = sum_k kernel[:, k] x[t + k - pad_left]`` (x = 0 outside [0, T)), t < T + pad_left + pad_right - D + 1.
     """
     steps_out = _steps_out(x.shape[0], kernel.shape[1], pad_left, pad_right)
-    return _correlate(x.detach().contiguous(), _taps(kernel), pad_left, steps_out)
+    return _correlate(x.detach().contiguous(), _taps(kernel), pad_left, steps_out)[0]
 
 
 def depthwise_backward(x: torch.Tensor, kernel: torch.Tensor, grad_y: torch.Tensor, pad_left: int, need_x: bool,
@@ -339,22 +353,26 @@ def gaussian_kernel(pos: torch.Tensor, kernel_size: int, sigma: float, eps: floa
 
 
 def gaussian_delay_forward(x: torch.Tensor, pos: torch.Tensor, kernel_size: int, sigma: float, eps: float,
-                           pad_left: int, pad_right: int) -> torch.Tensor:
-    """:func:`depthwise_forward` with the Gaussian kernel of ``pos``, built here in the kernels' layout."""
+                           pad_left: int, pad_right: int, moments: bool = False
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`depthwise_forward` with the Gaussian kernel of ``pos``, built here in the kernels' layout; with
+    ``moments`` also the output's (B, 2, C) moments (see :func:`_correlate`), else None."""
     steps_out = _steps_out(x.shape[0], kernel_size, pad_left, pad_right)
     return _correlate(x.detach().contiguous(), _gaussian_taps(pos, kernel_size, sigma, eps, reverse=False), pad_left,
-                      steps_out)
+                      steps_out, moments)
 
 
 def gaussian_delay_backward(x: torch.Tensor, pos: torch.Tensor, kernel_size: int, sigma: float, eps: float,
-                            grad_y: torch.Tensor, pad_left: int, need_x: bool, need_pos: bool
+                            grad_y: torch.Tensor, pad_left: int, need_x: bool, need_pos: bool,
+                            batchnorm: tuple[torch.Tensor, torch.Tensor] | None = None
                             ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """dL/dx and dL/dpos of :func:`gaussian_delay_forward`, each only if asked for: one depthwise backward pass, then
-    the position gradient in closed form from its per-thread partial sums of the kernel gradient."""
+    the position gradient in closed form from its per-thread partial sums of the kernel gradient. ``batchnorm``: see
+    :func:`_correlate_backward`."""
     if not (need_x or need_pos):
         return None, None
     grad_x, partial = _correlate_backward(x, _gaussian_taps(pos, kernel_size, sigma, eps, reverse=True), grad_y,
-                                          pad_left, need_x, need_pos)
+                                          pad_left, need_x, need_pos, batchnorm)
     grad_pos = None
     if partial is not None:
         pos = pos.detach().contiguous()
@@ -377,11 +395,13 @@ def _mask(keep: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
 
 
 def batchnorm_lif_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor | None,
-                          eps: float, decay: float, v_threshold: float
+                          eps: float, decay: float, v_threshold: float, moments: torch.Tensor | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(output, H, batch mean, biased batch variance) of BatchNorm with batch statistics -> LIF -> ``* keep``.
 
     ``x`` (T, B, C) contiguous; ``keep`` (B, C) or None; mean and variance come back as float64 (C,) tensors.
+    ``moments``: x's per-batch-item moments from :func:`gaussian_delay_forward` (float32 x only), which replace the
+    statistics pass over x.
     """
     lib = _loaded()
     steps, batch, channels = x.shape
@@ -398,15 +418,18 @@ def batchnorm_lif_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     lib.suite_bn_lif_forward(
         int(dtype == f64), x.data_ptr(), gamma.data_ptr(), beta.data_ptr(), keep.data_ptr(), out.data_ptr(),
         h_seq.data_ptr(), row.data_ptr(), channel.data_ptr(), mean.data_ptr(), var.data_ptr(), work.data_ptr(),
-        partial.data_ptr(), eps, decay, v_threshold, steps, batch, channels, *pool)
+        partial.data_ptr(), moments.data_ptr() if moments is not None else None, eps, decay, v_threshold, steps, batch,
+        channels, *pool)
     return out, h_seq, mean, var
 
 
 def batchnorm_lif_backward(x: torch.Tensor, h_seq: torch.Tensor, grad_out: torch.Tensor, keep: torch.Tensor | None,
                            weight: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, decay: float,
-                           v_threshold: float, scale: float, half_alpha: float
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """dL/dx, dL/dweight and dL/dbias of :func:`batchnorm_lif_forward` (``mean``, ``invstd``: its float64 stats)."""
+                           v_threshold: float, scale: float, half_alpha: float, defer_input_grad: bool = False
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dL/dx, dL/dweight, dL/dbias of :func:`batchnorm_lif_forward` (``mean``, ``invstd``: its float64 stats) and the
+    (4, C) rows a, mean dY, mean, m2 of dL/dx = a ((dY - mean dY) - (x - mean) m2). With ``defer_input_grad`` the
+    first tensor is dY instead (the dendritic delay's backward applies that formula as it gathers it)."""
     lib = _loaded()
     steps, batch, channels = x.shape
     keep = _mask(keep, x)
@@ -423,5 +446,5 @@ def batchnorm_lif_backward(x: torch.Tensor, h_seq: torch.Tensor, grad_out: torch
         int(dtype == f64), x.data_ptr(), h_seq.data_ptr(), grad_out.data_ptr(), keep.data_ptr(),
         gamma.data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_x.data_ptr(),
         channel.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(), work.data_ptr(), partial.data_ptr(),
-        decay, v_threshold, scale, half_alpha, steps, batch, channels, *pool)
-    return grad_x, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype)
+        int(defer_input_grad), decay, v_threshold, scale, half_alpha, steps, batch, channels, *pool)
+    return grad_x, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype), channel

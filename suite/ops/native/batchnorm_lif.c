@@ -13,6 +13,10 @@
  *              dbeta = sum dY;  dgamma = invstd sum dY (x - mean);  dx = a (dY - dbeta / M - (x - mean) m2)
  *              with m2 = invstd^2 sum dY (x - mean) / M
  *
+ * After a dendritic delay the depthwise kernel hands over per-(batch item, channel) moments of x (suite/ops/native/
+ * depthwise.c), and the forward skips its statistics pass; its backward can stop before the input gradient, which
+ * the depthwise backward then computes while it gathers it (`defer_input_grad`).
+ *
  * Threads (pool.h) split the batch: each takes whole rows of C channels at every step. The arithmetic is in row
  * functions with restrict arguments (so that they vectorise over channels); per-channel sums run in double, each
  * thread into its own partial (n_threads, 2, C), added serially between the two parallel passes.
@@ -160,25 +164,47 @@ static void reduce_partials(const job *j, int n_threads, double *first, double *
 DEFINE_FUSED(float, f32)
 DEFINE_FUSED(double, f64)
 
+/* mean, var (C) from per-batch-item moments (B, 2, C): means and sums of squared deviations over `rows` steps each
+ * (Chan et al.'s pairwise combination, all groups of equal size). */
+static void combine_moments(const double *moments, long B, long C, long rows, double *mean, double *var) {
+    for (long c = 0; c < C; c++) {
+        double sum = 0, squares = 0;
+        for (long b = 0; b < B; b++) sum += moments[2 * b * C + c];
+        mean[c] = sum / B;
+        for (long b = 0; b < B; b++) {
+            const double deviation = moments[2 * b * C + c] - mean[c];
+            squares += moments[(2 * b + 1) * C + c] + rows * deviation * deviation;
+        }
+        var[c] = squares / (double)(rows * B);
+    }
+}
+
 /* Forward. gamma, beta: (C), keep: (B, C), channel: 4 C, all in the tensors' precision; mean, var: (C) doubles out
- * (var biased); work: 2 C doubles; partial: (n_threads, 2, C) doubles, zeroed. */
+ * (var biased); work: 2 C doubles; partial: (n_threads, 2, C) doubles, zeroed; moments: (B, 2, C) doubles (see
+ * combine_moments) that replace the statistics pass, or NULL. */
 void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const void *beta, const void *keep,
                           void *out, void *h_seq, void *v, void *channel, double *mean, double *var, double *work,
-                          double *partial, double eps, double decay, double threshold, long T, long B, long C,
-                          gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
-                          int n_threads) {
+                          double *partial, const double *moments, double eps, double decay, double threshold, long T,
+                          long B, long C, gomp_parallel_fn parallel, thread_query_fn thread_num,
+                          thread_query_fn num_threads, int n_threads) {
     double *a = work, *shift = work + C;
     for (long c = 0; c < C; c++) shift[c] = is_double ? channel_f64(x, c) : channel_f32(x, c);
     job j = {x, NULL, NULL, keep, out, h_seq, v, channel, partial, shift, decay, threshold, 0, 0, T, B, C,
              {parallel, thread_num, num_threads, n_threads}};
     const double rows = (double)(T * B);
-    pool_run(&j.threads, is_double ? stats_f64 : stats_f32, &j);
-    reduce_partials(&j, n_threads, mean, var);
+    if (moments) {
+        combine_moments(moments, B, C, T, mean, var);
+    } else {
+        pool_run(&j.threads, is_double ? stats_f64 : stats_f32, &j);
+        reduce_partials(&j, n_threads, mean, var);
+        for (long c = 0; c < C; c++) {
+            const double shifted_mean = mean[c] / rows;
+            var[c] = var[c] / rows - shifted_mean * shifted_mean;
+            mean[c] = shift[c] + shifted_mean;
+        }
+    }
     for (long c = 0; c < C; c++) {
-        const double shifted_mean = mean[c] / rows;
-        var[c] = var[c] / rows - shifted_mean * shifted_mean;
         if (var[c] < 0) var[c] = 0; /* rounding */
-        mean[c] = shift[c] + shifted_mean;
         a[c] = (is_double ? channel_f64(gamma, c) : channel_f32(gamma, c)) / sqrt(var[c] + eps);
         shift[c] = is_double ? channel_f64(beta, c) : channel_f32(beta, c);
     }
@@ -191,11 +217,13 @@ void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const
 }
 
 /* Backward. mean, invstd: (C) doubles from the forward; grad_x: (T, B, C) out; grad_gamma, grad_beta: (C) doubles
- * out; work: 2 C doubles; channel: 4 C values of the tensors' precision; partial: (n_threads, 2, C), zeroed. */
+ * out; work: 2 C doubles; channel: 4 C values of the tensors' precision; partial: (n_threads, 2, C), zeroed. With
+ * `defer_input_grad`, grad_x is left holding dY, and channel the rows a, mean dY, mean, m2 of the input gradient
+ * a ((dY - mean dY) - (x - mean) m2). */
 void suite_bn_lif_backward(int is_double, const void *x, const void *h_seq, const void *grad_out, const void *keep,
                            const void *gamma, const double *mean, const double *invstd, void *grad_x, void *channel,
-                           double *grad_gamma, double *grad_beta, double *work, double *partial, double decay,
-                           double threshold, double scale, double half_alpha, long T, long B, long C,
+                           double *grad_gamma, double *grad_beta, double *work, double *partial, int defer_input_grad,
+                           double decay, double threshold, double scale, double half_alpha, long T, long B, long C,
                            gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
                            int n_threads) {
     job j = {x, h_seq, grad_out, keep, grad_x, NULL, NULL, channel, partial, NULL, decay, threshold, scale,
@@ -215,6 +243,7 @@ void suite_bn_lif_backward(int is_double, const void *x, const void *h_seq, cons
     set(channel, C, 3, second);
     for (long c = 0; c < C; c++) first[c] = grad_beta[c] / rows;
     set(channel, C, 1, first);
+    if (defer_input_grad) return;
     j.threads.parallel = parallel;
     pool_run(&j.threads, is_double ? input_grad_f64 : input_grad_f32, &j);
 }

@@ -14,6 +14,12 @@
  *   weight grad:   dw[k, c]    = sum_{b, t < T_out} g[t, b, c] x[t + k - front, b, c]
  *   input grad:    the forward of g with the taps reversed and front' = D - 1 - front (the caller reverses them).
  *
+ * Fused with a BatchNorm that follows (the dendritic delay, suite_depthwise_forward_moments and a backward given
+ * `bn`): the forward also returns each (batch item, channel)'s mean and sum of squared deviations over its T_out
+ * outputs (taken from the registers, so the BatchNorm needs no statistics pass over y); the backward computes the
+ * BatchNorm input gradient g = a ((dY - mean_dY) - (y - mean) m2) while gathering it, instead of reading a g that a
+ * separate pass wrote.
+ *
  * Threads: see pool.h; the caller passes a scratch buffer of n_threads * suite_scratch_floats(...) floats.
  */
 
@@ -34,7 +40,10 @@ typedef struct {
     const float *w; /* taps (D, Cp); reversed for the backward */
     float *out;     /* forward: y (T_out, B, C); backward: dL/dx (T, B, C) or NULL */
     float *dw;      /* backward: per-thread partial dL/dw (n_threads, round_up(D, TILE), Cp), zeroed; or NULL */
-    float *scratch; /* per thread: scratch_floats floats */
+    double *moments; /* forward: (B, 2, C) mean and sum of squared deviations of y per batch item, or NULL */
+    const float *y;  /* backward with `bn`: the BatchNorm input (T_out, B, C) */
+    const float *bn; /* backward: (4, Cp) a, mean_dY, mean, m2 of the BatchNorm input gradient, or NULL (g is given) */
+    float *scratch;  /* per thread: scratch_floats floats */
     size_t scratch_floats;
     int T, B, C, D, front, T_out;
     pool threads;
@@ -67,24 +76,41 @@ static int weight_grad_rows(int D, int T_out) { return T_out + round_up(D, TILE)
 /* Copy `width` channel vectors of one batch item into `width` column buffers of `rows` rows each:
  * dst[c][i] = src[i - front][c], zero outside [0, T); the last vector holds `tail` real channels (VL when C is a
  * multiple of VL), the rest zeros. The source is read one time row (width * VL contiguous floats) at a time, so the
- * hardware prefetchers see sequential runs instead of one 64-byte line per page. */
-static void gather_block(const float *src, size_t row, int T, int front, int width, int tail, int rows, float *dst) {
+ * hardware prefetchers see sequential runs instead of one 64-byte line per page. With `bn` (4 rows of Cp floats,
+ * from the block's first channel), the copy is the BatchNorm input gradient a ((src - mean_dY) - (y - mean) m2). */
+static void gather_block(const float *src, const float *y, const float *bn, size_t bn_row, size_t row, int T,
+                         int front, int width, int tail, int rows, float *dst) {
     const size_t column = (size_t)rows * VL;
-    const int full = tail == VL ? width : width - 1;
     for (int i = 0; i < rows; i++) {
         const int t = i - front;
-        if (t >= 0 && t < T) {
-            const float *s = src + (size_t)t * row;
-            if (t + PREFETCH_ROWS < T)
-                for (int c = 0; c < width; c++) __builtin_prefetch(s + PREFETCH_ROWS * row + c * VL, 0, 3);
-            for (int c = 0; c < full; c++) *(vec *)(dst + c * column + (size_t)i * VL) = *(const vec *)(s + c * VL);
-            if (full < width) {
-                vec last = {0};
-                memcpy(&last, s + full * VL, (size_t)tail * sizeof(float));
-                *(vec *)(dst + full * column + (size_t)i * VL) = last;
-            }
-        } else {
+        if (t < 0 || t >= T) {
             for (int c = 0; c < width; c++) *(vec *)(dst + c * column + (size_t)i * VL) = (vec){0};
+            continue;
+        }
+        const float *s = src + (size_t)t * row, *ys = bn ? y + (size_t)t * row : NULL;
+        if (t + PREFETCH_ROWS < T)
+            for (int c = 0; c < width; c++) {
+                __builtin_prefetch(s + PREFETCH_ROWS * row + c * VL, 0, 3);
+                if (bn) __builtin_prefetch(ys + PREFETCH_ROWS * row + c * VL, 0, 3);
+            }
+        for (int c = 0; c < width; c++) {
+            const int lanes = c + 1 == width ? tail : VL;
+            vec value = {0};
+            if (lanes == VL)
+                value = *(const vec *)(s + c * VL);
+            else
+                memcpy(&value, s + c * VL, (size_t)lanes * sizeof(float));
+            if (bn) {
+                vec input = {0};
+                if (lanes == VL)
+                    input = *(const vec *)(ys + c * VL);
+                else
+                    memcpy(&input, ys + c * VL, (size_t)lanes * sizeof(float));
+                const float *p = bn + c * VL;
+                value = *(const vec *)p * ((value - *(const vec *)(p + bn_row)) -
+                                           (input - *(const vec *)(p + 2 * bn_row)) * *(const vec *)(p + 3 * bn_row));
+            }
+            *(vec *)(dst + c * column + (size_t)i * VL) = value;
         }
     }
 }
@@ -110,9 +136,14 @@ static float *thread_scratch(const job *j) { return j->scratch + (size_t)pool_se
  * across the block (so each output row gets width * VL contiguous floats in a row). w rows are `Cp` floats apart;
  * the last column stores `tail` channels. Without predictive commoning: at TILE 16 gcc would otherwise carry the
  * input window across taps in registers, spill an accumulator and add register moves (measured 10 % slower than one
- * FMA with a memory operand per output and tap). */
-__attribute__((optimize("no-predictive-commoning"))) static void correlate_block(const float *cols, int rows, const float *w, int Cp, int D, int width, int tail,
-                            int T_out, float *out, size_t row) {
+ * FMA with a memory operand per output and tap). With `moments` (two rows of C doubles, from the block's first
+ * channel): each channel's mean over the T_out outputs and the sum of squared deviations from it, summed in double
+ * around the channel's first output (so that a large mean does not cancel). */
+__attribute__((optimize("no-predictive-commoning"))) static void correlate_block(
+    const float *cols, int rows, const float *w, int Cp, int D, int width, int tail, int T_out, float *out,
+    size_t row, double *moments, int C) {
+    double sums[BLOCK][VL], squares[BLOCK][VL];
+    vec shift[BLOCK];
     for (int t0 = 0; t0 < T_out; t0 += TILE) {
         const int n = T_out - t0 < TILE ? T_out - t0 : TILE;
         for (int c = 0; c < width; c++) {
@@ -130,8 +161,33 @@ __attribute__((optimize("no-predictive-commoning"))) static void correlate_block
 #pragma GCC unroll 16
             for (int r = 0; r < TILE; r++) /* unrolled with a test: a variable trip count would spill acc */
                 if (r < n) store_lanes(out + (size_t)c * VL + (size_t)(t0 + r) * row, acc[r], lanes);
+            if (moments) {
+                if (t0 == 0) {
+                    shift[c] = acc[0];
+                    for (int l = 0; l < VL; l++) sums[c][l] = squares[c][l] = 0;
+                }
+                vec first = {0}, second = {0};
+#pragma GCC unroll 16
+                for (int r = 0; r < TILE; r++)
+                    if (r < n) {
+                        const vec deviation = acc[r] - shift[c];
+                        first += deviation;
+                        second += deviation * deviation;
+                    }
+                for (int l = 0; l < VL; l++) {
+                    sums[c][l] += first[l];
+                    squares[c][l] += second[l];
+                }
+            }
         }
     }
+    if (moments)
+        for (int c = 0; c < width; c++)
+            for (int l = 0; l < (c + 1 == width ? tail : VL); l++) {
+                const double mean_shift = sums[c][l] / T_out;
+                moments[c * VL + l] = shift[c][l] + mean_shift;
+                moments[C + c * VL + l] = squares[c][l] - sums[c][l] * mean_shift;
+            }
 }
 
 /* sums[k][c] += sum_{t < T_out} g[c][t] x[c][t + k] for the `width` gathered columns of one block. */
@@ -175,9 +231,9 @@ static void forward_blocks(void *data) {
     thread_share(j, j->B * blocks, &begin, &end);
     for (int item = begin; item < end; item++) {
         const block k = block_of(j, item, blocks);
-        gather_block(j->x + k.offset, row, j->T, j->front, k.width, k.tail, rows, columns);
+        gather_block(j->x + k.offset, NULL, NULL, 0, row, j->T, j->front, k.width, k.tail, rows, columns);
         correlate_block(columns, rows, j->w + (size_t)k.v0 * VL, Cp, j->D, k.width, k.tail, j->T_out,
-                        j->out + k.offset, row);
+                        j->out + k.offset, row, j->moments ? j->moments + 2 * k.offset - k.v0 * VL : NULL, j->C);
     }
 }
 
@@ -195,12 +251,13 @@ static void backward_blocks(void *data) {
     thread_share(j, j->B * blocks, &begin, &end);
     for (int item = begin; item < end; item++) {
         const block k = block_of(j, item, blocks);
-        gather_block(j->g + k.offset, row, j->T_out, front_g, k.width, k.tail, g_rows, gcols);
+        gather_block(j->g + k.offset, j->bn ? j->y + k.offset : NULL, j->bn ? j->bn + (size_t)k.v0 * VL : NULL,
+                     (size_t)Cp, row, j->T_out, front_g, k.width, k.tail, g_rows, gcols);
         if (j->out)
             correlate_block(gcols, g_rows, j->w + (size_t)k.v0 * VL, Cp, j->D, k.width, k.tail, j->T,
-                            j->out + k.offset, row);
+                            j->out + k.offset, row, NULL, j->C);
         if (sums) {
-            gather_block(j->x + k.offset, row, j->T, j->front, k.width, k.tail, x_rows, xcols);
+            gather_block(j->x + k.offset, NULL, NULL, 0, row, j->T, j->front, k.width, k.tail, x_rows, xcols);
             accumulate_weight_grad(xcols, x_rows, gcols, g_rows, front_g, j->D, k.width, j->T_out,
                                    sums + (size_t)k.v0 * VL, Cp);
         }
@@ -217,21 +274,25 @@ long suite_scratch_floats(int T, int D, int front, int T_out, int backward) {
 
 int suite_weight_grad_rows(int D) { return round_up(D, TILE); }
 
-void suite_depthwise_forward(const float *x, const float *w, float *y, float *scratch, int T, int B, int C, int D,
-                             int front, int T_out, gomp_parallel_fn parallel, thread_query_fn thread_num,
+/* moments: (B, 2, C) doubles out (per batch item and channel: mean of y over its T_out steps, and the sum of
+ * squared deviations from that mean), or NULL. */
+void suite_depthwise_forward(const float *x, const float *w, float *y, double *moments, float *scratch, int T, int B,
+                             int C, int D, int front, int T_out, gomp_parallel_fn parallel, thread_query_fn thread_num,
                              thread_query_fn num_threads, int n_threads) {
-    job j = {x, NULL, w, y, NULL, scratch, (size_t)suite_scratch_floats(T, D, front, T_out, 0), T, B, C, D, front,
-             T_out, {parallel, thread_num, num_threads, n_threads}};
+    job j = {x, NULL, w, y, NULL, moments, NULL, NULL, scratch, (size_t)suite_scratch_floats(T, D, front, T_out, 0),
+             T, B, C, D, front, T_out, {parallel, thread_num, num_threads, n_threads}};
     pool_run(&j.threads, forward_blocks, &j);
 }
 
 /* dx (T, B, C) or NULL; dw_partial (n_threads, suite_weight_grad_rows(D), Cp) zeroed, or NULL; reversed taps
- * (D, Cp). */
-void suite_depthwise_backward(const float *x, const float *g, const float *reversed_taps, float *dx, float *dw_partial,
-                              float *scratch, int T, int B, int C, int D, int front, int T_out,
-                              gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
-                              int n_threads) {
-    job j = {x, g, reversed_taps, dx, dw_partial, scratch, (size_t)suite_scratch_floats(T, D, front, T_out, 1), T, B,
-             C, D, front, T_out, {parallel, thread_num, num_threads, n_threads}};
+ * (D, Cp). With `bn` ((4, Cp): a, mean_dY, mean, m2) and `y` (T_out, B, C), g is dY and the gradient of y is
+ * a ((dY - mean_dY) - (y - mean) m2). */
+void suite_depthwise_backward(const float *x, const float *g, const float *y, const float *bn,
+                              const float *reversed_taps, float *dx, float *dw_partial, float *scratch, int T, int B,
+                              int C, int D, int front, int T_out, gomp_parallel_fn parallel,
+                              thread_query_fn thread_num, thread_query_fn num_threads, int n_threads) {
+    job j = {x, g, reversed_taps, dx, dw_partial, NULL, y, bn, scratch,
+             (size_t)suite_scratch_floats(T, D, front, T_out, 1), T, B, C, D, front, T_out,
+             {parallel, thread_num, num_threads, n_threads}};
     pool_run(&j.threads, backward_blocks, &j);
 }
