@@ -288,12 +288,13 @@ def test_build_is_cached_per_source_and_cpu(fresh_native) -> None:
 
 
 def train_pass(net, x, fused: bool, monkeypatch):
-    """One forward + backward in training mode with the fused neuron stages (BatchNorm -> LIF -> dropout, and the
-    dendritic delay with them) on or off; same dropout masks."""
+    """One forward + backward in training mode with the fused neuron stages (BatchNorm -> LIF -> dropout, with the
+    dendritic delay before them or the next axonal delay after them) on or off; same dropout masks."""
     with monkeypatch.context() as patch:
         if not fused:
             patch.setattr(ops, "batchnorm_lif_supported", lambda *_a: False)
             patch.setattr(ops, "delay_batchnorm_lif_supported", lambda *_a: False)
+            patch.setattr(ops, "batchnorm_lif_delay_supported", lambda *_a: False)
         torch.manual_seed(7)
         xs = x.clone().requires_grad_(True)
         out = net(xs)
@@ -378,20 +379,45 @@ def test_dendritic_layers_fuse_their_delay_in_training_only() -> None:
     assert not ops.delay_batchnorm_lif_supported(torch.rand(1, 1, 16), pos, 5, 0, 0, weight)  # one row
 
 
-@needs_library
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize(("steps", "batch", "channels", "taps"), [(98, 16, 512, 31), (20, 3, 40, 7), (6, 2, 35, 31)])
-def test_delay_batchnorm_lif_matches_the_two_ops(steps, batch, channels, taps, threads) -> None:
-    """The dendritic fusion (BatchNorm statistics from the depthwise forward, its input gradient computed in the
-    depthwise backward's gather) against channel_delay then batchnorm_lif: spikes identical, gradients and running
-    statistics within float32 rounding."""
-    gen = torch.Generator().manual_seed(steps + channels)
+FUSED_SHAPES = [(98, 16, 512, 31), (20, 3, 40, 7), (6, 2, 35, 31)]  # (steps, batch, channels, taps)
+
+
+def compare_fusion(run, threads: int, tol: float) -> None:
+    """``run(fused)`` -> (output, gradients and running statistics by name), fused and composed, on ``threads``:
+    outputs (spikes or their delays) identical, the rest within ``tol`` relative to the largest value."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        (out_f, rest_f), (out_c, rest_c) = run(True), run(False)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(out_f, out_c)
+    for name in rest_c:
+        err = ((rest_f[name] - rest_c[name]).abs().max() / rest_c[name].abs().max()).item()
+        assert err < tol, f"{name}: relative error {err:.2e} > {tol}"
+
+
+def stage_case(steps: int, batch: int, channels: int, taps: int, seed: int):
+    """A delay fused with a neuron stage: its input and output gradient, the positions, BatchNorm affine
+    parameters, a dropout mask and the paper's padding."""
+    gen = torch.Generator().manual_seed(seed)
     current = torch.randn(steps, batch, channels, generator=gen) * 2 + 0.5
     pos = gaussian_positions(channels, taps, gen)
     weight, bias = torch.rand(channels, generator=gen) + 0.5, torch.randn(channels, generator=gen) * 0.2
     keep = (torch.rand(batch, channels, generator=gen) > 0.2).float() / 0.8
     pad_left, pad_right = taps - 1, (taps - 1) // 2
-    grad_out = torch.randn(steps + pad_right, batch, channels, generator=gen)
+    grad = torch.randn(steps + pad_right, batch, channels, generator=gen)
+    return current, grad, pos, weight, bias, keep, pad_left, pad_right
+
+
+@needs_library
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("steps", "batch", "channels", "taps"), FUSED_SHAPES)
+def test_delay_batchnorm_lif_matches_the_two_ops(steps, batch, channels, taps, threads) -> None:
+    """The dendritic fusion (BatchNorm statistics from the depthwise forward, its input gradient computed in the
+    depthwise backward's gather) against channel_delay then batchnorm_lif: spikes identical, gradients and running
+    statistics within float32 rounding (the statistics are summed in another order)."""
+    current, grad, pos, weight, bias, keep, pad_left, pad_right = stage_case(steps, batch, channels, taps, 1)
     assert ops.delay_batchnorm_lif_supported(current, pos, taps, pad_left, pad_right, weight)
 
     def run(fused: bool):
@@ -402,17 +428,72 @@ def test_delay_batchnorm_lif_matches_the_two_ops(steps, batch, channels, taps, t
             out = ops.delay_batchnorm_lif(xs, ps, 2.0, taps, pad_left, pad_right, *args)
         else:
             out = ops.batchnorm_lif(ops.channel_delay(xs, ps, 2.0, taps, pad_left, pad_right), *args)
-        out.backward(grad_out)
-        return out.detach(), (xs.grad, ps.grad, w.grad, b.grad, *running[:2])
+        out.backward(grad)
+        return out.detach(), {"grad x": xs.grad, "grad pos": ps.grad, "grad weight": w.grad, "grad bias": b.grad,
+                              "running mean": running[0], "running var": running[1]}
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        (out_f, rest_f), (out_c, rest_c) = run(True), run(False)
-    finally:
-        torch.set_num_threads(previous)
-    assert torch.equal(out_f, out_c)
-    for name, ours, ref in zip(("grad x", "grad pos", "grad weight", "grad bias", "running mean", "running var"),
-                               rest_f, rest_c, strict=True):
-        err = ((ours - ref).abs().max() / ref.abs().max()).item()
-        assert err < 1e-5, f"{name}: relative error {err:.2e}"
+    compare_fusion(run, threads, 1e-5)
+
+
+@needs_library
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(("steps", "batch", "channels", "taps"), FUSED_SHAPES)
+def test_batchnorm_lif_delay_matches_the_two_ops(steps, batch, channels, taps, threads) -> None:
+    """The axonal fusion (the spikes built block by block in the depthwise kernel, the LIF's reverse recurrence run
+    on each block's gradient) against batchnorm_lif then channel_delay: the same arithmetic (the BatchNorm sums only
+    add in another order), so equal outputs and gradients to rounding."""
+    current, grad, pos, weight, bias, keep, pad_left, pad_right = stage_case(steps, batch, channels, taps, 2)
+    assert ops.batchnorm_lif_delay_supported(current, weight, pos, taps, pad_left, pad_right)
+
+    def run(fused: bool):
+        zs, w, b, ps = (t.clone().requires_grad_(True) for t in (current, weight, bias, pos))
+        running = (torch.zeros(channels), torch.ones(channels), 0.1)
+        args = (running, 1e-5, 1.5, 1.0, 5.0, keep)
+        if fused:
+            y = ops.batchnorm_lif_delay(zs, w, b, *args, ps, 2.0, taps, pad_left, pad_right)
+        else:
+            y = ops.channel_delay(ops.batchnorm_lif(zs, w, b, *args), ps, 2.0, taps, pad_left, pad_right)
+        y.backward(grad)
+        return y.detach(), {"grad z": zs.grad, "grad pos": ps.grad, "grad weight": w.grad, "grad bias": b.grad,
+                            "running mean": running[0], "running var": running[1]}
+
+    compare_fusion(run, threads, 1e-6)
+
+
+@needs_library
+def test_axonal_layers_take_their_input_delayed_in_training_only(monkeypatch) -> None:
+    """A layer hands the next axonal layer its spikes delayed (fused where it can); asking for the spikes, evaluation,
+    and sparse delays (whose pass-through lines need the undelayed spikes: composed there) give the same outputs."""
+    from suite.models.network import DelayNetwork
+    from suite.specs import ModelSpec
+
+    x = torch.rand(16, 4, 6) * 3
+    for sparsity in (0.0, 0.5):
+        torch.manual_seed(0)
+        net = DelayNetwork(ModelSpec(variant="axonal", delay_type="axonal", n_inputs=6, n_hidden=(24, 20),
+                                     n_outputs=5, kernel_size=5, dropout=0.0, delay_sparsity=sparsity))
+        fused = net(x)
+        spikes: list[torch.Tensor] = []
+        with_spikes = net(x, spikes=spikes)
+        with monkeypatch.context() as patch:
+            patch.setattr(ops, "batchnorm_lif_delay_supported", lambda *_a: False)
+            composed = net(x)
+        assert torch.equal(fused, with_spikes) and torch.equal(fused, composed)
+        assert [s.shape[2] for s in spikes] == [24, 20]
+        assert ("_BatchNormLIFDelayBackward" in _graph(fused)) == (sparsity == 0.0)
+        assert "_BatchNormLIFDelayBackward" not in _graph(with_spikes)
+        net.eval()
+        assert "_BatchNormLIFDelayBackward" not in _graph(net(x))
+
+
+def _graph(out: torch.Tensor) -> list[str]:
+    """Names of every autograd node behind ``out``."""
+    names, stack, seen = [], [out.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack += [child for child, _ in node.next_functions]
+    return names

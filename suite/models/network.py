@@ -5,6 +5,7 @@ non-spiking leaky readout whose membrane trace is the network output."""
 from __future__ import annotations
 
 import copy
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -54,9 +55,10 @@ class DelayBlock(nn.Module):
             with torch.no_grad():
                 self.weight.mul_(self.weight_mask)
 
-    def synaptic_current(self, x: torch.Tensor) -> torch.Tensor:
-        """Delays and weights: (T, B, N_in) -> (T', B, N_out)."""
-        if self.delay_site == "pre":
+    def synaptic_current(self, x: torch.Tensor, delayed: bool = False) -> torch.Tensor:
+        """Delays and weights: (T, B, N_in) -> (T', B, N_out); ``delayed``: x already went through the axonal
+        delay (the previous layer fused it, see ``forward``)."""
+        if self.delay_site == "pre" and not delayed:
             x = self.delay(x)  # type: ignore[misc]
         if self.linear is not None:
             x = self.linear(x)
@@ -64,18 +66,29 @@ class DelayBlock(nn.Module):
             x = self.delay(x)  # type: ignore[misc]
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, delayed: bool = False, next_delay: ChannelDelay | None = None
+                ) -> torch.Tensor:
+        """The layer's output spikes. ``delayed``: x already went through this layer's axonal delay. ``next_delay``
+        (the next layer's axonal delay): return ``next_delay(spikes)`` instead, in training as one backend op with
+        the neuron stage where the backend has it (``batchnorm_lif_delay``): the spikes are then never stored."""
         keep = None  # dropout: one mask per sample for all steps (drawn first: the fused paths take it as input)
         if self.dropout > 0 and self.training:
             keep = x.new_empty(x.shape[1], self.n_out).bernoulli_(1.0 - self.dropout) / (1.0 - self.dropout)
         if self.delay_site == "post":  # dendritic: the delay may fuse with the neuron stage
             x = self.linear(x)  # type: ignore[misc]
             fused = self._fused_dendritic_stage(x, keep)
-            if fused is not None:
-                return fused
-            x = self.delay(x)  # type: ignore[misc]
+            x = fused if fused is not None else self._neuron_stage(self.delay(x), keep)  # type: ignore[misc]
         else:
-            x = self.synaptic_current(x)
+            x = self.synaptic_current(x, delayed)
+            if next_delay is not None:
+                fused = self._fused_next_delay(x, keep, next_delay)
+                if fused is not None:
+                    return fused
+            x = self._neuron_stage(x, keep)
+        return x if next_delay is None else next_delay(x)
+
+    def _neuron_stage(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        """BatchNorm -> LIF (or the readout) -> dropout of the synaptic current."""
         fused = self._fused_neuron_stage(x, keep)
         if fused is not None:
             return fused
@@ -115,22 +128,43 @@ class DelayBlock(nn.Module):
         return ops.batchnorm_lif(x, norm.weight, norm.bias, self._running_stats(norm), norm.eps, neuron.tau,
                                  neuron.v_threshold, neuron.surrogate_alpha, keep)
 
+    def _fusable_with(self, delay: _DelayBase | None) -> tuple[nn.BatchNorm1d, LIF, ModuleType] | None:
+        """(BatchNorm, LIF, backend ops) when this layer's training-mode neuron stage may fuse with the soft
+        per-channel ``delay`` (not hard, not sparse: sparse delays mix pass-through lines in after the delay)."""
+        stage = self._training_norm()
+        if stage is None or not isinstance(delay, ChannelDelay) or delay.hard or delay.delay_mask is not None:
+            return None
+        return stage[0], stage[1], get_ops(stage[1].backend)
+
     def _fused_dendritic_stage(self, current: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor | None:
         """A dendritic layer in training: soft delay -> BatchNorm -> LIF -> dropout of the weighted ``current`` as
         one backend op (``delay_batchnorm_lif``), where the backend has it and can run these tensors; None means:
-        the delay, then the other paths. Not with sparse delays (the pass-through lines are mixed in after the
-        delay). Hooks on ``delay``, ``norm`` or ``neuron`` do not run on this path."""
-        stage, delay = self._training_norm(), self.delay
-        if stage is None or not isinstance(delay, ChannelDelay) or delay.hard or delay.delay_mask is not None:
+        the delay, then the other paths. Hooks on ``delay``, ``norm`` or ``neuron`` do not run on this path."""
+        fusable, delay = self._fusable_with(self.delay), self.delay
+        if fusable is None:
             return None
-        norm, neuron = stage
-        ops = get_ops(delay.backend)
+        norm, neuron, ops = fusable
         if not (hasattr(ops, "delay_batchnorm_lif") and ops.delay_batchnorm_lif_supported(
                 current, delay.P, delay.kernel_size, delay.pad_left, delay.pad_right, norm.weight)):
             return None
         return ops.delay_batchnorm_lif(current, delay.P, float(delay.sig), delay.kernel_size, delay.pad_left,
                                        delay.pad_right, norm.weight, norm.bias, self._running_stats(norm), norm.eps,
                                        neuron.tau, neuron.v_threshold, neuron.surrogate_alpha, keep)
+
+    def _fused_next_delay(self, x: torch.Tensor, keep: torch.Tensor | None, delay: ChannelDelay) -> torch.Tensor | None:
+        """The neuron stage in training and the next layer's soft axonal ``delay`` of its output as one backend op
+        (``batchnorm_lif_delay``), where the backend has it and can run these tensors; None means: one after the
+        other. Hooks on ``norm``, ``neuron`` and the next layer's ``delay`` do not run on this path."""
+        fusable = self._fusable_with(delay)
+        if fusable is None:
+            return None
+        norm, neuron, ops = fusable
+        if not (hasattr(ops, "batchnorm_lif_delay") and ops.batchnorm_lif_delay_supported(
+                x, norm.weight, delay.P, delay.kernel_size, delay.pad_left, delay.pad_right)):
+            return None
+        return ops.batchnorm_lif_delay(x, norm.weight, norm.bias, self._running_stats(norm), norm.eps, neuron.tau,
+                                       neuron.v_threshold, neuron.surrogate_alpha, keep, delay.P, float(delay.sig),
+                                       delay.kernel_size, delay.pad_left, delay.pad_right)
 
     def output_length(self, t_in: int) -> int:
         return t_in if self.delay is None else self.delay.output_length(t_in)  # type: ignore[operator]
@@ -150,12 +184,19 @@ class DelayNetwork(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, spikes: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Run the network; if ``spikes`` is a list, each hidden layer's spike tensor is appended to it."""
-        for layer in self.layers[:-1]:
-            x = layer(x)
+        """Run the network; if ``spikes`` is a list, each hidden layer's spike tensor is appended to it.
+
+        In training (and without ``spikes``), a layer followed by an axonal layer hands it its spikes already delayed
+        (``DelayBlock.forward``'s ``next_delay``), so that the two can run as one op."""
+        delayed = False
+        for layer, following in zip(self.layers[:-1], self.layers[1:], strict=True):
+            hand_over = (spikes is None and self.training and following.delay_site == "pre"
+                         and isinstance(following.delay, ChannelDelay))
+            x = layer(x, delayed=delayed, next_delay=following.delay if hand_over else None)
+            delayed = hand_over
             if spikes is not None:
                 spikes.append(x)
-        return self.layers[-1](x)
+        return self.layers[-1](x, delayed=delayed)
 
     def delay_modules(self) -> list[_DelayBase]:
         return [layer.delay for layer in self.layers if layer.delay is not None]

@@ -16,7 +16,9 @@ OPTIONAL_FUNCTIONS = (
     "batchnorm_lif_supported",
     "delay_batchnorm_lif",
     "delay_batchnorm_lif_supported",
+    "batchnorm_lif_delay",
+    "batchnorm_lif_delay_supported",
 )
-"""A backend may also fuse a hidden layer's training-mode BatchNorm -> LIF -> dropout, and a dendritic layer's soft
-delay with them (see ``suite.ops.pytorch``); models use each where its ``*_supported`` says so and compose the steps
-otherwise."""
+"""A backend may also fuse a hidden layer's training-mode BatchNorm -> LIF -> dropout, with a dendritic layer's soft
+delay before it or with the next layer's soft axonal delay after it (see ``suite.ops.pytorch``); models use each
+where its ``*_supported`` says so and compose the steps otherwise."""

@@ -234,6 +234,15 @@ def batchnorm_lif(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     return _BatchNormLIF.apply(x.contiguous(), weight, bias, keep, running, eps, tau, v_threshold, alpha)
 
 
+def _stage_constants(ctx, sig: float, kernel_size: int, pad_left: int, tau: float, v_threshold: float,
+                     alpha: float) -> tuple[float, float]:
+    """(Gaussian spread |SIG| + offset, LIF decay) of a delay fused with a neuron stage; kept on ``ctx`` with the
+    rest of the constants the backward needs (``ctx.params``)."""
+    sigma, decay = abs(sig) + SIGMA_OFFSET, 1.0 - 1.0 / tau
+    ctx.params = (kernel_size, sigma, pad_left, decay, v_threshold, alpha)
+    return sigma, decay
+
+
 class _DelayBatchNormLIF(torch.autograd.Function):
     """A dendritic layer's soft delay -> BatchNorm (batch statistics) -> LIF -> dropout in training (CPU float32).
 
@@ -248,14 +257,13 @@ class _DelayBatchNormLIF(torch.autograd.Function):
                 running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float, v_threshold: float,
                 alpha: float) -> torch.Tensor:
         x = x.contiguous()
-        sigma, decay = abs(sig) + SIGMA_OFFSET, 1.0 - 1.0 / tau
+        sigma, decay = _stage_constants(ctx, sig, kernel_size, pad_left, tau, v_threshold, alpha)
         y, moments = native.gaussian_delay_forward(x, pos, kernel_size, sigma, KERNEL_NORM_EPS, pad_left, pad_right,
                                                    moments=True)
         out, h_seq, mean, var = native.batchnorm_lif_forward(y, weight, bias, keep, eps, decay, v_threshold, moments)
         _update_running_stats(running, mean, var, y.shape[0] * y.shape[1])
         ctx.save_for_backward(x, pos, y, h_seq, keep, weight)
         ctx.stats = (mean, (var + eps).rsqrt())
-        ctx.params = (kernel_size, sigma, pad_left, decay, v_threshold, alpha)
         return out
 
     @staticmethod
@@ -290,6 +298,57 @@ def delay_batchnorm_lif(x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_s
     """
     return _DelayBatchNormLIF.apply(x, pos, weight, bias, keep, sig, kernel_size, pad_left, pad_right, running, eps,
                                     tau, v_threshold, alpha)
+
+
+class _BatchNormLIFDelay(torch.autograd.Function):
+    """A hidden layer's BatchNorm (batch statistics) -> LIF -> dropout followed by the next layer's soft axonal delay,
+    in training (CPU float32). The spikes are never stored: the depthwise kernel computes them block by block from
+    the BatchNorm input, and its backward rebuilds them from H and runs the LIF's reverse recurrence on each block's
+    gradient as it is produced. Saves the BatchNorm input, H, the mask and the positions (not the spikes)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pos: torch.Tensor,  # type: ignore[override]
+                keep: torch.Tensor | None, running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float,
+                tau: float, v_threshold: float, alpha: float, sig: float, kernel_size: int, pad_left: int,
+                pad_right: int) -> torch.Tensor:
+        z = z.contiguous()
+        sigma, decay = _stage_constants(ctx, sig, kernel_size, pad_left, tau, v_threshold, alpha)
+        y, h_seq, mean, var = native.lif_delay_forward(z, weight, bias, keep, eps, decay, v_threshold, pos,
+                                                       kernel_size, sigma, KERNEL_NORM_EPS, pad_left, pad_right)
+        _update_running_stats(running, mean, var, z.shape[0] * z.shape[1])
+        ctx.save_for_backward(z, h_seq, keep, weight, pos)
+        ctx.stats = (mean, (var + eps).rsqrt())
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
+        z, h_seq, keep, weight, pos = ctx.saved_tensors
+        kernel_size, sigma, pad_left, decay, v_threshold, alpha = ctx.params
+        grad_z, grad_pos, grad_weight, grad_bias = native.lif_delay_backward(
+            z, h_seq, keep, weight, *ctx.stats, pos, kernel_size, sigma, KERNEL_NORM_EPS, grad_y, pad_left,
+            ctx.needs_input_grad[3], decay, v_threshold, atan_scale(alpha), alpha / 2)
+        return (grad_z, grad_weight, grad_bias, grad_pos) + (None,) * 10
+
+
+def batchnorm_lif_delay_supported(z: torch.Tensor, weight: torch.Tensor | None, pos: torch.Tensor, kernel_size: int,
+                                  pad_left: int, pad_right: int) -> bool:
+    """Whether :func:`batchnorm_lif_delay` runs fused: a float32 BatchNorm input on the CPU with the compiled
+    kernels, an affine BatchNorm over more than one row, and the next layer's positions for its channels."""
+    return (native.gaussian_delay_eligible(z, pos, kernel_size, pad_left, pad_right) and weight is not None
+            and weight.device.type == "cpu" and weight.shape == (z.shape[2],) and z.shape[0] * z.shape[1] > 1)
+
+
+def batchnorm_lif_delay(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                        running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float,
+                        v_threshold: float, alpha: float, keep: torch.Tensor | None, pos: torch.Tensor, sig: float,
+                        kernel_size: int, pad_left: int, pad_right: int) -> torch.Tensor:
+    """A hidden layer's training-mode neuron stage followed by the next layer's axonal delay, in one op (optional for
+    backends; see ``OPTIONAL_FUNCTIONS``): :func:`batchnorm_lif` (same arguments), then :func:`channel_delay` of
+    its output (``pos``, ``sig`` ... of the next layer). Only where :func:`batchnorm_lif_delay_supported`.
+    """
+    return _BatchNormLIFDelay.apply(z, weight, bias, pos, keep, running, eps, tau, v_threshold, alpha, sig,
+                                    kernel_size, pad_left, pad_right)
 
 
 # ------------------------------------------------------------------------------------------- kernel shapes

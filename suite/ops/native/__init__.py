@@ -34,7 +34,7 @@ import torch
 
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("depthwise.c", "recurrences.c", "batchnorm_lif.c", "gaussian.c"))
-HEADERS = (Path(__file__).with_name("pool.h"),)
+HEADERS = tuple(Path(__file__).with_name(name) for name in ("pool.h", "neuron.h"))
 FLAGS = ("-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast", "-shared", "-fPIC")
 LIBRARIES = ("-lm",)
 COMPILE_TIMEOUT_S = 120
@@ -113,12 +113,15 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.suite_scratch_floats.argtypes = [int_] * 5
     lib.suite_scratch_floats.restype = long_
     lib.suite_recurrence.argtypes = [int_, int_] + [pointer] * 5 + [double] * 4 + [long_] * 3 + pool
-    lib.suite_bn_lif_forward.argtypes = [int_] + [pointer] * 13 + [double] * 3 + [long_] * 3 + pool
-    lib.suite_bn_lif_backward.argtypes = [int_] + [pointer] * 13 + [int_] + [double] * 4 + [long_] * 3 + pool
+    lib.suite_bn_lif_forward.argtypes = [int_] + [pointer] * 13 + [int_] + [double] * 3 + [long_] * 3 + pool
+    lib.suite_bn_lif_backward.argtypes = [int_] + [pointer] * 13 + [int_] * 2 + [double] * 4 + [long_] * 3 + pool
     lib.suite_recurrence.restype = lib.suite_bn_lif_forward.restype = lib.suite_bn_lif_backward.restype = None
     lib.suite_gaussian_taps.argtypes = [pointer] + [int_] * 3 + [double] * 2 + [int_, pointer]
     lib.suite_gaussian_position_grad.argtypes = [pointer] * 2 + [int_] * 5 + [double] * 2 + [pointer]
     lib.suite_gaussian_taps.restype = lib.suite_gaussian_position_grad.restype = None
+    lib.suite_lif_delay_forward.argtypes = [pointer] * 7 + [double] * 2 + [int_] * 6 + pool
+    lib.suite_lif_delay_backward.argtypes = [pointer] * 10 + [double] * 4 + [int_] * 6 + pool
+    lib.suite_lif_delay_forward.restype = lib.suite_lif_delay_backward.restype = None
 
 
 def _load() -> None:
@@ -373,14 +376,20 @@ def gaussian_delay_backward(x: torch.Tensor, pos: torch.Tensor, kernel_size: int
         return None, None
     grad_x, partial = _correlate_backward(x, _gaussian_taps(pos, kernel_size, sigma, eps, reverse=True), grad_y,
                                           pad_left, need_x, need_pos, batchnorm)
-    grad_pos = None
-    if partial is not None:
-        pos = pos.detach().contiguous()
-        grad_pos = torch.empty_like(pos)
-        _loaded().suite_gaussian_position_grad(pos.data_ptr(), partial.data_ptr(), partial.shape[0], partial.shape[1],
-                                               pos.shape[0], kernel_size, partial.shape[2], sigma, eps,
-                                               grad_pos.data_ptr())
-    return grad_x, grad_pos
+    return grad_x, _position_grad(pos, partial, kernel_size, sigma, eps)
+
+
+def _position_grad(pos: torch.Tensor, partial: torch.Tensor | None, kernel_size: int, sigma: float,
+                   eps: float) -> torch.Tensor | None:
+    """dL/dpos of the Gaussian kernels from the depthwise backward's kernel-gradient partials (None: not asked)."""
+    if partial is None:
+        return None
+    pos = pos.detach().contiguous()
+    grad_pos = torch.empty_like(pos)
+    _loaded().suite_gaussian_position_grad(pos.data_ptr(), partial.data_ptr(), partial.shape[0], partial.shape[1],
+                                           pos.shape[0], kernel_size, partial.shape[2], sigma, eps,
+                                           grad_pos.data_ptr())
+    return grad_pos
 
 
 # ------------------------------------------------------------------------- BatchNorm -> LIF -> dropout
@@ -394,6 +403,31 @@ def _mask(keep: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     return keep.detach().to(x.dtype).expand(x.shape[1], x.shape[2]).contiguous()
 
 
+def _bn_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor, eps: float,
+                decay: float, v_threshold: float, moments: torch.Tensor | None, stats_only: bool
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """suite_bn_lif_forward: (output, H, mean, var, channel rows a, beta, mean); output and H None if stats_only."""
+    lib = _loaded()
+    steps, batch, channels = x.shape
+    pool = _pool(batch * channels)
+    dtype = x.dtype
+    out = h_seq = row = None
+    if not stats_only:
+        out, h_seq, row = torch.empty_like(x), torch.empty_like(x), x.new_empty(batch, channels)
+    channel = x.new_empty(4, channels)
+    gamma, beta = (p.detach().to(dtype).contiguous() for p in (weight, bias))  # alive across the call
+    f64 = torch.float64
+    mean, var = torch.empty(channels, dtype=f64), torch.empty(channels, dtype=f64)
+    work = torch.empty(2, channels, dtype=f64)
+    partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
+    address = [t.data_ptr() if t is not None else None for t in (keep, out, h_seq, row, moments)]
+    lib.suite_bn_lif_forward(
+        int(dtype == f64), x.data_ptr(), gamma.data_ptr(), beta.data_ptr(), *address[:4], channel.data_ptr(),
+        mean.data_ptr(), var.data_ptr(), work.data_ptr(), partial.data_ptr(), address[4], int(stats_only), eps, decay,
+        v_threshold, steps, batch, channels, *pool)
+    return out, h_seq, mean, var, channel
+
+
 def batchnorm_lif_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor | None,
                           eps: float, decay: float, v_threshold: float, moments: torch.Tensor | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -403,24 +437,34 @@ def batchnorm_lif_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     ``moments``: x's per-batch-item moments from :func:`gaussian_delay_forward` (float32 x only), which replace the
     statistics pass over x.
     """
+    out, h_seq, mean, var, _ = _bn_forward(x, weight, bias, _mask(keep, x), eps, decay, v_threshold, moments, False)
+    return out, h_seq, mean, var  # type: ignore[return-value]
+
+
+def _bn_backward(x: torch.Tensor, h_seq: torch.Tensor, grad: torch.Tensor, keep: torch.Tensor, weight: torch.Tensor,
+                 mean: torch.Tensor, invstd: torch.Tensor, decay: float, v_threshold: float, scale: float,
+                 half_alpha: float, defer_input_grad: bool, partial: torch.Tensor | None, pool: list
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """suite_bn_lif_backward. With ``partial`` (the BatchNorm sums of the axonal fusion's reverse pass, one row pair
+    per thread of ``pool``), ``grad`` is dY, finished in place; else ``grad`` is dL/doutput."""
     lib = _loaded()
     steps, batch, channels = x.shape
-    keep = _mask(keep, x)
-    pool = _pool(batch * channels)
     dtype = x.dtype
-    out, h_seq, row = torch.empty_like(x), torch.empty_like(x), x.new_empty(batch, channels)
-    channel = x.new_empty(4, channels)
-    gamma, beta = (p.detach().to(dtype).contiguous() for p in (weight, bias))  # alive across the call
+    have_dy = partial is not None
+    grad = grad.detach().to(dtype).contiguous()
+    grad_x, channel = (grad if have_dy else torch.empty_like(x)), x.new_empty(4, channels)
+    gamma = weight.detach().to(dtype).contiguous()  # alive across the call
     f64 = torch.float64
-    mean, var = torch.empty(channels, dtype=f64), torch.empty(channels, dtype=f64)
+    grad_weight, grad_bias = torch.empty(channels, dtype=f64), torch.empty(channels, dtype=f64)
     work = torch.empty(2, channels, dtype=f64)
-    partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
-    lib.suite_bn_lif_forward(
-        int(dtype == f64), x.data_ptr(), gamma.data_ptr(), beta.data_ptr(), keep.data_ptr(), out.data_ptr(),
-        h_seq.data_ptr(), row.data_ptr(), channel.data_ptr(), mean.data_ptr(), var.data_ptr(), work.data_ptr(),
-        partial.data_ptr(), moments.data_ptr() if moments is not None else None, eps, decay, v_threshold, steps, batch,
-        channels, *pool)
-    return out, h_seq, mean, var
+    if partial is None:
+        partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
+    lib.suite_bn_lif_backward(
+        int(dtype == f64), x.data_ptr(), h_seq.data_ptr(), grad.data_ptr(), keep.data_ptr(),
+        gamma.data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_x.data_ptr(),
+        channel.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(), work.data_ptr(), partial.data_ptr(),
+        int(defer_input_grad), int(have_dy), decay, v_threshold, scale, half_alpha, steps, batch, channels, *pool)
+    return grad_x, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype), channel
 
 
 def batchnorm_lif_backward(x: torch.Tensor, h_seq: torch.Tensor, grad_out: torch.Tensor, keep: torch.Tensor | None,
@@ -430,21 +474,62 @@ def batchnorm_lif_backward(x: torch.Tensor, h_seq: torch.Tensor, grad_out: torch
     """dL/dx, dL/dweight, dL/dbias of :func:`batchnorm_lif_forward` (``mean``, ``invstd``: its float64 stats) and the
     (4, C) rows a, mean dY, mean, m2 of dL/dx = a ((dY - mean dY) - (x - mean) m2). With ``defer_input_grad`` the
     first tensor is dY instead (the dendritic delay's backward applies that formula as it gathers it)."""
+    return _bn_backward(x, h_seq, grad_out, _mask(keep, x), weight, mean, invstd, decay, v_threshold, scale,
+                        half_alpha, defer_input_grad, None, _pool(x.shape[1] * x.shape[2]))
+
+
+# -------------------------------------------- BatchNorm -> LIF -> dropout -> the next layer's axonal delay
+
+
+def lif_delay_forward(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor | None,
+                      eps: float, decay: float, v_threshold: float, pos: torch.Tensor, kernel_size: int, sigma: float,
+                      norm_eps: float, pad_left: int, pad_right: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y, H, batch mean, biased batch variance): :func:`batchnorm_lif_forward` of the float32 (T, B, C) ``z``
+    followed by :func:`gaussian_delay_forward` of its output, which is never stored (built block by block in the
+    depthwise kernel's buffers)."""
     lib = _loaded()
-    steps, batch, channels = x.shape
-    keep = _mask(keep, x)
-    pool = _pool(batch * channels)
-    dtype = x.dtype
-    grad_out = grad_out.detach().to(dtype).contiguous()
-    grad_x, channel = torch.empty_like(x), x.new_empty(4, channels)
-    gamma = weight.detach().to(dtype).contiguous()  # alive across the call
-    f64 = torch.float64
-    grad_weight, grad_bias = torch.empty(channels, dtype=f64), torch.empty(channels, dtype=f64)
-    work = torch.empty(2, channels, dtype=f64)
-    partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
-    lib.suite_bn_lif_backward(
-        int(dtype == f64), x.data_ptr(), h_seq.data_ptr(), grad_out.data_ptr(), keep.data_ptr(),
-        gamma.data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_x.data_ptr(),
-        channel.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(), work.data_ptr(), partial.data_ptr(),
-        int(defer_input_grad), decay, v_threshold, scale, half_alpha, steps, batch, channels, *pool)
-    return grad_x, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype), channel
+    z = z.detach().contiguous()
+    steps, batch, channels = z.shape
+    keep = _mask(keep, z)
+    _, _, mean, var, channel = _bn_forward(z, weight, bias, keep, eps, decay, v_threshold, None, True)
+    taps = _gaussian_taps(pos, kernel_size, sigma, norm_eps, reverse=False)
+    steps_out = _steps_out(steps, kernel_size, pad_left, pad_right)
+    y, h_seq = z.new_empty(steps_out, batch, channels), torch.empty_like(z)
+    pool = _pool()
+    scratch = z.new_empty(pool[-1] * lib.suite_scratch_floats(steps, kernel_size, pad_left, steps_out, 0))
+    lib.suite_lif_delay_forward(z.data_ptr(), keep.data_ptr(), channel.data_ptr(), h_seq.data_ptr(), taps.data_ptr(),
+                                y.data_ptr(), scratch.data_ptr(), decay, v_threshold, steps, batch, channels,
+                                kernel_size, pad_left, steps_out, *pool)
+    return y, h_seq, mean, var
+
+
+def lif_delay_backward(z: torch.Tensor, h_seq: torch.Tensor, keep: torch.Tensor | None, weight: torch.Tensor,
+                       mean: torch.Tensor, invstd: torch.Tensor, pos: torch.Tensor, kernel_size: int, sigma: float,
+                       norm_eps: float, grad_y: torch.Tensor, pad_left: int, need_pos: bool, decay: float,
+                       v_threshold: float, scale: float, half_alpha: float
+                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """(dL/dz, dL/dpos or None, dL/dweight, dL/dbias) of :func:`lif_delay_forward`: one depthwise pass that also runs
+    the LIF's reverse recurrence per block (the spikes' gradient is never stored), then the BatchNorm input
+    gradient."""
+    lib = _loaded()
+    steps, batch, channels = z.shape
+    keep = _mask(keep, z)
+    reversed_taps = _gaussian_taps(pos, kernel_size, sigma, norm_eps, reverse=True)
+    grad_y = grad_y.detach().contiguous()
+    pool = _pool()
+    dy = torch.empty_like(z)
+    bn_partial = torch.zeros(pool[-1], 2, channels, dtype=torch.float64)
+    dw_partial = z.new_zeros(pool[-1], lib.suite_weight_grad_rows(kernel_size), reversed_taps.shape[1]) \
+        if need_pos else None
+    channel = z.new_empty(4, channels)
+    channel[2] = mean
+    scratch = z.new_empty(pool[-1] * lib.suite_scratch_floats(steps, kernel_size, pad_left, grad_y.shape[0], 1))
+    lib.suite_lif_delay_backward(
+        z.data_ptr(), h_seq.data_ptr(), keep.data_ptr(), channel.data_ptr(), grad_y.data_ptr(),
+        reversed_taps.data_ptr(), dy.data_ptr(), bn_partial.data_ptr(),
+        dw_partial.data_ptr() if dw_partial is not None else None, scratch.data_ptr(), decay, v_threshold, scale,
+        half_alpha, steps, batch, channels, kernel_size, pad_left, grad_y.shape[0], *pool)
+    grad_z, grad_weight, grad_bias, _ = _bn_backward(z, h_seq, dy, keep, weight, mean, invstd, decay, v_threshold,
+                                                     scale, half_alpha, False, bn_partial, pool)
+    return grad_z, _position_grad(pos, dw_partial, kernel_size, sigma, norm_eps), grad_weight, grad_bias

@@ -25,6 +25,7 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "neuron.h"
 #include "pool.h"
 
 typedef struct {
@@ -57,40 +58,6 @@ static void reduce_partials(const job *j, int n_threads, double *first, double *
             const double value = (double)x[c] - shift[c];                                                            \
             sums[c] += value;                                                                                        \
             squares[c] += value * value;                                                                             \
-        }                                                                                                            \
-    }                                                                                                                \
-                                                                                                                     \
-    static inline void lif_row_##suffix(const real *restrict x, const real *restrict keep, const real *restrict a,  \
-                                        const real *restrict beta, const real *restrict mean, real *restrict h,     \
-                                        real *restrict out, real *restrict v, long C, real decay, real thr) {       \
-        for (long c = 0; c < C; c++) {                                                                               \
-            const real value = (a[c] * (x[c] - mean[c]) + beta[c]) + decay * v[c];                                   \
-            const int fired = value >= thr;                                                                          \
-            h[c] = value;                                                                                            \
-            out[c] = fired ? keep[c] : (real)0;                                                                      \
-            v[c] = fired ? (real)0 : value;                                                                          \
-        }                                                                                                            \
-    }                                                                                                                \
-                                                                                                                     \
-    /* dY of one row without the carry from t + 1 */                                                                \
-    static inline void surrogate_row_##suffix(const real *restrict h, const real *restrict g,                       \
-                                              const real *restrict keep, real *restrict dy, long C, real thr,       \
-                                              real scale, real half_alpha) {                                        \
-        for (long c = 0; c < C; c++) {                                                                               \
-            const real centred = h[c] - thr;                                                                         \
-            dy[c] = half_alpha * ((g[c] * keep[c]) / ((real)1 + scale * (centred * centred)));                       \
-        }                                                                                                            \
-    }                                                                                                                \
-                                                                                                                     \
-    static inline void carry_row_##suffix(const real *restrict h, const real *restrict later, real *restrict dy,    \
-                                          const real *restrict x, const real *restrict mean,                        \
-                                          double *restrict sums, double *restrict products, long C, real thr,       \
-                                          real decay, int has_later) {                                               \
-        if (has_later)                                                                                               \
-            for (long c = 0; c < C; c++) dy[c] += h[c] < thr ? decay * later[c] : (real)0;                           \
-        for (long c = 0; c < C; c++) {                                                                               \
-            sums[c] += dy[c];                                                                                        \
-            products[c] += (double)(dy[c] * (x[c] - mean[c]));                                                       \
         }                                                                                                            \
     }                                                                                                                \
                                                                                                                      \
@@ -161,6 +128,8 @@ static void reduce_partials(const job *j, int n_threads, double *first, double *
                                                                                                                      \
     static double channel_##suffix(const void *values, long c) { return ((const real *)values)[c]; }
 
+DEFINE_NEURON_ROWS(float, f32)
+DEFINE_NEURON_ROWS(double, f64)
 DEFINE_FUSED(float, f32)
 DEFINE_FUSED(double, f64)
 
@@ -181,12 +150,13 @@ static void combine_moments(const double *moments, long B, long C, long rows, do
 
 /* Forward. gamma, beta: (C), keep: (B, C), channel: 4 C, all in the tensors' precision; mean, var: (C) doubles out
  * (var biased); work: 2 C doubles; partial: (n_threads, 2, C) doubles, zeroed; moments: (B, 2, C) doubles (see
- * combine_moments) that replace the statistics pass, or NULL. */
+ * combine_moments) that replace the statistics pass, or NULL. With `stats_only`, stop once channel holds the rows
+ * a, beta, mean (the axonal fusion runs the LIF in depthwise.c). */
 void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const void *beta, const void *keep,
                           void *out, void *h_seq, void *v, void *channel, double *mean, double *var, double *work,
-                          double *partial, const double *moments, double eps, double decay, double threshold, long T,
-                          long B, long C, gomp_parallel_fn parallel, thread_query_fn thread_num,
-                          thread_query_fn num_threads, int n_threads) {
+                          double *partial, const double *moments, int stats_only, double eps, double decay,
+                          double threshold, long T, long B, long C, gomp_parallel_fn parallel,
+                          thread_query_fn thread_num, thread_query_fn num_threads, int n_threads) {
     double *a = work, *shift = work + C;
     for (long c = 0; c < C; c++) shift[c] = is_double ? channel_f64(x, c) : channel_f32(x, c);
     job j = {x, NULL, NULL, keep, out, h_seq, v, channel, partial, shift, decay, threshold, 0, 0, T, B, C,
@@ -212,6 +182,7 @@ void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const
     set(channel, C, 0, a);
     set(channel, C, 1, shift); /* beta */
     set(channel, C, 2, mean);
+    if (stats_only) return;
     j.threads.parallel = parallel;
     pool_run(&j.threads, is_double ? lif_f64 : lif_f32, &j);
 }
@@ -219,11 +190,12 @@ void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const
 /* Backward. mean, invstd: (C) doubles from the forward; grad_x: (T, B, C) out; grad_gamma, grad_beta: (C) doubles
  * out; work: 2 C doubles; channel: 4 C values of the tensors' precision; partial: (n_threads, 2, C), zeroed. With
  * `defer_input_grad`, grad_x is left holding dY, and channel the rows a, mean dY, mean, m2 of the input gradient
- * a ((dY - mean dY) - (x - mean) m2). */
+ * a ((dY - mean dY) - (x - mean) m2). With `have_dy`, grad_x already holds dY and partial its sums (the axonal
+ * fusion's reverse pass, depthwise.c): only the BatchNorm part runs. */
 void suite_bn_lif_backward(int is_double, const void *x, const void *h_seq, const void *grad_out, const void *keep,
                            const void *gamma, const double *mean, const double *invstd, void *grad_x, void *channel,
                            double *grad_gamma, double *grad_beta, double *work, double *partial, int defer_input_grad,
-                           double decay, double threshold, double scale, double half_alpha, long T, long B, long C,
+                           int have_dy, double decay, double threshold, double scale, double half_alpha, long T, long B, long C,
                            gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
                            int n_threads) {
     job j = {x, h_seq, grad_out, keep, grad_x, NULL, NULL, channel, partial, NULL, decay, threshold, scale,
@@ -232,7 +204,7 @@ void suite_bn_lif_backward(int is_double, const void *x, const void *h_seq, cons
     double *first = work, *second = work + C;
     void (*set)(void *, long, long, const double *) = is_double ? set_channels_f64 : set_channels_f32;
     set(channel, C, 2, mean);
-    pool_run(&j.threads, is_double ? lif_backward_f64 : lif_backward_f32, &j);
+    if (!have_dy) pool_run(&j.threads, is_double ? lif_backward_f64 : lif_backward_f32, &j);
     reduce_partials(&j, n_threads, grad_beta, grad_gamma); /* sum dY, sum dY (x - mean) */
     for (long c = 0; c < C; c++) {
         first[c] = (is_double ? channel_f64(gamma, c) : channel_f32(gamma, c)) * invstd[c];

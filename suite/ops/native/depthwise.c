@@ -20,12 +20,19 @@
  * BatchNorm input gradient g = a ((dY - mean_dY) - (y - mean) m2) while gathering it, instead of reading a g that a
  * separate pass wrote.
  *
+ * Fused with the neuron stage before it (the axonal delay of the next layer, suite_lif_delay_forward/_backward): the
+ * input x is the spike train of BatchNorm -> LIF -> dropout of z, computed block by block into the thread's buffer
+ * (H written, the spikes never stored); the backward rebuilds the spikes from H for the kernel gradient and runs the
+ * LIF's reverse recurrence on the block's input gradient as soon as the correlation has produced it, writing dY and
+ * the BatchNorm sums (batchnorm_lif.c finishes the BatchNorm gradient).
+ *
  * Threads: see pool.h; the caller passes a scratch buffer of n_threads * suite_scratch_floats(...) floats.
  */
 
 #include <stddef.h>
 #include <string.h>
 
+#include "neuron.h"
 #include "pool.h"
 
 #define VL 16  /* channels per vector: one 512-bit register, or two 256-bit ones */
@@ -34,6 +41,20 @@
 #define PREFETCH_ROWS 12 /* a gather asks for the row this many steps ahead: each row is in another page */
 
 typedef float vec __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float)))); /* unaligned ok */
+
+DEFINE_NEURON_ROWS(float, f32)
+
+/* The neuron stage whose spikes are the correlation's input (axonal fusion). */
+typedef struct {
+    const float *z;       /* BatchNorm input (T, B, C) */
+    const float *keep;    /* (B, C) dropout mask (ones without dropout) */
+    const float *channel; /* rows of C: a, beta, mean (the forward reads all three, the backward the mean) */
+    float *h;             /* H (T, B, C): written by the forward, read by the backward */
+    float *dy;            /* backward: dL/d(BatchNorm output) (T, B, C), out */
+    double *partial;      /* backward: (n_threads, 2, C) sums of dY and of dY (z - mean), zeroed */
+    float decay, threshold, scale, half_alpha;
+} neuron;
+
 typedef struct {
     const float *x; /* (T, B, C) */
     const float *g; /* backward: dL/dy (T_out, B, C) */
@@ -43,6 +64,7 @@ typedef struct {
     double *moments; /* forward: (B, 2, C) mean and sum of squared deviations of y per batch item, or NULL */
     const float *y;  /* backward with `bn`: the BatchNorm input (T_out, B, C) */
     const float *bn; /* backward: (4, Cp) a, mean_dY, mean, m2 of the BatchNorm input gradient, or NULL (g is given) */
+    const neuron *lif; /* x is this neuron stage's output (and, backward, dx feeds its backward), or NULL */
     float *scratch;  /* per thread: scratch_floats floats */
     size_t scratch_floats;
     int T, B, C, D, front, T_out;
@@ -220,18 +242,83 @@ static block block_of(const job *j, int item, int blocks) {
     return (block){v0, width, block_tail(j->C, v0, width), (size_t)(item / blocks) * j->C + (size_t)v0 * VL};
 }
 
+/* Real channels of a block. */
+static long block_channels(const block *k) { return (long)(k->width - 1) * VL + k->tail; }
+
+/* The block's input from the neuron stage: BatchNorm -> LIF -> dropout of z over all T steps, H written to the
+ * tensor, the output into `spikes` (T rows of BLOCK * VL floats). */
+static void lif_block(const job *j, const block *k, float *spikes) {
+    const neuron *n = j->lif;
+    const long channels = block_channels(k), C = j->C;
+    const size_t row = (size_t)j->B * C, first = (size_t)k->v0 * VL;
+    float v[BLOCK * VL];
+    for (long c = 0; c < channels; c++) v[c] = 0;
+    for (int t = 0; t < j->T; t++) {
+        const size_t at = (size_t)t * row + k->offset;
+        if (t + PREFETCH_ROWS < j->T)
+            for (int c = 0; c < k->width; c++) {
+                __builtin_prefetch(n->z + at + PREFETCH_ROWS * row + c * VL, 0, 3);
+                __builtin_prefetch(n->h + at + PREFETCH_ROWS * row + c * VL, 1, 3);
+            }
+        lif_row_f32(n->z + at, n->keep + k->offset, n->channel + first, n->channel + C + first,
+                    n->channel + 2 * C + first, n->h + at, spikes + (size_t)t * BLOCK * VL, v, channels, n->decay,
+                    n->threshold);
+    }
+}
+
+/* The block's spikes again from H (for the kernel gradient), into `spikes` (T rows of BLOCK * VL floats). */
+static void spikes_block(const job *j, const block *k, float *spikes) {
+    const size_t row = (size_t)j->B * j->C;
+    for (int t = 0; t < j->T; t++) {
+        const float *h = j->lif->h + (size_t)t * row + k->offset;
+        if (t + PREFETCH_ROWS < j->T)
+            for (int c = 0; c < k->width; c++) __builtin_prefetch(h + PREFETCH_ROWS * row + c * VL, 0, 3);
+        spikes_row_f32(h, j->lif->keep + k->offset, spikes + (size_t)t * BLOCK * VL, block_channels(k),
+                       j->lif->threshold);
+    }
+}
+
+/* The LIF's reverse recurrence for the block, given dL/dspikes `grad` (T rows of BLOCK * VL floats): dY written to
+ * the tensor, the BatchNorm sums added to the thread's partial. */
+static void lif_backward_block(const job *j, const block *k, const float *grad) {
+    const neuron *n = j->lif;
+    const long channels = block_channels(k), C = j->C;
+    const size_t row = (size_t)j->B * C, first = (size_t)k->v0 * VL;
+    double *sums = n->partial + (size_t)pool_self(&j->threads) * 2 * C + first;
+    for (int t = j->T - 1; t >= 0; t--) {
+        const size_t at = (size_t)t * row + k->offset;
+        float *dy = n->dy + at;
+        if (t >= PREFETCH_ROWS) /* backwards in time: the rows PREFETCH_ROWS steps earlier */
+            for (int c = 0; c < k->width; c++) {
+                const size_t ahead = at - PREFETCH_ROWS * row + c * VL;
+                __builtin_prefetch(n->h + ahead, 0, 3);
+                __builtin_prefetch(n->z + ahead, 0, 3);
+                __builtin_prefetch(n->dy + ahead, 1, 3);
+            }
+        surrogate_row_f32(n->h + at, grad + (size_t)t * BLOCK * VL, n->keep + k->offset, dy, channels, n->threshold,
+                          n->scale, n->half_alpha);
+        carry_row_f32(n->h + at, t + 1 < j->T ? dy + row : dy, dy, n->z + at, n->channel + 2 * C + first, sums,
+                      sums + C, channels, n->threshold, n->decay, t + 1 < j->T);
+    }
+}
+
 /* Work items: (batch item, block of BLOCK channel vectors). */
 static void forward_blocks(void *data) {
     const job *j = data;
     const int nv = vectors(j->C), Cp = nv * VL, blocks = (nv + BLOCK - 1) / BLOCK;
     const int rows = forward_rows(j->D, j->T_out);
     const size_t row = (size_t)j->B * j->C;
-    float *columns = thread_scratch(j);
+    float *columns = thread_scratch(j), *spikes = columns + (size_t)BLOCK * rows * VL;
     int begin, end;
     thread_share(j, j->B * blocks, &begin, &end);
     for (int item = begin; item < end; item++) {
         const block k = block_of(j, item, blocks);
-        gather_block(j->x + k.offset, NULL, NULL, 0, row, j->T, j->front, k.width, k.tail, rows, columns);
+        if (j->lif) {
+            lif_block(j, &k, spikes);
+            gather_block(spikes, NULL, NULL, 0, BLOCK * VL, j->T, j->front, k.width, k.tail, rows, columns);
+        } else {
+            gather_block(j->x + k.offset, NULL, NULL, 0, row, j->T, j->front, k.width, k.tail, rows, columns);
+        }
         correlate_block(columns, rows, j->w + (size_t)k.v0 * VL, Cp, j->D, k.width, k.tail, j->T_out,
                         j->out + k.offset, row, j->moments ? j->moments + 2 * k.offset - k.v0 * VL : NULL, j->C);
     }
@@ -246,6 +333,7 @@ static void backward_blocks(void *data) {
     const int g_rows = gradient_rows(j->D, j->T, j->T_out, j->front), x_rows = weight_grad_rows(j->D, j->T_out);
     const size_t row = (size_t)j->B * j->C;
     float *gcols = thread_scratch(j), *xcols = gcols + (size_t)BLOCK * g_rows * VL;
+    float *local = xcols + (size_t)BLOCK * x_rows * VL; /* T rows of BLOCK * VL: spikes, then their gradient */
     float *sums = j->dw ? j->dw + (size_t)pool_self(&j->threads) * round_up(j->D, TILE) * Cp : NULL;
     int begin, end;
     thread_share(j, j->B * blocks, &begin, &end);
@@ -253,13 +341,23 @@ static void backward_blocks(void *data) {
         const block k = block_of(j, item, blocks);
         gather_block(j->g + k.offset, j->bn ? j->y + k.offset : NULL, j->bn ? j->bn + (size_t)k.v0 * VL : NULL,
                      (size_t)Cp, row, j->T_out, front_g, k.width, k.tail, g_rows, gcols);
-        if (j->out)
-            correlate_block(gcols, g_rows, j->w + (size_t)k.v0 * VL, Cp, j->D, k.width, k.tail, j->T,
-                            j->out + k.offset, row, NULL, j->C);
         if (sums) {
-            gather_block(j->x + k.offset, NULL, NULL, 0, row, j->T, j->front, k.width, k.tail, x_rows, xcols);
+            if (j->lif) {
+                spikes_block(j, &k, local);
+                gather_block(local, NULL, NULL, 0, BLOCK * VL, j->T, j->front, k.width, k.tail, x_rows, xcols);
+            } else {
+                gather_block(j->x + k.offset, NULL, NULL, 0, row, j->T, j->front, k.width, k.tail, x_rows, xcols);
+            }
             accumulate_weight_grad(xcols, x_rows, gcols, g_rows, front_g, j->D, k.width, j->T_out,
                                    sums + (size_t)k.v0 * VL, Cp);
+        }
+        if (j->lif) {
+            correlate_block(gcols, g_rows, j->w + (size_t)k.v0 * VL, Cp, j->D, k.width, k.tail, j->T, local,
+                            BLOCK * VL, NULL, j->C);
+            lif_backward_block(j, &k, local);
+        } else if (j->out) {
+            correlate_block(gcols, g_rows, j->w + (size_t)k.v0 * VL, Cp, j->D, k.width, k.tail, j->T,
+                            j->out + k.offset, row, NULL, j->C);
         }
     }
 }
@@ -268,8 +366,9 @@ int suite_vector_width(void) { return VL; }
 
 /* Scratch floats one thread needs for a forward (backward = 0) or a backward (1). */
 long suite_scratch_floats(int T, int D, int front, int T_out, int backward) {
-    if (!backward) return (long)BLOCK * forward_rows(D, T_out) * VL;
-    return (long)BLOCK * ((long)gradient_rows(D, T, T_out, front) + weight_grad_rows(D, T_out)) * VL;
+    const long local = (long)BLOCK * T * VL; /* the neuron stage's rows of a block (axonal fusion) */
+    if (!backward) return (long)BLOCK * forward_rows(D, T_out) * VL + local;
+    return (long)BLOCK * ((long)gradient_rows(D, T, T_out, front) + weight_grad_rows(D, T_out)) * VL + local;
 }
 
 int suite_weight_grad_rows(int D) { return round_up(D, TILE); }
@@ -279,8 +378,9 @@ int suite_weight_grad_rows(int D) { return round_up(D, TILE); }
 void suite_depthwise_forward(const float *x, const float *w, float *y, double *moments, float *scratch, int T, int B,
                              int C, int D, int front, int T_out, gomp_parallel_fn parallel, thread_query_fn thread_num,
                              thread_query_fn num_threads, int n_threads) {
-    job j = {x, NULL, w, y, NULL, moments, NULL, NULL, scratch, (size_t)suite_scratch_floats(T, D, front, T_out, 0),
-             T, B, C, D, front, T_out, {parallel, thread_num, num_threads, n_threads}};
+    job j = {x, NULL, w, y, NULL, moments, NULL, NULL, NULL, scratch,
+             (size_t)suite_scratch_floats(T, D, front, T_out, 0), T, B, C, D, front, T_out,
+             {parallel, thread_num, num_threads, n_threads}};
     pool_run(&j.threads, forward_blocks, &j);
 }
 
@@ -291,7 +391,36 @@ void suite_depthwise_backward(const float *x, const float *g, const float *y, co
                               const float *reversed_taps, float *dx, float *dw_partial, float *scratch, int T, int B,
                               int C, int D, int front, int T_out, gomp_parallel_fn parallel,
                               thread_query_fn thread_num, thread_query_fn num_threads, int n_threads) {
-    job j = {x, g, reversed_taps, dx, dw_partial, NULL, y, bn, scratch,
+    job j = {x, g, reversed_taps, dx, dw_partial, NULL, y, bn, NULL, scratch,
+             (size_t)suite_scratch_floats(T, D, front, T_out, 1), T, B, C, D, front, T_out,
+             {parallel, thread_num, num_threads, n_threads}};
+    pool_run(&j.threads, backward_blocks, &j);
+}
+
+/* The axonal fusion, forward: y = the correlation of (BatchNorm -> LIF -> dropout of z); H (T, B, C) out. channel:
+ * rows a, beta, mean of C floats (suite_bn_lif_forward with stats_only); keep (B, C). */
+void suite_lif_delay_forward(const float *z, const float *keep, const float *channel, float *h, const float *w,
+                             float *y, float *scratch, double decay, double threshold, int T, int B, int C, int D,
+                             int front, int T_out, gomp_parallel_fn parallel, thread_query_fn thread_num,
+                             thread_query_fn num_threads, int n_threads) {
+    const neuron n = {z, keep, channel, h, NULL, NULL, (float)decay, (float)threshold, 0, 0};
+    job j = {NULL, NULL, w, y, NULL, NULL, NULL, NULL, &n, scratch,
+             (size_t)suite_scratch_floats(T, D, front, T_out, 0), T, B, C, D, front, T_out,
+             {parallel, thread_num, num_threads, n_threads}};
+    pool_run(&j.threads, forward_blocks, &j);
+}
+
+/* The axonal fusion, backward: from dL/dy (g), dY (T, B, C) out, the BatchNorm sums into bn_partial
+ * ((n_threads, 2, C) doubles, zeroed; suite_bn_lif_backward with have_dy finishes), and the kernel-gradient partials
+ * (as suite_depthwise_backward) or NULL. channel: row mean (at channel + 2 C, C floats); reversed taps (D, Cp). */
+void suite_lif_delay_backward(const float *z, const float *h, const float *keep, const float *channel, const float *g,
+                              const float *reversed_taps, float *dy, double *bn_partial, float *dw_partial,
+                              float *scratch, double decay, double threshold, double scale, double half_alpha, int T,
+                              int B, int C, int D, int front, int T_out, gomp_parallel_fn parallel,
+                              thread_query_fn thread_num, thread_query_fn num_threads, int n_threads) {
+    const neuron n = {z, keep, channel, (float *)h, dy, bn_partial, (float)decay, (float)threshold, (float)scale,
+                      (float)half_alpha};
+    job j = {NULL, g, reversed_taps, NULL, dw_partial, NULL, NULL, NULL, &n, scratch,
              (size_t)suite_scratch_floats(T, D, front, T_out, 1), T, B, C, D, front, T_out,
              {parallel, thread_num, num_threads, n_threads}};
     pool_run(&j.threads, backward_blocks, &j);
