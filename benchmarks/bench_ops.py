@@ -125,6 +125,67 @@ class NeuronStage:
         sync(self.device)
 
 
+class DelayNeuronStage:
+    """A soft per-channel delay fused with a hidden layer's training-mode BatchNorm -> LIF -> dropout (dendritic:
+    the layer's delay before it; axonal: the next layer's delay after it), forward + backward: the backend's fused
+    op, and the two ops one after the other. Each call takes the next of 8 inputs (37 MB in all), so that it reads
+    them from memory as a training step does: with one input in cache the fused dendritic op is slower than the two
+    ops (its backward does more arithmetic per element), in a step it is faster (fewer passes over memory)."""
+
+    params: ClassVar[list] = [backends(), ["dendritic", "axonal"]]
+    param_names: ClassVar[list] = ["backend", "fusion"]
+    version = 1
+
+    def setup(self, backend: str, fusion: str) -> None:
+        prepare()
+        self.ops, self.device = ops_for(backend)
+        name = "delay_batchnorm_lif" if fusion == "dendritic" else "batchnorm_lif_delay"
+        gen = generator(5)
+        steps, kernel_size = GSC_STEPS + 30, 31
+        self.inputs = [(torch.randn(steps, BATCH, HIDDEN, generator=gen) * 0.8 + 0.3).to(self.device).requires_grad_()
+                       for _ in range(8)]
+        self.calls = 0
+        self.grad = torch.randn(steps + _pads(kernel_size)[1], BATCH, HIDDEN, generator=gen).to(self.device)
+        self.keep = ((torch.rand(BATCH, HIDDEN, generator=gen) > 0.25).float() / 0.75).to(self.device)
+        self.pos = positions((HIDDEN,), kernel_size).to(self.device).requires_grad_(True)
+        self.norm = torch.nn.BatchNorm1d(HIDDEN).to(self.device)
+        self.delay = (self.pos, float(kernel_size) / 2, kernel_size, *_pads(kernel_size))
+        supported = getattr(self.ops, f"{name}_supported", None)
+        x = self.inputs[0]
+        if supported is None or not (supported(x, self.pos, *self.delay[2:], self.norm.weight)
+                                     if fusion == "dendritic" else
+                                     supported(x, self.norm.weight, self.pos, *self.delay[2:])):
+            raise NotImplementedError(f"backend {backend} has no fused {fusion} delay stage for these tensors")
+        self.time_fused_forward_backward(backend, fusion)
+        self.time_separate_forward_backward(backend, fusion)
+
+    def _next_input(self) -> torch.Tensor:
+        self.calls += 1
+        return self.inputs[self.calls % len(self.inputs)]
+
+    def _stage(self) -> tuple:
+        norm = self.norm
+        return (norm.weight, norm.bias, (norm.running_mean, norm.running_var, 0.1), norm.eps, 1.5, 1.0, 5.0, self.keep)
+
+    def time_fused_forward_backward(self, backend: str, fusion: str) -> None:
+        x = self._next_input()
+        if fusion == "dendritic":
+            y = self.ops.delay_batchnorm_lif(x, *self.delay, *self._stage())
+        else:
+            y = self.ops.batchnorm_lif_delay(x, *self._stage(), *self.delay)
+        torch.autograd.grad(y, (x, self.pos), self.grad)
+        sync(self.device)
+
+    def time_separate_forward_backward(self, backend: str, fusion: str) -> None:
+        x = self._next_input()
+        if fusion == "dendritic":
+            y = self.ops.batchnorm_lif(self.ops.channel_delay(x, *self.delay), *self._stage())
+        else:
+            y = self.ops.channel_delay(self.ops.batchnorm_lif(x, *self._stage()), *self.delay)
+        torch.autograd.grad(y, (x, self.pos), self.grad)
+        sync(self.device)
+
+
 class ChannelDelay:
     """One learnable delay per channel (axonal: on the layer inputs, dendritic: on the outputs)."""
 
