@@ -234,12 +234,12 @@ def batchnorm_lif(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     return _BatchNormLIF.apply(x.contiguous(), weight, bias, keep, running, eps, tau, v_threshold, alpha)
 
 
-def _stage_constants(ctx, sig: float, kernel_size: int, pad_left: int, tau: float, v_threshold: float,
+def _stage_constants(ctx, sig: float, pad_left: int, tau: float, v_threshold: float,
                      alpha: float) -> tuple[float, float]:
     """(Gaussian spread |SIG| + offset, LIF decay) of a delay fused with a neuron stage; kept on ``ctx`` with the
     rest of the constants the backward needs (``ctx.params``)."""
     sigma, decay = abs(sig) + SIGMA_OFFSET, 1.0 - 1.0 / tau
-    ctx.params = (kernel_size, sigma, pad_left, decay, v_threshold, alpha)
+    ctx.params = (sigma, pad_left, decay, v_threshold, alpha)
     return sigma, decay
 
 
@@ -257,9 +257,9 @@ class _DelayBatchNormLIF(torch.autograd.Function):
                 running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float, v_threshold: float,
                 alpha: float) -> torch.Tensor:
         x = x.contiguous()
-        sigma, decay = _stage_constants(ctx, sig, kernel_size, pad_left, tau, v_threshold, alpha)
-        y, moments = native.gaussian_delay_forward(x, pos, kernel_size, sigma, KERNEL_NORM_EPS, pad_left, pad_right,
-                                                   moments=True)
+        sigma, decay = _stage_constants(ctx, sig, pad_left, tau, v_threshold, alpha)
+        ctx.taps = native.gaussian_taps(pos, kernel_size, sigma, KERNEL_NORM_EPS)
+        y, moments = native.gaussian_delay_forward(x, ctx.taps, pad_left, pad_right, moments=True)
         out, h_seq, mean, var = native.batchnorm_lif_forward(y, weight, bias, keep, eps, decay, v_threshold, moments)
         _update_running_stats(running, mean, var, y.shape[0] * y.shape[1])
         ctx.save_for_backward(x, pos, y, h_seq, keep, weight)
@@ -270,12 +270,12 @@ class _DelayBatchNormLIF(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         x, pos, y, h_seq, keep, weight = ctx.saved_tensors
-        kernel_size, sigma, pad_left, decay, v_threshold, alpha = ctx.params
+        sigma, pad_left, decay, v_threshold, alpha = ctx.params
         grad_dy, grad_weight, grad_bias, channel = native.batchnorm_lif_backward(
             y, h_seq, grad_out, keep, weight, *ctx.stats, decay, v_threshold, atan_scale(alpha), alpha / 2,
             defer_input_grad=True)
-        grad_x, grad_pos = native.gaussian_delay_backward(x, pos, kernel_size, sigma, KERNEL_NORM_EPS, grad_dy,
-                                                          pad_left, *ctx.needs_input_grad[:2], batchnorm=(channel, y))
+        grad_x, grad_pos = native.gaussian_delay_backward(x, pos, ctx.taps, sigma, grad_dy, pad_left,
+                                                          *ctx.needs_input_grad[:2], batchnorm=(channel, y))
         return (grad_x, grad_pos, grad_weight, grad_bias) + (None,) * 10
 
 
@@ -312,9 +312,10 @@ class _BatchNormLIFDelay(torch.autograd.Function):
                 tau: float, v_threshold: float, alpha: float, sig: float, kernel_size: int, pad_left: int,
                 pad_right: int) -> torch.Tensor:
         z = z.contiguous()
-        sigma, decay = _stage_constants(ctx, sig, kernel_size, pad_left, tau, v_threshold, alpha)
-        y, h_seq, mean, var = native.lif_delay_forward(z, weight, bias, keep, eps, decay, v_threshold, pos,
-                                                       kernel_size, sigma, KERNEL_NORM_EPS, pad_left, pad_right)
+        sigma, decay = _stage_constants(ctx, sig, pad_left, tau, v_threshold, alpha)
+        ctx.taps = native.gaussian_taps(pos, kernel_size, sigma, KERNEL_NORM_EPS)
+        y, h_seq, mean, var = native.lif_delay_forward(z, weight, bias, keep, eps, decay, v_threshold, ctx.taps,
+                                                       pad_left, pad_right)
         _update_running_stats(running, mean, var, z.shape[0] * z.shape[1])
         ctx.save_for_backward(z, h_seq, keep, weight, pos)
         ctx.stats = (mean, (var + eps).rsqrt())
@@ -324,10 +325,10 @@ class _BatchNormLIFDelay(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
         z, h_seq, keep, weight, pos = ctx.saved_tensors
-        kernel_size, sigma, pad_left, decay, v_threshold, alpha = ctx.params
+        sigma, pad_left, decay, v_threshold, alpha = ctx.params
         grad_z, grad_pos, grad_weight, grad_bias = native.lif_delay_backward(
-            z, h_seq, keep, weight, *ctx.stats, pos, kernel_size, sigma, KERNEL_NORM_EPS, grad_y, pad_left,
-            ctx.needs_input_grad[3], decay, v_threshold, atan_scale(alpha), alpha / 2)
+            z, h_seq, keep, weight, *ctx.stats, pos, ctx.taps, sigma, grad_y, pad_left, ctx.needs_input_grad[3], decay,
+            v_threshold, atan_scale(alpha), alpha / 2)
         return (grad_z, grad_weight, grad_bias, grad_pos) + (None,) * 10
 
 
@@ -459,23 +460,22 @@ class _NativeGaussianDelay(torch.autograd.Function):
     """The soft per-channel delay as one op on CPU float32 (:mod:`suite.ops.native`): the Gaussian taps are built in
     C in the depthwise kernels' layout, and the backward turns the kernel-gradient partial sums into dL/dpos in closed
     form. Same values as ``gaussian_kernel`` + the correlation within float rounding, without the ~25 small ops of
-    the kernel's autograd graph per call. Saves the input and the positions."""
+    the kernel's autograd graph per call. Saves the input, the positions and the (D, Cp) taps."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int, pad_left: int,  # type: ignore[override]
                 pad_right: int) -> torch.Tensor:
         x = x.contiguous()
         ctx.save_for_backward(x, pos)
-        ctx.shape = (kernel_size, abs(sig) + SIGMA_OFFSET, KERNEL_NORM_EPS, pad_left)
-        return native.gaussian_delay_forward(x, pos, kernel_size, abs(sig) + SIGMA_OFFSET, KERNEL_NORM_EPS,
-                                             pad_left, pad_right)[0]
+        ctx.sigma, ctx.pad_left = abs(sig) + SIGMA_OFFSET, pad_left
+        ctx.taps = native.gaussian_taps(pos, kernel_size, ctx.sigma, KERNEL_NORM_EPS)
+        return native.gaussian_delay_forward(x, ctx.taps, pad_left, pad_right)[0]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
         x, pos = ctx.saved_tensors
-        kernel_size, sigma, eps, pad_left = ctx.shape
-        grad_x, grad_pos = native.gaussian_delay_backward(x, pos, kernel_size, sigma, eps, grad_y, pad_left,
+        grad_x, grad_pos = native.gaussian_delay_backward(x, pos, ctx.taps, ctx.sigma, grad_y, ctx.pad_left,
                                                           *ctx.needs_input_grad[:2])
         return grad_x, grad_pos, None, None, None, None
 
@@ -508,8 +508,8 @@ def channel_delay(
     if native.gaussian_delay_eligible(x, pos, kernel_size, pad_left, pad_right):
         if torch.is_grad_enabled() and (x.requires_grad or pos.requires_grad):
             return _NativeGaussianDelay.apply(x, pos, sig, kernel_size, pad_left, pad_right)
-        return native.gaussian_delay_forward(x, pos, kernel_size, abs(sig) + SIGMA_OFFSET, KERNEL_NORM_EPS,
-                                             pad_left, pad_right)[0]
+        taps = native.gaussian_taps(pos, kernel_size, abs(sig) + SIGMA_OFFSET, KERNEL_NORM_EPS)
+        return native.gaussian_delay_forward(x, taps, pad_left, pad_right)[0]
     kernel = gaussian_kernel(pos, sig, kernel_size)  # (C, D), small: its own autograd graph carries dP
     return _channel_conv(x, kernel, pad_left, pad_right)
 

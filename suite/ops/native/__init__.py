@@ -116,8 +116,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.suite_bn_lif_forward.argtypes = [int_] + [pointer] * 13 + [int_] + [double] * 3 + [long_] * 3 + pool
     lib.suite_bn_lif_backward.argtypes = [int_] + [pointer] * 13 + [int_] * 2 + [double] * 4 + [long_] * 3 + pool
     lib.suite_recurrence.restype = lib.suite_bn_lif_forward.restype = lib.suite_bn_lif_backward.restype = None
-    lib.suite_gaussian_taps.argtypes = [pointer] + [int_] * 3 + [double] * 2 + [int_, pointer]
-    lib.suite_gaussian_position_grad.argtypes = [pointer] * 2 + [int_] * 5 + [double] * 2 + [pointer]
+    lib.suite_gaussian_taps.argtypes = [pointer] + [int_] * 3 + [double] * 2 + [pointer] + pool
+    lib.suite_gaussian_position_grad.argtypes = [pointer] * 3 + [int_] * 5 + [double, pointer]
     lib.suite_gaussian_taps.restype = lib.suite_gaussian_position_grad.restype = None
     lib.suite_lif_delay_forward.argtypes = [pointer] * 7 + [double] * 2 + [int_] * 6 + pool
     lib.suite_lif_delay_backward.argtypes = [pointer] * 10 + [double] * 4 + [int_] * 6 + pool
@@ -341,53 +341,52 @@ def gaussian_delay_eligible(x: torch.Tensor, pos: torch.Tensor, kernel_size: int
             and library() is not None)
 
 
-def _gaussian_taps(pos: torch.Tensor, kernel_size: int, sigma: float, eps: float, reverse: bool) -> torch.Tensor:
+def gaussian_taps(pos: torch.Tensor, kernel_size: int, sigma: float, eps: float) -> torch.Tensor:
+    """The Gaussian kernels of the (C,) float32 positions in the depthwise kernels' layout, (D, Cp): row k holds tap k
+    of every channel (``sigma`` = |SIG| + offset; ``eps`` the normaliser's)."""
     pos = pos.detach().contiguous()
     taps = pos.new_empty(kernel_size, _padded_channels(pos.shape[0]))
-    _loaded().suite_gaussian_taps(pos.data_ptr(), pos.shape[0], kernel_size, taps.shape[1], sigma, eps, int(reverse),
-                                  taps.data_ptr())
+    _loaded().suite_gaussian_taps(pos.data_ptr(), pos.shape[0], kernel_size, taps.shape[1], sigma, eps,
+                                  taps.data_ptr(), *_pool())
     return taps
 
 
 def gaussian_kernel(pos: torch.Tensor, kernel_size: int, sigma: float, eps: float) -> torch.Tensor:
-    """The (C, D) kernel :func:`gaussian_delay_forward` applies (``sigma`` = |SIG| + offset; ``eps`` the
-    normaliser's), for tests and inspection."""
-    return _gaussian_taps(pos, kernel_size, sigma, eps, reverse=False)[:, :pos.shape[0]].t()
+    """The (C, D) kernel of :func:`gaussian_taps`, for tests and inspection."""
+    return gaussian_taps(pos, kernel_size, sigma, eps)[:, :pos.shape[0]].t()
 
 
-def gaussian_delay_forward(x: torch.Tensor, pos: torch.Tensor, kernel_size: int, sigma: float, eps: float,
-                           pad_left: int, pad_right: int, moments: bool = False
-                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """:func:`depthwise_forward` with the Gaussian kernel of ``pos``, built here in the kernels' layout; with
-    ``moments`` also the output's (B, 2, C) moments (see :func:`_correlate`), else None."""
-    steps_out = _steps_out(x.shape[0], kernel_size, pad_left, pad_right)
-    return _correlate(x.detach().contiguous(), _gaussian_taps(pos, kernel_size, sigma, eps, reverse=False), pad_left,
-                      steps_out, moments)
+def gaussian_delay_forward(x: torch.Tensor, taps: torch.Tensor, pad_left: int, pad_right: int,
+                           moments: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`depthwise_forward` with the kernels of :func:`gaussian_taps`; with ``moments`` also the output's
+    (B, 2, C) moments (see :func:`_correlate`), else None."""
+    steps_out = _steps_out(x.shape[0], taps.shape[0], pad_left, pad_right)
+    return _correlate(x.detach().contiguous(), taps, pad_left, steps_out, moments)
 
 
-def gaussian_delay_backward(x: torch.Tensor, pos: torch.Tensor, kernel_size: int, sigma: float, eps: float,
+def gaussian_delay_backward(x: torch.Tensor, pos: torch.Tensor, taps: torch.Tensor, sigma: float,
                             grad_y: torch.Tensor, pad_left: int, need_x: bool, need_pos: bool,
                             batchnorm: tuple[torch.Tensor, torch.Tensor] | None = None
                             ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """dL/dx and dL/dpos of :func:`gaussian_delay_forward`, each only if asked for: one depthwise backward pass, then
-    the position gradient in closed form from its per-thread partial sums of the kernel gradient. ``batchnorm``: see
-    :func:`_correlate_backward`."""
+    """dL/dx and dL/dpos of :func:`gaussian_delay_forward` (``taps``: the forward's), each only if asked for: one
+    depthwise backward pass, then the position gradient in closed form from its per-thread partial sums of the kernel
+    gradient. ``batchnorm``: see :func:`_correlate_backward`."""
     if not (need_x or need_pos):
         return None, None
-    grad_x, partial = _correlate_backward(x, _gaussian_taps(pos, kernel_size, sigma, eps, reverse=True), grad_y,
-                                          pad_left, need_x, need_pos, batchnorm)
-    return grad_x, _position_grad(pos, partial, kernel_size, sigma, eps)
+    grad_x, partial = _correlate_backward(x, taps.flip(0), grad_y, pad_left, need_x, need_pos, batchnorm)
+    return grad_x, _position_grad(pos, taps, partial, sigma)
 
 
-def _position_grad(pos: torch.Tensor, partial: torch.Tensor | None, kernel_size: int, sigma: float,
-                   eps: float) -> torch.Tensor | None:
-    """dL/dpos of the Gaussian kernels from the depthwise backward's kernel-gradient partials (None: not asked)."""
+def _position_grad(pos: torch.Tensor, taps: torch.Tensor, partial: torch.Tensor | None,
+                   sigma: float) -> torch.Tensor | None:
+    """dL/dpos of the Gaussian kernels ``taps`` from the depthwise backward's kernel-gradient partials (None: not
+    asked)."""
     if partial is None:
         return None
     pos = pos.detach().contiguous()
     grad_pos = torch.empty_like(pos)
-    _loaded().suite_gaussian_position_grad(pos.data_ptr(), partial.data_ptr(), partial.shape[0], partial.shape[1],
-                                           pos.shape[0], kernel_size, partial.shape[2], sigma, eps,
+    _loaded().suite_gaussian_position_grad(pos.data_ptr(), taps.data_ptr(), partial.data_ptr(), partial.shape[0],
+                                           partial.shape[1], pos.shape[0], taps.shape[0], partial.shape[2], sigma,
                                            grad_pos.data_ptr())
     return grad_pos
 
@@ -482,18 +481,17 @@ def batchnorm_lif_backward(x: torch.Tensor, h_seq: torch.Tensor, grad_out: torch
 
 
 def lif_delay_forward(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor | None,
-                      eps: float, decay: float, v_threshold: float, pos: torch.Tensor, kernel_size: int, sigma: float,
-                      norm_eps: float, pad_left: int, pad_right: int
+                      eps: float, decay: float, v_threshold: float, taps: torch.Tensor, pad_left: int, pad_right: int
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(y, H, batch mean, biased batch variance): :func:`batchnorm_lif_forward` of the float32 (T, B, C) ``z``
-    followed by :func:`gaussian_delay_forward` of its output, which is never stored (built block by block in the
-    depthwise kernel's buffers)."""
+    followed by :func:`gaussian_delay_forward` of its output with ``taps`` (:func:`gaussian_taps`), the output never
+    stored (built block by block in the depthwise kernel's buffers)."""
     lib = _loaded()
     z = z.detach().contiguous()
     steps, batch, channels = z.shape
     keep = _mask(keep, z)
     _, _, mean, var, channel = _bn_forward(z, weight, bias, keep, eps, decay, v_threshold, None, True)
-    taps = _gaussian_taps(pos, kernel_size, sigma, norm_eps, reverse=False)
+    kernel_size = taps.shape[0]
     steps_out = _steps_out(steps, kernel_size, pad_left, pad_right)
     y, h_seq = z.new_empty(steps_out, batch, channels), torch.empty_like(z)
     pool = _pool()
@@ -505,8 +503,8 @@ def lif_delay_forward(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
 
 
 def lif_delay_backward(z: torch.Tensor, h_seq: torch.Tensor, keep: torch.Tensor | None, weight: torch.Tensor,
-                       mean: torch.Tensor, invstd: torch.Tensor, pos: torch.Tensor, kernel_size: int, sigma: float,
-                       norm_eps: float, grad_y: torch.Tensor, pad_left: int, need_pos: bool, decay: float,
+                       mean: torch.Tensor, invstd: torch.Tensor, pos: torch.Tensor, taps: torch.Tensor, sigma: float,
+                       grad_y: torch.Tensor, pad_left: int, need_pos: bool, decay: float,
                        v_threshold: float, scale: float, half_alpha: float
                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """(dL/dz, dL/dpos or None, dL/dweight, dL/dbias) of :func:`lif_delay_forward`: one depthwise pass that also runs
@@ -515,7 +513,7 @@ def lif_delay_backward(z: torch.Tensor, h_seq: torch.Tensor, keep: torch.Tensor 
     lib = _loaded()
     steps, batch, channels = z.shape
     keep = _mask(keep, z)
-    reversed_taps = _gaussian_taps(pos, kernel_size, sigma, norm_eps, reverse=True)
+    kernel_size, reversed_taps = taps.shape[0], taps.flip(0)
     grad_y = grad_y.detach().contiguous()
     pool = _pool()
     dy = torch.empty_like(z)
@@ -532,4 +530,4 @@ def lif_delay_backward(z: torch.Tensor, h_seq: torch.Tensor, keep: torch.Tensor 
         half_alpha, steps, batch, channels, kernel_size, pad_left, grad_y.shape[0], *pool)
     grad_z, grad_weight, grad_bias, _ = _bn_backward(z, h_seq, dy, keep, weight, mean, invstd, decay, v_threshold,
                                                      scale, half_alpha, False, bn_partial, pool)
-    return grad_z, _position_grad(pos, dw_partial, kernel_size, sigma, norm_eps), grad_weight, grad_bias
+    return grad_z, _position_grad(pos, taps, dw_partial, sigma), grad_weight, grad_bias
