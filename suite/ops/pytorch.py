@@ -22,8 +22,11 @@ How the kernels are laid out for speed (docs/performance.md has the measurements
   not depend on the recurrence (spikes, surrogate, reset masks) runs once over the whole sequence. Without autograd
   the LIF saves nothing.
 - Per-channel delays are a depthwise correlation over time. On CPU (float32) the compiled kernels of
-  :mod:`suite.ops.native` copy a block of (batch item, 8 x 16 channels) series into per-thread buffers with the
-  padding as zeros and keep 16 outputs in registers across the taps; they save the unpadded input. Elsewhere the
+  :mod:`suite.ops.native` build the Gaussian kernels in their own layout, copy a block of (batch item, 8 x 16
+  channels) series into per-thread buffers with the padding as zeros and keep 16 outputs in registers across the
+  taps; they save the unpadded input, and the position gradient comes in closed form from the kernel gradient. In
+  training they also fuse with the neuron stage (``delay_batchnorm_lif``: a dendritic layer's delay and its
+  BatchNorm -> LIF -> dropout; ``batchnorm_lif_delay``: that stage and the next layer's axonal delay). Elsewhere the
   time-major (T, B, C) tensor *is* the channels-last layout of a (1, C, T, B) image, so ``conv2d`` with a
   (C, 1, D, 1) kernel runs oneDNN's NHWC depthwise kernel with no permute copy, and the backward calls
   ``convolution_backward`` in the same layout.
