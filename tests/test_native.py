@@ -250,7 +250,8 @@ def test_any_load_failure_falls_back(fresh_native, monkeypatch) -> None:
 @needs_library
 def test_malformed_inputs_raise_instead_of_reaching_the_kernels() -> None:
     """A kernel whose channel count differs from the input's goes to oneDNN, which raises; a dropout mask that only
-    broadcasts to (B, C) is expanded (as ``x * keep`` would), one that does not raises."""
+    broadcasts to (B, C) is expanded (as ``x * keep`` would), one that does not raises; a fused op called where its
+    ``*_supported`` is False raises a ValueError naming the tensors."""
     x = torch.randn(10, 2, 64)
     with pytest.raises(RuntimeError, match="channels"):
         ops._channel_conv(x, torch.rand(16, 5), 4, 2)
@@ -261,6 +262,13 @@ def test_malformed_inputs_raise_instead_of_reaching_the_kernels() -> None:
     with pytest.raises(RuntimeError):
         ops.batchnorm_lif(x, norm.weight, norm.bias, None, 1e-5, 1.5, 1.0, 5.0, torch.ones(3, 64))
     assert not ops.batchnorm_lif_supported(x, torch.ones(16))
+    stage = (None, 1e-5, 1.5, 1.0, 5.0, None)
+    with pytest.raises(ValueError, match=r"batchnorm_lif cannot run on input \(10, 2, 64\).*weight \(16,\)"):
+        ops.batchnorm_lif(x, torch.ones(16), torch.zeros(16), *stage)
+    with pytest.raises(ValueError, match=r"delay_batchnorm_lif cannot run .*positions \(63,\)"):
+        ops.delay_batchnorm_lif(x, torch.zeros(63), 1.0, 5, 4, 2, norm.weight, norm.bias, *stage)
+    with pytest.raises(ValueError, match=r"batchnorm_lif_delay cannot run .*float64"):
+        ops.batchnorm_lif_delay(x.double(), norm.weight, norm.bias, *stage, torch.zeros(64), 1.0, 5, 4, 2)
 
 
 @needs_library

@@ -232,9 +232,21 @@ def batchnorm_lif(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     """A hidden layer's training-mode neuron stage in one op (optional for backends; see ``OPTIONAL_FUNCTIONS``):
     BatchNorm over the T x B rows with batch statistics, then :func:`lif_spikes`, then ``* keep`` (the dropout mask,
     (B, C), or None). ``running = (running_mean, running_var, factor)`` is updated in place as ``F.batch_norm`` does
-    in training (None: not tracked). Only where :func:`batchnorm_lif_supported`.
+    in training (None: not tracked). Only where :func:`batchnorm_lif_supported`; elsewhere ValueError.
     """
+    _require(batchnorm_lif_supported(x, weight), "batchnorm_lif", x, weight)
     return _BatchNormLIF.apply(x.contiguous(), weight, bias, keep, running, eps, tau, v_threshold, alpha)
+
+
+def _require(supported: bool, op: str, x: torch.Tensor, weight: torch.Tensor | None,
+             pos: torch.Tensor | None = None) -> None:
+    """One-line ValueError naming the op and the tensors when a fused op is called where it does not run (its
+    ``*_supported`` is False): the C kernels would read out of bounds."""
+    if not supported:
+        described = ", ".join(f"{name} {tuple(t.shape)} {t.dtype} on {t.device}"
+                              for name, t in (("input", x), ("BatchNorm weight", weight), ("positions", pos))
+                              if t is not None)
+        raise ValueError(f"{op} cannot run on {described or 'these tensors'} (see {op}_supported); compose the ops")
 
 
 def _stage_constants(ctx, sig: float, pad_left: int, tau: float, v_threshold: float,
@@ -297,8 +309,10 @@ def delay_batchnorm_lif(x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_s
                         v_threshold: float, alpha: float, keep: torch.Tensor | None) -> torch.Tensor:
     """A dendritic hidden layer's training-mode stage after its weights in one op (optional for backends; see
     ``OPTIONAL_FUNCTIONS``): :func:`channel_delay`, then :func:`batchnorm_lif` (same arguments). Only where
-    :func:`delay_batchnorm_lif_supported`.
+    :func:`delay_batchnorm_lif_supported`; elsewhere ValueError.
     """
+    _require(delay_batchnorm_lif_supported(x, pos, kernel_size, pad_left, pad_right, weight), "delay_batchnorm_lif", x,
+             weight, pos)
     return _DelayBatchNormLIF.apply(x, pos, weight, bias, keep, sig, kernel_size, pad_left, pad_right, running, eps,
                                     tau, v_threshold, alpha)
 
@@ -349,8 +363,11 @@ def batchnorm_lif_delay(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
                         kernel_size: int, pad_left: int, pad_right: int) -> torch.Tensor:
     """A hidden layer's training-mode neuron stage followed by the next layer's axonal delay, in one op (optional for
     backends; see ``OPTIONAL_FUNCTIONS``): :func:`batchnorm_lif` (same arguments), then :func:`channel_delay` of
-    its output (``pos``, ``sig`` ... of the next layer). Only where :func:`batchnorm_lif_delay_supported`.
+    its output (``pos``, ``sig`` ... of the next layer). Only where :func:`batchnorm_lif_delay_supported`; elsewhere
+    ValueError.
     """
+    _require(batchnorm_lif_delay_supported(z, weight, pos, kernel_size, pad_left, pad_right), "batchnorm_lif_delay", z,
+             weight, pos)
     return _BatchNormLIFDelay.apply(z, weight, bias, pos, keep, running, eps, tau, v_threshold, alpha, sig,
                                     kernel_size, pad_left, pad_right)
 
