@@ -182,9 +182,11 @@ def leaky_readout(x: torch.Tensor, tau: float) -> torch.Tensor:
     return _LeakyReadout.apply(x, tau)
 
 
-def _update_running_stats(running: tuple[torch.Tensor, torch.Tensor, float] | None, mean: torch.Tensor,
-                          var: torch.Tensor, rows: int) -> None:
-    """``nn.BatchNorm1d``'s running statistics in training (as F.batch_norm: the variance stored unbiased)."""
+def _record_statistics(ctx, running: tuple[torch.Tensor, torch.Tensor, float] | None, mean: torch.Tensor,
+                       var: torch.Tensor, eps: float, rows: int) -> None:
+    """After a fused BatchNorm forward: keep (mean, 1 / std) for the backward and update ``nn.BatchNorm1d``'s running
+    statistics as F.batch_norm does in training (the variance stored unbiased)."""
+    ctx.stats = (mean, (var + eps).rsqrt())
     if running is not None:
         running_mean, running_var, factor = running
         running_mean.mul_(1.0 - factor).add_(mean.to(running_mean.dtype), alpha=factor)
@@ -203,9 +205,8 @@ class _BatchNormLIF(torch.autograd.Function):
                 alpha: float) -> torch.Tensor:
         decay = 1.0 - 1.0 / tau
         out, h_seq, mean, var = native.batchnorm_lif_forward(x, weight, bias, keep, eps, decay, v_threshold)
-        _update_running_stats(running, mean, var, x.shape[0] * x.shape[1])
+        _record_statistics(ctx, running, mean, var, eps, x.shape[0] * x.shape[1])
         ctx.save_for_backward(x, h_seq, keep, weight)
-        ctx.stats = (mean, (var + eps).rsqrt())
         ctx.decay, ctx.v_threshold, ctx.alpha = decay, v_threshold, alpha
         return out
 
@@ -249,13 +250,15 @@ def _require(supported: bool, op: str, x: torch.Tensor, weight: torch.Tensor | N
         raise ValueError(f"{op} cannot run on {described or 'these tensors'} (see {op}_supported); compose the ops")
 
 
-def _stage_constants(ctx, sig: float, pad_left: int, tau: float, v_threshold: float,
-                     alpha: float) -> tuple[float, float]:
-    """(Gaussian spread |SIG| + offset, LIF decay) of a delay fused with a neuron stage; kept on ``ctx`` with the
-    rest of the constants the backward needs (``ctx.params``)."""
+def _delay_stage_setup(ctx, pos: torch.Tensor, sig: float, kernel_size: int, pad_left: int, tau: float,
+                      v_threshold: float, alpha: float) -> float:
+    """For a delay fused with a neuron stage: the Gaussian taps (``ctx.taps``, built once and reused by the backward)
+    and the constants the backward needs (``ctx.params``); returns the LIF decay."""
     sigma, decay = abs(sig) + SIGMA_OFFSET, 1.0 - 1.0 / tau
+    ctx.taps = native.gaussian_taps(pos, kernel_size, sigma, KERNEL_NORM_EPS)
     ctx.params = (sigma, pad_left, decay, v_threshold, alpha)
-    return sigma, decay
+    return decay
+
 
 
 class _DelayBatchNormLIF(torch.autograd.Function):
@@ -272,13 +275,11 @@ class _DelayBatchNormLIF(torch.autograd.Function):
                 running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float, v_threshold: float,
                 alpha: float) -> torch.Tensor:
         x = x.contiguous()
-        sigma, decay = _stage_constants(ctx, sig, pad_left, tau, v_threshold, alpha)
-        ctx.taps = native.gaussian_taps(pos, kernel_size, sigma, KERNEL_NORM_EPS)
+        decay = _delay_stage_setup(ctx, pos, sig, kernel_size, pad_left, tau, v_threshold, alpha)
         y, moments = native.gaussian_delay_forward(x, ctx.taps, pad_left, pad_right, moments=True)
         out, h_seq, mean, var = native.batchnorm_lif_forward(y, weight, bias, keep, eps, decay, v_threshold, moments)
-        _update_running_stats(running, mean, var, y.shape[0] * y.shape[1])
+        _record_statistics(ctx, running, mean, var, eps, y.shape[0] * y.shape[1])
         ctx.save_for_backward(x, pos, y, h_seq, keep, weight)
-        ctx.stats = (mean, (var + eps).rsqrt())
         return out
 
     @staticmethod
@@ -329,13 +330,11 @@ class _BatchNormLIFDelay(torch.autograd.Function):
                 tau: float, v_threshold: float, alpha: float, sig: float, kernel_size: int, pad_left: int,
                 pad_right: int) -> torch.Tensor:
         z = z.contiguous()
-        sigma, decay = _stage_constants(ctx, sig, pad_left, tau, v_threshold, alpha)
-        ctx.taps = native.gaussian_taps(pos, kernel_size, sigma, KERNEL_NORM_EPS)
+        decay = _delay_stage_setup(ctx, pos, sig, kernel_size, pad_left, tau, v_threshold, alpha)
         y, h_seq, mean, var = native.lif_delay_forward(z, weight, bias, keep, eps, decay, v_threshold, ctx.taps,
                                                        pad_left, pad_right)
-        _update_running_stats(running, mean, var, z.shape[0] * z.shape[1])
+        _record_statistics(ctx, running, mean, var, eps, z.shape[0] * z.shape[1])
         ctx.save_for_backward(z, h_seq, keep, weight, pos)
-        ctx.stats = (mean, (var + eps).rsqrt())
         return y
 
     @staticmethod
