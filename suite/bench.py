@@ -92,6 +92,14 @@ class BenchConfig:
         return (self.kernel_size - 1) // 2
 
 
+def quartiles(values: Sequence[float]) -> tuple[float, float]:
+    """First and third quartile (inclusive method; both the value itself for a single one)."""
+    if len(values) == 1:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
+
+
 @dataclass
 class Timing:
     """Per-call wall times, process CPU times and minor page faults of one timed callable."""
@@ -102,8 +110,8 @@ class Timing:
 
     def stats(self) -> dict[str, float]:
         w = sorted(self.wall)
-        q = statistics.quantiles(w, n=4, method="inclusive") if len(w) > 1 else [w[0]] * 3
-        return {"median_s": statistics.median(w), "iqr_s": q[2] - q[0], "min_s": w[0],
+        q1, q3 = quartiles(w)
+        return {"median_s": statistics.median(w), "iqr_s": q3 - q1, "min_s": w[0],
                 "mean_s": statistics.fmean(w), "cpu_median_s": statistics.median(self.cpu),
                 "minor_faults_median": statistics.median(self.minor_faults), "repeats": len(w),
                 "wall_each_s": list(self.wall)}
@@ -459,10 +467,9 @@ def _ratio(published: float, ours: float) -> float | None:
     return published / ours if ours > 0 else None
 
 
-def _paired_ratio(numerator: Mapping[str, Any], denominator: Mapping[str, Any]) -> float | None:
-    """Median over rounds of numerator / denominator time within the same round (see :func:`time_interleaved`)."""
-    pairs = [a / b for a, b in zip(numerator["wall_each_s"], denominator["wall_each_s"], strict=True) if b > 0]
-    return statistics.median(pairs) if pairs else None
+def _paired_ratios(numerator: Mapping[str, Any], denominator: Mapping[str, Any]) -> list[float]:
+    """numerator / denominator time within each round (see :func:`time_interleaved`)."""
+    return [a / b for a, b in zip(numerator["wall_each_s"], denominator["wall_each_s"], strict=True) if b > 0]
 
 
 def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None]) -> dict[str, Any]:
@@ -498,17 +505,21 @@ def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None])
                 memory[name] = cpu_train_peak_memory(cfg, delay_type, name)
         result["peak_memory_train"] = memory
     ratios: dict[str, Any] = {}
+    spread: dict[str, Any] = {}
     train, infer_hard = result["train_step"], result["inference_hard"]
     for name in [*ours, PUBLISHED]:
-        entry = {"train_over_dense": _paired_ratio(train[name], result["dense_matmuls"])}
+        paired = {"train_over_dense": _paired_ratios(train[name], result["dense_matmuls"])}
         if name != PUBLISHED:
-            entry["train_step"] = _paired_ratio(train[PUBLISHED], train[name])
-            entry["inference_hard"] = _paired_ratio(infer_hard[PUBLISHED], infer_hard[name])
-            if cfg.memory:
-                entry["peak_memory_train"] = _ratio(result["peak_memory_train"][PUBLISHED]["peak_bytes"],
-                                                    result["peak_memory_train"][name]["peak_bytes"])
+            paired["train_step"] = _paired_ratios(train[PUBLISHED], train[name])
+            paired["inference_hard"] = _paired_ratios(infer_hard[PUBLISHED], infer_hard[name])
+        entry: dict[str, float | None] = {k: statistics.median(v) if v else None for k, v in paired.items()}
+        spread[name] = {k: list(quartiles(v)) for k, v in paired.items() if v}
+        if name != PUBLISHED and cfg.memory:
+            entry["peak_memory_train"] = _ratio(result["peak_memory_train"][PUBLISHED]["peak_bytes"],
+                                                result["peak_memory_train"][name]["peak_bytes"])
         ratios[name] = entry
     result["ratios"] = ratios
+    result["ratio_quartiles"] = spread  # of the per-round ratios: how much of a ratio is the host's noise
     return result
 
 
@@ -548,8 +559,13 @@ def _mib(entry: Mapping[str, Any]) -> str:
     return f"{entry['peak_bytes'] / 2**20:.0f}"
 
 
-def _x(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}x"
+def _x(value: float | None, spread: Sequence[float] | None = None) -> str:
+    """A ratio, with the quartiles of its per-round values when there are several rounds."""
+    if value is None:
+        return "—"
+    if spread is None or spread[0] == spread[1]:
+        return f"{value:.2f}x"
+    return f"{value:.2f}x ({spread[0]:.2f}-{spread[1]:.2f})"
 
 
 def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -568,18 +584,20 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         if "peak_memory_train" in res:
             measures.append(("training peak memory (MiB)", "peak_memory_train",
                              lambda n, r=res: _mib(r["peak_memory_train"][n]), "peak_memory_train"))
+        spread = res.get("ratio_quartiles", {})  # reports written before it was recorded lack it
         for label, _, value, ratio_key in measures:
             row = [dt, label, value(PUBLISHED)]
             for b in backends:
-                row += [value(b), _x(res["ratios"][b].get(ratio_key))]
+                row += [value(b), _x(res["ratios"][b].get(ratio_key), spread.get(b, {}).get(ratio_key))]
             rows.append(row)
         row = [dt, "dense matmuls alone (ms), same sizes", "—"]
         for _ in backends:
             row += [_ms(res["dense_matmuls"]), ""]
         rows.append(row)
-        row = [dt, "training step / dense matmuls", _x(res["ratios"][PUBLISHED]["train_over_dense"])]
+        row = [dt, "training step / dense matmuls", _x(res["ratios"][PUBLISHED]["train_over_dense"],
+                                                         spread.get(PUBLISHED, {}).get("train_over_dense"))]
         for b in backends:
-            row += [_x(res["ratios"][b]["train_over_dense"]), ""]
+            row += [_x(res["ratios"][b]["train_over_dense"], spread.get(b, {}).get("train_over_dense")), ""]
         rows.append(row)
     return header, rows
 
@@ -594,7 +612,8 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines = [f"`suite bench` {cfg['protocol'].upper()} {cfg['n_inputs']}-{'-'.join(map(str, cfg['n_hidden']))}-"
              f"{cfg['n_outputs']}, D={cfg['kernel_size']}, T={cfg['time_steps']}, batch {cfg['batch']}, "
              f"{cfg['device']}, {env['torch_threads']} threads, median of {cfg['repeats']} (after {cfg['warmup']} "
-             "warm-up); ratio = published / ours, time ratios are medians of per-round ratios", "",
+             "warm-up); ratio = published / ours, time ratios are medians of per-round ratios (in brackets: their "
+             "quartiles)", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     parity = "; ".join(f"{dt} " + ", ".join(f"{b} soft {e['soft']['max_abs']:.1e} hard {e['hard']['max_abs']:.1e}"
@@ -624,7 +643,8 @@ def print_report(report: Mapping[str, Any], console: Any) -> None:
     cfg, env = report["config"], report["environment"]
     header, rows = table_rows(report)
     table = Table(title=f"suite bench: {cfg['protocol']} architecture, batch {cfg['batch']}, {cfg['device']}, "
-                        f"{env['torch_threads']} threads (ratio = published / ours)", title_justify="left")
+                        f"{env['torch_threads']} threads (ratio = published / ours; in brackets the quartiles "
+                        "of its per-round values)", title_justify="left")
     for i, col in enumerate(header):
         table.add_column(col, justify="left" if i < 2 else "right")
     for row in rows:

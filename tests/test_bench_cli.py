@@ -58,10 +58,38 @@ def test_bench_tiny_report(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
         (dense,) = result["dense_matmuls"]["wall_each_s"]
         assert result["ratios"]["torch"]["train_step"] == pytest.approx(theirs / ours)
         assert result["ratios"]["torch"]["train_over_dense"] == pytest.approx(ours / dense)
+        assert result["ratio_quartiles"]["torch"]["train_over_dense"] == [pytest.approx(ours / dense)] * 2
+        assert set(result["ratio_quartiles"][bench.PUBLISHED]) == {"train_over_dense"}
         assert result["train_step"]["torch"]["minor_faults_median"] >= 0
     assert report["environment"]["process_settings"]["flush_denormal"] is True
     assert "| synaptic | training step (ms) |" in md.read_text()
     assert "Minor page faults per call (median)" in md.read_text()
+
+
+def test_ratio_quartiles_in_the_table() -> None:
+    """Several rounds: each time ratio is the median of the per-round ratios, shown with their quartiles."""
+    def timing(*walls: float) -> dict:
+        return {"median_s": sorted(walls)[len(walls) // 2], "wall_each_s": list(walls)}
+
+    result = {"train_step": {"torch": timing(1.0, 1.0, 2.0, 1.0, 1.0),
+                             bench.PUBLISHED: timing(5.0, 4.0, 8.0, 6.0, 5.0)},
+              "inference_hard": {"torch": timing(1.0, 1.0, 1.0, 1.0, 1.0),
+                                 bench.PUBLISHED: timing(3.0, 3.0, 3.0, 3.0, 3.0)},
+              "dense_matmuls": timing(0.5, 0.8, 1.0, 0.5, 0.5)}
+    paired = bench._paired_ratios(result["train_step"][bench.PUBLISHED], result["train_step"]["torch"])
+    assert paired == [5.0, 4.0, 4.0, 6.0, 5.0] and bench.quartiles(paired) == (4.0, 5.0)
+    result["ratios"] = {"torch": {"train_step": 5.0, "inference_hard": 3.0, "train_over_dense": 2.0},
+                        bench.PUBLISHED: {"train_over_dense": 10.0}}
+    result["ratio_quartiles"] = {"torch": {"train_step": [4.0, 5.0], "inference_hard": [3.0, 3.0],
+                                           "train_over_dense": [1.25, 2.0]},
+                                 bench.PUBLISHED: {"train_over_dense": [8.0, 10.0]}}
+    _, rows = bench.table_rows({"config": {"backends": ["torch"]}, "variants": {"axonal": result}})
+    by_measure = {row[1]: row for row in rows}
+    assert by_measure["training step (ms)"][-1] == "5.00x (4.00-5.00)"
+    assert by_measure["hard-delay inference (ms)"][-1] == "3.00x"  # equal quartiles: no brackets
+    assert by_measure["training step / dense matmuls"][2:4] == ["10.00x (8.00-10.00)", "2.00x (1.25-2.00)"]
+    del result["ratio_quartiles"]  # a report written before the quartiles were recorded still renders
+    assert bench.table_rows({"config": {"backends": ["torch"]}, "variants": {"axonal": result}})[1][0][-1] == "5.00x"
 
 
 def test_bench_memory_worker(tmp_path) -> None:
