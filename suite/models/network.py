@@ -128,24 +128,26 @@ class DelayBlock(nn.Module):
         return ops.batchnorm_lif(x, norm.weight, norm.bias, self._running_stats(norm), norm.eps, neuron.tau,
                                  neuron.v_threshold, neuron.surrogate_alpha, keep)
 
-    def _fusable_with(self, delay: _DelayBase | None) -> tuple[nn.BatchNorm1d, LIF, ModuleType] | None:
+    def _fusable_with(self, delay: _DelayBase | None, op: str) -> tuple[nn.BatchNorm1d, LIF, ModuleType] | None:
         """(BatchNorm, LIF, backend ops) when this layer's training-mode neuron stage may fuse with the soft
-        per-channel ``delay`` (not hard, not sparse: sparse delays mix pass-through lines in after the delay)."""
+        per-channel ``delay`` (not hard, not sparse: sparse delays mix pass-through lines in after the delay) and
+        the backend has the optional ``op`` (whose ``*_supported`` check the caller still makes)."""
         stage = self._training_norm()
         if stage is None or not isinstance(delay, ChannelDelay) or delay.hard or delay.delay_mask is not None:
             return None
-        return stage[0], stage[1], get_ops(stage[1].backend)
+        ops = get_ops(stage[1].backend)
+        return (stage[0], stage[1], ops) if hasattr(ops, op) else None
 
     def _fused_dendritic_stage(self, current: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor | None:
         """A dendritic layer in training: soft delay -> BatchNorm -> LIF -> dropout of the weighted ``current`` as
         one backend op (``delay_batchnorm_lif``), where the backend has it and can run these tensors; None means:
         the delay, then the other paths. Hooks on ``delay``, ``norm`` or ``neuron`` do not run on this path."""
-        fusable, delay = self._fusable_with(self.delay), self.delay
+        fusable, delay = self._fusable_with(self.delay, "delay_batchnorm_lif"), self.delay
         if fusable is None:
             return None
         norm, neuron, ops = fusable
-        if not (hasattr(ops, "delay_batchnorm_lif") and ops.delay_batchnorm_lif_supported(
-                current, delay.P, delay.kernel_size, delay.pad_left, delay.pad_right, norm.weight)):
+        if not ops.delay_batchnorm_lif_supported(current, delay.P, delay.kernel_size, delay.pad_left,
+                                                 delay.pad_right, norm.weight):
             return None
         return ops.delay_batchnorm_lif(current, delay.P, float(delay.sig), delay.kernel_size, delay.pad_left,
                                        delay.pad_right, norm.weight, norm.bias, self._running_stats(norm), norm.eps,
@@ -155,12 +157,12 @@ class DelayBlock(nn.Module):
         """The neuron stage in training and the next layer's soft axonal ``delay`` of its output as one backend op
         (``batchnorm_lif_delay``), where the backend has it and can run these tensors; None means: one after the
         other. Hooks on ``norm``, ``neuron`` and the next layer's ``delay`` do not run on this path."""
-        fusable = self._fusable_with(delay)
+        fusable = self._fusable_with(delay, "batchnorm_lif_delay")
         if fusable is None:
             return None
         norm, neuron, ops = fusable
-        if not (hasattr(ops, "batchnorm_lif_delay") and ops.batchnorm_lif_delay_supported(
-                x, norm.weight, delay.P, delay.kernel_size, delay.pad_left, delay.pad_right)):
+        if not ops.batchnorm_lif_delay_supported(x, norm.weight, delay.P, delay.kernel_size, delay.pad_left,
+                                                 delay.pad_right):
             return None
         return ops.batchnorm_lif_delay(x, norm.weight, norm.bias, self._running_stats(norm), norm.eps, neuron.tau,
                                        neuron.v_threshold, neuron.surrogate_alpha, keep, delay.P, float(delay.sig),

@@ -220,11 +220,16 @@ class _BatchNormLIF(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None, None, None, None, None
 
 
+def _affine_cpu_norm(weight: torch.Tensor | None, channels: int) -> bool:
+    """The fused kernels' BatchNorm: affine, its (C,) weight on the CPU."""
+    return weight is not None and weight.device.type == "cpu" and weight.shape == (channels,)
+
+
 def batchnorm_lif_supported(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
     """Whether :func:`batchnorm_lif` runs fused for this (T, B, C) input: CPU float32/float64 with the compiled
     kernels, an affine BatchNorm on the CPU, and more than one row (else BatchNorm itself raises)."""
-    return (native.recurrences_eligible(x) and x.dim() == 3 and weight is not None and weight.device.type == "cpu"
-            and weight.shape == (x.shape[2],) and x.shape[0] * x.shape[1] > 1)
+    return (native.recurrences_eligible(x) and x.dim() == 3 and _affine_cpu_norm(weight, x.shape[2])
+            and x.shape[0] * x.shape[1] > 1)
 
 
 def batchnorm_lif(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -254,10 +259,16 @@ def _delay_stage_setup(ctx, pos: torch.Tensor, sig: float, kernel_size: int, pad
                       v_threshold: float, alpha: float) -> float:
     """For a delay fused with a neuron stage: the Gaussian taps (``ctx.taps``, built once and reused by the backward)
     and the constants the backward needs (``ctx.params``); returns the LIF decay."""
-    sigma, decay = abs(sig) + SIGMA_OFFSET, 1.0 - 1.0 / tau
-    ctx.taps = native.gaussian_taps(pos, kernel_size, sigma, KERNEL_NORM_EPS)
+    sigma, ctx.taps = _native_taps(pos, sig, kernel_size)
+    decay = 1.0 - 1.0 / tau
     ctx.params = (sigma, pad_left, decay, v_threshold, alpha)
     return decay
+
+
+def _native_taps(pos: torch.Tensor, sig: float, kernel_size: int) -> tuple[float, torch.Tensor]:
+    """(sigma, the (D, Cp) Gaussian taps of the compiled kernels) for SIG ``sig``, as :func:`gaussian_kernel`."""
+    sigma = abs(sig) + SIGMA_OFFSET
+    return sigma, native.gaussian_taps(pos, kernel_size, sigma, KERNEL_NORM_EPS)
 
 
 
@@ -300,8 +311,8 @@ def delay_batchnorm_lif_supported(x: torch.Tensor, pos: torch.Tensor, kernel_siz
     """Whether :func:`delay_batchnorm_lif` runs fused: the compiled soft delay (CPU float32) and an affine BatchNorm
     on the CPU over more than one row."""
     rows = (x.shape[0] + pad_left + pad_right - kernel_size + 1) * x.shape[1] if x.dim() == 3 else 0
-    return (native.gaussian_delay_eligible(x, pos, kernel_size, pad_left, pad_right) and weight is not None
-            and weight.device.type == "cpu" and weight.shape == (x.shape[2],) and rows > 1)
+    return (native.gaussian_delay_eligible(x, pos, kernel_size, pad_left, pad_right)
+            and _affine_cpu_norm(weight, x.shape[2]) and rows > 1)
 
 
 def delay_batchnorm_lif(x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int, pad_left: int,
@@ -352,8 +363,8 @@ def batchnorm_lif_delay_supported(z: torch.Tensor, weight: torch.Tensor | None, 
                                   pad_left: int, pad_right: int) -> bool:
     """Whether :func:`batchnorm_lif_delay` runs fused: a float32 BatchNorm input on the CPU with the compiled
     kernels, an affine BatchNorm over more than one row, and the next layer's positions for its channels."""
-    return (native.gaussian_delay_eligible(z, pos, kernel_size, pad_left, pad_right) and weight is not None
-            and weight.device.type == "cpu" and weight.shape == (z.shape[2],) and z.shape[0] * z.shape[1] > 1)
+    return (native.gaussian_delay_eligible(z, pos, kernel_size, pad_left, pad_right)
+            and _affine_cpu_norm(weight, z.shape[2]) and z.shape[0] * z.shape[1] > 1)
 
 
 def batchnorm_lif_delay(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -486,8 +497,8 @@ class _NativeGaussianDelay(torch.autograd.Function):
                 pad_right: int) -> torch.Tensor:
         x = x.contiguous()
         ctx.save_for_backward(x, pos)
-        ctx.sigma, ctx.pad_left = abs(sig) + SIGMA_OFFSET, pad_left
-        ctx.taps = native.gaussian_taps(pos, kernel_size, ctx.sigma, KERNEL_NORM_EPS)
+        ctx.pad_left = pad_left
+        ctx.sigma, ctx.taps = _native_taps(pos, sig, kernel_size)
         return native.gaussian_delay_forward(x, ctx.taps, pad_left, pad_right)[0]
 
     @staticmethod
@@ -527,8 +538,7 @@ def channel_delay(
     if native.gaussian_delay_eligible(x, pos, kernel_size, pad_left, pad_right):
         if torch.is_grad_enabled() and (x.requires_grad or pos.requires_grad):
             return _NativeGaussianDelay.apply(x, pos, sig, kernel_size, pad_left, pad_right)
-        taps = native.gaussian_taps(pos, kernel_size, abs(sig) + SIGMA_OFFSET, KERNEL_NORM_EPS)
-        return native.gaussian_delay_forward(x, taps, pad_left, pad_right)[0]
+        return native.gaussian_delay_forward(x, _native_taps(pos, sig, kernel_size)[1], pad_left, pad_right)[0]
     kernel = gaussian_kernel(pos, sig, kernel_size)  # (C, D), small: its own autograd graph carries dP
     return _channel_conv(x, kernel, pad_left, pad_right)
 

@@ -262,6 +262,17 @@ def _taps(kernel: torch.Tensor, reverse: bool = False) -> torch.Tensor:
     return out
 
 
+def _scratch(x: torch.Tensor, pool: list, taps: int, front: int, steps_out: int, backward: bool) -> torch.Tensor:
+    """The per-thread buffers of a depthwise forward or backward over x (T, B, C) with ``taps`` taps."""
+    return x.new_empty(pool[-1] * _loaded().suite_scratch_floats(x.shape[0], taps, front, steps_out, int(backward)))
+
+
+def _weight_grad_partial(x: torch.Tensor, pool: list, reversed_taps: torch.Tensor) -> torch.Tensor:
+    """The zeroed per-thread partial sums of dL/dtaps a depthwise backward adds into: (threads, rows, Cp)."""
+    rows = _loaded().suite_weight_grad_rows(reversed_taps.shape[0])
+    return x.new_zeros(pool[-1], rows, reversed_taps.shape[1])
+
+
 def _correlate(x: torch.Tensor, taps: torch.Tensor, front: int, steps_out: int, moments: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """y (steps_out, B, C), ``y[t] = sum_k taps[k] x[t + k - front]`` with x = 0 outside its steps; ``taps`` is
@@ -273,7 +284,7 @@ def _correlate(x: torch.Tensor, taps: torch.Tensor, front: int, steps_out: int, 
     out = x.new_empty(steps_out, batch, channels)
     stats = torch.empty(batch, 2, channels, dtype=torch.float64) if moments else None
     pool = _pool()
-    scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(steps, taps.shape[0], front, steps_out, 0))
+    scratch = _scratch(x, pool, taps.shape[0], front, steps_out, backward=False)
     lib.suite_depthwise_forward(x.data_ptr(), taps.data_ptr(), out.data_ptr(), stats.data_ptr() if moments else None,
                                 scratch.data_ptr(), steps, batch, channels, taps.shape[0], front, steps_out, *pool)
     return out, stats
@@ -295,8 +306,8 @@ def _correlate_backward(x: torch.Tensor, reversed_taps: torch.Tensor, grad_y: to
     grad_y = grad_y.detach().contiguous()
     pool = _pool()
     grad_x = x.new_empty(steps, batch, channels) if need_x else None
-    partial = x.new_zeros(pool[-1], lib.suite_weight_grad_rows(taps), reversed_taps.shape[1]) if need_taps else None
-    scratch = x.new_empty(pool[-1] * lib.suite_scratch_floats(steps, taps, pad_left, grad_y.shape[0], 1))
+    partial = _weight_grad_partial(x, pool, reversed_taps) if need_taps else None
+    scratch = _scratch(x, pool, taps, pad_left, grad_y.shape[0], backward=True)
     y = bn = None
     if batchnorm is not None:
         channel, y = batchnorm[0], batchnorm[1].detach().contiguous()
@@ -495,7 +506,7 @@ def lif_delay_forward(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     steps_out = _steps_out(steps, kernel_size, pad_left, pad_right)
     y, h_seq = z.new_empty(steps_out, batch, channels), torch.empty_like(z)
     pool = _pool()
-    scratch = z.new_empty(pool[-1] * lib.suite_scratch_floats(steps, kernel_size, pad_left, steps_out, 0))
+    scratch = _scratch(z, pool, kernel_size, pad_left, steps_out, backward=False)
     lib.suite_lif_delay_forward(z.data_ptr(), keep.data_ptr(), channel.data_ptr(), h_seq.data_ptr(), taps.data_ptr(),
                                 y.data_ptr(), scratch.data_ptr(), decay, v_threshold, steps, batch, channels,
                                 kernel_size, pad_left, steps_out, *pool)
@@ -518,11 +529,10 @@ def lif_delay_backward(z: torch.Tensor, h_seq: torch.Tensor, keep: torch.Tensor 
     pool = _pool()
     dy = torch.empty_like(z)
     bn_partial = torch.zeros(pool[-1], 2, channels, dtype=torch.float64)
-    dw_partial = z.new_zeros(pool[-1], lib.suite_weight_grad_rows(kernel_size), reversed_taps.shape[1]) \
-        if need_pos else None
+    dw_partial = _weight_grad_partial(z, pool, reversed_taps) if need_pos else None
     channel = z.new_empty(4, channels)
     channel[2] = mean
-    scratch = z.new_empty(pool[-1] * lib.suite_scratch_floats(steps, kernel_size, pad_left, grad_y.shape[0], 1))
+    scratch = _scratch(z, pool, kernel_size, pad_left, grad_y.shape[0], backward=True)
     lib.suite_lif_delay_backward(
         z.data_ptr(), h_seq.data_ptr(), keep.data_ptr(), channel.data_ptr(), grad_y.data_ptr(),
         reversed_taps.data_ptr(), dy.data_ptr(), bn_partial.data_ptr(),
