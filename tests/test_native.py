@@ -447,9 +447,10 @@ def test_delay_batchnorm_lif_matches_the_two_ops(steps, batch, channels, taps, t
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize(("steps", "batch", "channels", "taps"), FUSED_SHAPES)
 def test_batchnorm_lif_delay_matches_the_two_ops(steps, batch, channels, taps, threads) -> None:
-    """The axonal fusion (the spikes built block by block in the depthwise kernel, the LIF's reverse recurrence run
-    on each block's gradient) against batchnorm_lif then channel_delay: the same arithmetic (the BatchNorm sums only
-    add in another order), so equal outputs and gradients to rounding."""
+    """The axonal fusion (the spikes built block by block in the depthwise kernel, H and the spikes computed again in
+    the backward, the LIF's reverse recurrence run on each block's gradient) against batchnorm_lif then
+    channel_delay: the same arithmetic (the BatchNorm sums only add in another order), so equal outputs and gradients
+    to rounding; and the fused op keeps one (T, B, C) tensor for its backward (z), not H."""
     current, grad, pos, weight, bias, keep, pad_left, pad_right = stage_case(steps, batch, channels, taps, 2)
     assert ops.batchnorm_lif_delay_supported(current, weight, pos, taps, pad_left, pad_right)
 
@@ -459,6 +460,8 @@ def test_batchnorm_lif_delay_matches_the_two_ops(steps, batch, channels, taps, t
         args = (running, 1e-5, 1.5, 1.0, 5.0, keep)
         if fused:
             y = ops.batchnorm_lif_delay(zs, w, b, *args, ps, 2.0, taps, pad_left, pad_right)
+            saved = sorted(t.numel() for t in y.grad_fn.saved_tensors)
+            assert saved[-1] == current.numel() and saved[-2] < current.numel()
         else:
             y = ops.channel_delay(ops.batchnorm_lif(zs, w, b, *args), ps, 2.0, taps, pad_left, pad_right)
         y.backward(grad)

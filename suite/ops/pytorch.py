@@ -331,9 +331,10 @@ def delay_batchnorm_lif(x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_s
 
 class _BatchNormLIFDelay(torch.autograd.Function):
     """A hidden layer's BatchNorm (batch statistics) -> LIF -> dropout followed by the next layer's soft axonal delay,
-    in training (CPU float32). The spikes are never stored: the depthwise kernel computes them block by block from
-    the BatchNorm input, and its backward rebuilds them from H and runs the LIF's reverse recurrence on each block's
-    gradient as it is produced. Saves the BatchNorm input, H, the mask and the positions (not the spikes)."""
+    in training (CPU float32). Neither the spikes nor H are stored: the depthwise kernel computes them block by block
+    from the BatchNorm input, and its backward computes them again from it (bit-identical) and runs the LIF's reverse
+    recurrence on each block's gradient as it is produced. Saves the BatchNorm input, its (4, C) channel rows, the
+    mask and the positions."""
 
     @staticmethod
     def forward(ctx, z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pos: torch.Tensor,  # type: ignore[override]
@@ -342,20 +343,20 @@ class _BatchNormLIFDelay(torch.autograd.Function):
                 pad_right: int) -> torch.Tensor:
         z = z.contiguous()
         decay = _delay_stage_setup(ctx, pos, sig, kernel_size, pad_left, tau, v_threshold, alpha)
-        y, h_seq, mean, var = native.lif_delay_forward(z, weight, bias, keep, eps, decay, v_threshold, ctx.taps,
-                                                       pad_left, pad_right)
+        y, channel, mean, var = native.lif_delay_forward(z, weight, bias, keep, eps, decay, v_threshold, ctx.taps,
+                                                         pad_left, pad_right)
         _record_statistics(ctx, running, mean, var, eps, z.shape[0] * z.shape[1])
-        ctx.save_for_backward(z, h_seq, keep, weight, pos)
+        ctx.save_for_backward(z, channel, keep, weight, pos)
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
-        z, h_seq, keep, weight, pos = ctx.saved_tensors
+        z, channel, keep, weight, pos = ctx.saved_tensors
         sigma, pad_left, decay, v_threshold, alpha = ctx.params
         grad_z, grad_pos, grad_weight, grad_bias = native.lif_delay_backward(
-            z, h_seq, keep, weight, *ctx.stats, pos, ctx.taps, sigma, grad_y, pad_left, ctx.needs_input_grad[3], decay,
-            v_threshold, atan_scale(alpha), alpha / 2)
+            z, channel, keep, weight, *ctx.stats, pos, ctx.taps, sigma, grad_y, pad_left, ctx.needs_input_grad[3],
+            decay, v_threshold, atan_scale(alpha), alpha / 2)
         return (grad_z, grad_weight, grad_bias, grad_pos) + (None,) * 10
 
 

@@ -119,8 +119,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.suite_gaussian_taps.argtypes = [pointer] + [int_] * 3 + [double] * 2 + [pointer] + pool
     lib.suite_gaussian_position_grad.argtypes = [pointer] * 3 + [int_] * 5 + [double, pointer]
     lib.suite_gaussian_taps.restype = lib.suite_gaussian_position_grad.restype = None
-    lib.suite_lif_delay_forward.argtypes = [pointer] * 7 + [double] * 2 + [int_] * 6 + pool
-    lib.suite_lif_delay_backward.argtypes = [pointer] * 10 + [double] * 4 + [int_] * 6 + pool
+    lib.suite_lif_delay_forward.argtypes = [pointer] * 6 + [double] * 2 + [int_] * 6 + pool
+    lib.suite_lif_delay_backward.argtypes = [pointer] * 9 + [double] * 4 + [int_] * 6 + pool
     lib.suite_lif_delay_forward.restype = lib.suite_lif_delay_backward.restype = None
 
 
@@ -451,12 +451,13 @@ def batchnorm_lif_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     return out, h_seq, mean, var  # type: ignore[return-value]
 
 
-def _bn_backward(x: torch.Tensor, h_seq: torch.Tensor, grad: torch.Tensor, keep: torch.Tensor, weight: torch.Tensor,
-                 mean: torch.Tensor, invstd: torch.Tensor, decay: float, v_threshold: float, scale: float,
-                 half_alpha: float, defer_input_grad: bool, partial: torch.Tensor | None, pool: list
+def _bn_backward(x: torch.Tensor, h_seq: torch.Tensor | None, grad: torch.Tensor, keep: torch.Tensor,
+                 weight: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, decay: float, v_threshold: float,
+                 scale: float, half_alpha: float, defer_input_grad: bool, partial: torch.Tensor | None, pool: list
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """suite_bn_lif_backward. With ``partial`` (the BatchNorm sums of the axonal fusion's reverse pass, one row pair
-    per thread of ``pool``), ``grad`` is dY, finished in place; else ``grad`` is dL/doutput."""
+    per thread of ``pool``), ``grad`` is dY, finished in place, and ``h_seq`` is not read (None); else ``grad`` is
+    dL/doutput."""
     lib = _loaded()
     steps, batch, channels = x.shape
     dtype = x.dtype
@@ -470,8 +471,8 @@ def _bn_backward(x: torch.Tensor, h_seq: torch.Tensor, grad: torch.Tensor, keep:
     if partial is None:
         partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
     lib.suite_bn_lif_backward(
-        int(dtype == f64), x.data_ptr(), h_seq.data_ptr(), grad.data_ptr(), keep.data_ptr(),
-        gamma.data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_x.data_ptr(),
+        int(dtype == f64), x.data_ptr(), h_seq.data_ptr() if h_seq is not None else None, grad.data_ptr(),
+        keep.data_ptr(), gamma.data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_x.data_ptr(),
         channel.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(), work.data_ptr(), partial.data_ptr(),
         int(defer_input_grad), int(have_dy), decay, v_threshold, scale, half_alpha, steps, batch, channels, *pool)
     return grad_x, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype), channel
@@ -494,9 +495,10 @@ def batchnorm_lif_backward(x: torch.Tensor, h_seq: torch.Tensor, grad_out: torch
 def lif_delay_forward(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor | None,
                       eps: float, decay: float, v_threshold: float, taps: torch.Tensor, pad_left: int, pad_right: int
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(y, H, batch mean, biased batch variance): :func:`batchnorm_lif_forward` of the float32 (T, B, C) ``z``
-    followed by :func:`gaussian_delay_forward` of its output with ``taps`` (:func:`gaussian_taps`), the output never
-    stored (built block by block in the depthwise kernel's buffers)."""
+    """(y, channel rows, batch mean, biased batch variance): :func:`batchnorm_lif_forward` of the float32 (T, B, C)
+    ``z`` followed by :func:`gaussian_delay_forward` of its output with ``taps`` (:func:`gaussian_taps`). Neither the
+    spikes nor H are stored (built block by block in the depthwise kernel's buffers); the (4, C) channel rows (a,
+    beta, mean as the kernels use them) are what :func:`lif_delay_backward` needs to compute H again."""
     lib = _loaded()
     z = z.detach().contiguous()
     steps, batch, channels = z.shape
@@ -504,23 +506,23 @@ def lif_delay_forward(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     _, _, mean, var, channel = _bn_forward(z, weight, bias, keep, eps, decay, v_threshold, None, True)
     kernel_size = taps.shape[0]
     steps_out = _steps_out(steps, kernel_size, pad_left, pad_right)
-    y, h_seq = z.new_empty(steps_out, batch, channels), torch.empty_like(z)
+    y = z.new_empty(steps_out, batch, channels)
     pool = _pool()
     scratch = _scratch(z, pool, kernel_size, pad_left, steps_out, backward=False)
-    lib.suite_lif_delay_forward(z.data_ptr(), keep.data_ptr(), channel.data_ptr(), h_seq.data_ptr(), taps.data_ptr(),
-                                y.data_ptr(), scratch.data_ptr(), decay, v_threshold, steps, batch, channels,
-                                kernel_size, pad_left, steps_out, *pool)
-    return y, h_seq, mean, var
+    lib.suite_lif_delay_forward(z.data_ptr(), keep.data_ptr(), channel.data_ptr(), taps.data_ptr(), y.data_ptr(),
+                                scratch.data_ptr(), decay, v_threshold, steps, batch, channels, kernel_size, pad_left,
+                                steps_out, *pool)
+    return y, channel, mean, var
 
 
-def lif_delay_backward(z: torch.Tensor, h_seq: torch.Tensor, keep: torch.Tensor | None, weight: torch.Tensor,
+def lif_delay_backward(z: torch.Tensor, channel: torch.Tensor, keep: torch.Tensor | None, weight: torch.Tensor,
                        mean: torch.Tensor, invstd: torch.Tensor, pos: torch.Tensor, taps: torch.Tensor, sigma: float,
                        grad_y: torch.Tensor, pad_left: int, need_pos: bool, decay: float,
                        v_threshold: float, scale: float, half_alpha: float
                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
-    """(dL/dz, dL/dpos or None, dL/dweight, dL/dbias) of :func:`lif_delay_forward`: one depthwise pass that also runs
-    the LIF's reverse recurrence per block (the spikes' gradient is never stored), then the BatchNorm input
-    gradient."""
+    """(dL/dz, dL/dpos or None, dL/dweight, dL/dbias) of :func:`lif_delay_forward` (``channel``: its channel rows):
+    one depthwise pass that computes each block's H and spikes again and runs the LIF's reverse recurrence on it (the
+    spikes' gradient is never stored), then the BatchNorm input gradient."""
     lib = _loaded()
     steps, batch, channels = z.shape
     keep = _mask(keep, z)
@@ -530,14 +532,12 @@ def lif_delay_backward(z: torch.Tensor, h_seq: torch.Tensor, keep: torch.Tensor 
     dy = torch.empty_like(z)
     bn_partial = torch.zeros(pool[-1], 2, channels, dtype=torch.float64)
     dw_partial = _weight_grad_partial(z, pool, reversed_taps) if need_pos else None
-    channel = z.new_empty(4, channels)
-    channel[2] = mean
     scratch = _scratch(z, pool, kernel_size, pad_left, grad_y.shape[0], backward=True)
     lib.suite_lif_delay_backward(
-        z.data_ptr(), h_seq.data_ptr(), keep.data_ptr(), channel.data_ptr(), grad_y.data_ptr(),
+        z.data_ptr(), keep.data_ptr(), channel.data_ptr(), grad_y.data_ptr(),
         reversed_taps.data_ptr(), dy.data_ptr(), bn_partial.data_ptr(),
         dw_partial.data_ptr() if dw_partial is not None else None, scratch.data_ptr(), decay, v_threshold, scale,
         half_alpha, steps, batch, channels, kernel_size, pad_left, grad_y.shape[0], *pool)
-    grad_z, grad_weight, grad_bias, _ = _bn_backward(z, h_seq, dy, keep, weight, mean, invstd, decay, v_threshold,
+    grad_z, grad_weight, grad_bias, _ = _bn_backward(z, None, dy, keep, weight, mean, invstd, decay, v_threshold,
                                                      scale, half_alpha, False, bn_partial, pool)
     return grad_z, _position_grad(pos, taps, dw_partial, sigma), grad_weight, grad_bias

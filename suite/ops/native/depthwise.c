@@ -22,9 +22,10 @@
  *
  * Fused with the neuron stage before it (the axonal delay of the next layer, suite_lif_delay_forward/_backward): the
  * input x is the spike train of BatchNorm -> LIF -> dropout of z, computed block by block into the thread's buffer
- * (H written, the spikes never stored); the backward rebuilds the spikes from H for the kernel gradient and runs the
- * LIF's reverse recurrence on the block's input gradient as soon as the correlation has produced it, writing dY and
- * the BatchNorm sums (batchnorm_lif.c finishes the BatchNorm gradient).
+ * (neither H nor the spikes stored); the backward computes the block's H and spikes again from z (bit-identical, and
+ * cheaper than a stored H: see lif_block), uses the spikes for the kernel gradient and runs the LIF's reverse
+ * recurrence on the block's input gradient as soon as the correlation has produced it, writing dY and the BatchNorm
+ * sums (batchnorm_lif.c finishes the BatchNorm gradient).
  *
  * Threads: see pool.h; the caller passes a scratch buffer of n_threads * suite_scratch_floats(...) floats.
  */
@@ -48,8 +49,7 @@ DEFINE_NEURON_ROWS(float, f32)
 typedef struct {
     const float *z;       /* BatchNorm input (T, B, C) */
     const float *keep;    /* (B, C) dropout mask (ones without dropout) */
-    const float *channel; /* rows of C: a, beta, mean (the forward reads all three, the backward the mean) */
-    float *h;             /* H (T, B, C): written by the forward, read by the backward */
+    const float *channel; /* rows of C: a, beta, mean (the backward recomputes H: the same three rows) */
     float *dy;            /* backward: dL/d(BatchNorm output) (T, B, C), out */
     double *partial;      /* backward: (n_threads, 2, C) sums of dY and of dY (z - mean), zeroed */
     float decay, threshold, scale, half_alpha;
@@ -245,9 +245,12 @@ static block block_of(const job *j, int item, int blocks) {
 /* Real channels of a block. */
 static long block_channels(const block *k) { return (long)(k->width - 1) * VL + k->tail; }
 
-/* The block's input from the neuron stage: BatchNorm -> LIF -> dropout of z over all T steps, H written to the
- * tensor, the output into `spikes` (T rows of BLOCK * VL floats). */
-static void lif_block(const job *j, const block *k, float *spikes) {
+/* The block's input from the neuron stage: BatchNorm -> LIF -> dropout of z over all T steps, the output into
+ * `spikes` (T rows of BLOCK * VL floats) and H into `h`, row t at t * h_step floats (h_step 0: one row, overwritten
+ * at every step, for a forward that does not keep H). The backward calls it again instead of reading a stored H: the
+ * same arithmetic on the same z gives the same H to the bit, and a block's H (T rows of BLOCK * VL floats) then stays
+ * in the cache, where a stored H costs a full tensor written forward and read backward. */
+static void lif_block(const job *j, const block *k, float *h, size_t h_step, float *spikes) {
     const neuron *n = j->lif;
     const long channels = block_channels(k), C = j->C;
     const size_t row = (size_t)j->B * C, first = (size_t)k->v0 * VL;
@@ -256,34 +259,19 @@ static void lif_block(const job *j, const block *k, float *spikes) {
     for (int t = 0; t < j->T; t++) {
         const size_t at = (size_t)t * row + k->offset;
         if (t + PREFETCH_ROWS < j->T)
-            for (int c = 0; c < k->width; c++) {
-                __builtin_prefetch(n->z + at + PREFETCH_ROWS * row + c * VL, 0, 3);
-                __builtin_prefetch(n->h + at + PREFETCH_ROWS * row + c * VL, 1, 3);
-            }
+            for (int c = 0; c < k->width; c++) __builtin_prefetch(n->z + at + PREFETCH_ROWS * row + c * VL, 0, 3);
         lif_row_f32(n->z + at, n->keep + k->offset, n->channel + first, n->channel + C + first,
-                    n->channel + 2 * C + first, n->h + at, spikes + (size_t)t * BLOCK * VL, v, channels, n->decay,
-                    n->threshold);
+                    n->channel + 2 * C + first, h + (size_t)t * h_step, spikes + (size_t)t * BLOCK * VL, v, channels,
+                    n->decay, n->threshold);
     }
 }
 
-/* The block's spikes again from H (for the kernel gradient), into `spikes` (T rows of BLOCK * VL floats). */
-static void spikes_block(const job *j, const block *k, float *spikes) {
-    const size_t row = (size_t)j->B * j->C;
-    for (int t = 0; t < j->T; t++) {
-        const float *h = j->lif->h + (size_t)t * row + k->offset;
-        if (t + PREFETCH_ROWS < j->T)
-            for (int c = 0; c < k->width; c++) __builtin_prefetch(h + PREFETCH_ROWS * row + c * VL, 0, 3);
-        spikes_row_f32(h, j->lif->keep + k->offset, spikes + (size_t)t * BLOCK * VL, block_channels(k),
-                       j->lif->threshold);
-    }
-}
-
-/* The LIF's reverse recurrence for the block, given dL/dspikes `grad` (T rows of BLOCK * VL floats): dY written to
- * the tensor, the BatchNorm sums added to the thread's partial. */
-static void lif_backward_block(const job *j, const block *k, const float *grad) {
+/* The LIF's reverse recurrence for the block, given its H (T rows of BLOCK * VL floats, from lif_block) and
+ * dL/dspikes `grad` (the same layout): dY written to the tensor, the BatchNorm sums added to the thread's partial. */
+static void lif_backward_block(const job *j, const block *k, const float *h, const float *grad) {
     const neuron *n = j->lif;
     const long channels = block_channels(k), C = j->C;
-    const size_t row = (size_t)j->B * C, first = (size_t)k->v0 * VL;
+    const size_t row = (size_t)j->B * C, first = (size_t)k->v0 * VL, local = BLOCK * VL;
     double *sums = n->partial + (size_t)pool_self(&j->threads) * 2 * C + first;
     for (int t = j->T - 1; t >= 0; t--) {
         const size_t at = (size_t)t * row + k->offset;
@@ -291,13 +279,12 @@ static void lif_backward_block(const job *j, const block *k, const float *grad) 
         if (t >= PREFETCH_ROWS) /* backwards in time: the rows PREFETCH_ROWS steps earlier */
             for (int c = 0; c < k->width; c++) {
                 const size_t ahead = at - PREFETCH_ROWS * row + c * VL;
-                __builtin_prefetch(n->h + ahead, 0, 3);
                 __builtin_prefetch(n->z + ahead, 0, 3);
                 __builtin_prefetch(n->dy + ahead, 1, 3);
             }
-        surrogate_row_f32(n->h + at, grad + (size_t)t * BLOCK * VL, n->keep + k->offset, dy, channels, n->threshold,
-                          n->scale, n->half_alpha);
-        carry_row_f32(n->h + at, t + 1 < j->T ? dy + row : dy, dy, n->z + at, n->channel + 2 * C + first, sums,
+        surrogate_row_f32(h + t * local, grad + t * local, n->keep + k->offset, dy, channels, n->threshold, n->scale,
+                          n->half_alpha);
+        carry_row_f32(h + t * local, t + 1 < j->T ? dy + row : dy, dy, n->z + at, n->channel + 2 * C + first, sums,
                       sums + C, channels, n->threshold, n->decay, t + 1 < j->T);
     }
 }
@@ -309,12 +296,13 @@ static void forward_blocks(void *data) {
     const int rows = forward_rows(j->D, j->T_out);
     const size_t row = (size_t)j->B * j->C;
     float *columns = thread_scratch(j), *spikes = columns + (size_t)BLOCK * rows * VL;
+    float *h_row = spikes + (size_t)BLOCK * j->T * VL; /* H is not kept: one row, overwritten at every step */
     int begin, end;
     thread_share(j, j->B * blocks, &begin, &end);
     for (int item = begin; item < end; item++) {
         const block k = block_of(j, item, blocks);
         if (j->lif) {
-            lif_block(j, &k, spikes);
+            lif_block(j, &k, h_row, 0, spikes);
             gather_block(spikes, NULL, NULL, 0, BLOCK * VL, j->T, j->front, k.width, k.tail, rows, columns);
         } else {
             gather_block(j->x + k.offset, NULL, NULL, 0, row, j->T, j->front, k.width, k.tail, rows, columns);
@@ -334,6 +322,7 @@ static void backward_blocks(void *data) {
     const size_t row = (size_t)j->B * j->C;
     float *gcols = thread_scratch(j), *xcols = gcols + (size_t)BLOCK * g_rows * VL;
     float *local = xcols + (size_t)BLOCK * x_rows * VL; /* T rows of BLOCK * VL: spikes, then their gradient */
+    float *h = local + (size_t)BLOCK * j->T * VL;      /* T rows of BLOCK * VL: the neuron stage's H, recomputed */
     float *sums = j->dw ? j->dw + (size_t)pool_self(&j->threads) * round_up(j->D, TILE) * Cp : NULL;
     int begin, end;
     thread_share(j, j->B * blocks, &begin, &end);
@@ -341,20 +330,17 @@ static void backward_blocks(void *data) {
         const block k = block_of(j, item, blocks);
         gather_block(j->g + k.offset, j->bn ? j->y + k.offset : NULL, j->bn ? j->bn + (size_t)k.v0 * VL : NULL,
                      (size_t)Cp, row, j->T_out, front_g, k.width, k.tail, g_rows, gcols);
+        if (j->lif) lif_block(j, &k, h, BLOCK * VL, local);
         if (sums) {
-            if (j->lif) {
-                spikes_block(j, &k, local);
-                gather_block(local, NULL, NULL, 0, BLOCK * VL, j->T, j->front, k.width, k.tail, x_rows, xcols);
-            } else {
-                gather_block(j->x + k.offset, NULL, NULL, 0, row, j->T, j->front, k.width, k.tail, x_rows, xcols);
-            }
+            gather_block(j->lif ? local : j->x + k.offset, NULL, NULL, 0, j->lif ? BLOCK * VL : row, j->T, j->front,
+                         k.width, k.tail, x_rows, xcols);
             accumulate_weight_grad(xcols, x_rows, gcols, g_rows, front_g, j->D, k.width, j->T_out,
                                    sums + (size_t)k.v0 * VL, Cp);
         }
         if (j->lif) {
             correlate_block(gcols, g_rows, j->w + (size_t)k.v0 * VL, Cp, j->D, k.width, k.tail, j->T, local,
                             BLOCK * VL, NULL, j->C);
-            lif_backward_block(j, &k, local);
+            lif_backward_block(j, &k, h, local);
         } else if (j->out) {
             correlate_block(gcols, g_rows, j->w + (size_t)k.v0 * VL, Cp, j->D, k.width, k.tail, j->T,
                             j->out + k.offset, row, NULL, j->C);
@@ -367,8 +353,9 @@ int suite_vector_width(void) { return VL; }
 /* Scratch floats one thread needs for a forward (backward = 0) or a backward (1). */
 long suite_scratch_floats(int T, int D, int front, int T_out, int backward) {
     const long local = (long)BLOCK * T * VL; /* the neuron stage's rows of a block (axonal fusion) */
-    if (!backward) return (long)BLOCK * forward_rows(D, T_out) * VL + local;
-    return (long)BLOCK * ((long)gradient_rows(D, T, T_out, front) + weight_grad_rows(D, T_out)) * VL + local;
+    if (!backward) return (long)BLOCK * forward_rows(D, T_out) * VL + local + BLOCK * VL; /* spikes, an H row */
+    return (long)BLOCK * ((long)gradient_rows(D, T, T_out, front) + weight_grad_rows(D, T_out)) * VL +
+           2 * local; /* the spikes (then their gradient) and H */
 }
 
 int suite_weight_grad_rows(int D) { return round_up(D, TILE); }
@@ -397,13 +384,13 @@ void suite_depthwise_backward(const float *x, const float *g, const float *y, co
     pool_run(&j.threads, backward_blocks, &j);
 }
 
-/* The axonal fusion, forward: y = the correlation of (BatchNorm -> LIF -> dropout of z); H (T, B, C) out. channel:
- * rows a, beta, mean of C floats (suite_bn_lif_forward with stats_only); keep (B, C). */
-void suite_lif_delay_forward(const float *z, const float *keep, const float *channel, float *h, const float *w,
+/* The axonal fusion, forward: y = the correlation of (BatchNorm -> LIF -> dropout of z), neither H nor the spikes
+ * stored. channel: rows a, beta, mean of C floats (suite_bn_lif_forward with stats_only); keep (B, C). */
+void suite_lif_delay_forward(const float *z, const float *keep, const float *channel, const float *w,
                              float *y, float *scratch, double decay, double threshold, int T, int B, int C, int D,
                              int front, int T_out, gomp_parallel_fn parallel, thread_query_fn thread_num,
                              thread_query_fn num_threads, int n_threads) {
-    const neuron n = {z, keep, channel, h, NULL, NULL, (float)decay, (float)threshold, 0, 0};
+    const neuron n = {z, keep, channel, NULL, NULL, (float)decay, (float)threshold, 0, 0};
     job j = {NULL, NULL, w, y, NULL, NULL, NULL, NULL, &n, scratch,
              (size_t)suite_scratch_floats(T, D, front, T_out, 0), T, B, C, D, front, T_out,
              {parallel, thread_num, num_threads, n_threads}};
@@ -412,13 +399,14 @@ void suite_lif_delay_forward(const float *z, const float *keep, const float *cha
 
 /* The axonal fusion, backward: from dL/dy (g), dY (T, B, C) out, the BatchNorm sums into bn_partial
  * ((n_threads, 2, C) doubles, zeroed; suite_bn_lif_backward with have_dy finishes), and the kernel-gradient partials
- * (as suite_depthwise_backward) or NULL. channel: row mean (at channel + 2 C, C floats); reversed taps (D, Cp). */
-void suite_lif_delay_backward(const float *z, const float *h, const float *keep, const float *channel, const float *g,
+ * (as suite_depthwise_backward) or NULL. channel, keep: the forward's (H is recomputed from them and z); reversed
+ * taps (D, Cp). */
+void suite_lif_delay_backward(const float *z, const float *keep, const float *channel, const float *g,
                               const float *reversed_taps, float *dy, double *bn_partial, float *dw_partial,
                               float *scratch, double decay, double threshold, double scale, double half_alpha, int T,
                               int B, int C, int D, int front, int T_out, gomp_parallel_fn parallel,
                               thread_query_fn thread_num, thread_query_fn num_threads, int n_threads) {
-    const neuron n = {z, keep, channel, (float *)h, dy, bn_partial, (float)decay, (float)threshold, (float)scale,
+    const neuron n = {z, keep, channel, dy, bn_partial, (float)decay, (float)threshold, (float)scale,
                       (float)half_alpha};
     job j = {NULL, g, reversed_taps, NULL, dw_partial, NULL, NULL, NULL, &n, scratch,
              (size_t)suite_scratch_floats(T, D, front, T_out, 1), T, B, C, D, front, T_out,

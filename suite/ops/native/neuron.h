@@ -38,12 +38,6 @@
             sums[c] += dy[c];                                                                                        \
             products[c] += (double)(dy[c] * (x[c] - mean[c]));                                                       \
         }                                                                                                            \
-    }                                                                                                                \
-                                                                                                                     \
-    /* The output (spikes times the dropout mask) again from H, as lif_row gave it */                               \
-    static inline void spikes_row_##suffix(const real *restrict h, const real *restrict keep, real *restrict out,   \
-                                           long C, real thr) {                                                       \
-        for (long c = 0; c < C; c++) out[c] = h[c] >= thr ? keep[c] : (real)0;                                       \
     }
 
 #endif
