@@ -270,13 +270,20 @@ def dense_layers(cfg: BenchConfig) -> list[tuple[int, int, int]]:
     return [(cfg.time_steps + (i + 1) * cfg.pad_right, sizes[i], sizes[i + 1]) for i in range(len(sizes) - 1)]
 
 
-def make_dense_reference(cfg: BenchConfig, device: torch.device | str) -> Callable[[], None]:
-    """Forward and backward of the network's bias-free Linear layers alone, at the network's sizes (the first layer's
-    input needs no gradient, as in training)."""
+def input_needs_grad(delay_type: str) -> bool:
+    """Whether the network's training step needs the gradient of its first product's input: only where a learned
+    delay comes before it (the axonal network delays its input, and the positions of that delay learn from it)."""
+    return delay_type == "axonal"
+
+
+def make_dense_reference(cfg: BenchConfig, device: torch.device | str, first_input_grad: bool
+                         ) -> Callable[[], None]:
+    """Forward and backward of the network's bias-free Linear layers alone, at the network's sizes; the first layer's
+    input gradient only with ``first_input_grad`` (:func:`input_needs_grad`), as in the network's training step."""
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     work = []
     for i, (rows, n_in, n_out) in enumerate(dense_layers(cfg)):
-        x = torch.rand(rows, cfg.batch, n_in, generator=gen).to(device).requires_grad_(i > 0)
+        x = torch.rand(rows, cfg.batch, n_in, generator=gen).to(device).requires_grad_(i > 0 or first_input_grad)
         w = (torch.randn(n_out, n_in, generator=gen) / n_in**0.5).to(device).requires_grad_(True)
         grad = torch.randn(rows, cfg.batch, n_out, generator=gen).to(device)
         work.append((x, w, grad))
@@ -483,7 +490,8 @@ def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None])
     say(f"{delay_type}: parity ok (max abs {worst}); timing training steps and the dense matmuls alone")
     steps = {name: make_train_step(copy.deepcopy(m), x, labels) for name, m in ours.items()}
     steps[PUBLISHED] = make_train_step(copy.deepcopy(published), x, labels)
-    steps[DENSE] = make_dense_reference(cfg, device)  # interleaved with the steps: the same load for the ratio
+    # interleaved with the steps: the same load for the ratio
+    steps[DENSE] = make_dense_reference(cfg, device, input_needs_grad(delay_type))
     timed = time_interleaved(steps, device, cfg.warmup, cfg.repeats)
     result["dense_matmuls"] = timed.pop(DENSE)
     result["train_step"] = timed

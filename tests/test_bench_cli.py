@@ -115,3 +115,25 @@ def test_broken_model_aborts_with_one_line(monkeypatch: pytest.MonkeyPatch, caps
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("error: bench parity: axonal soft delays, backend torch, layer 1")
     assert "training step" not in captured.out  # nothing was timed or reported
+
+
+@pytest.mark.parametrize("delay_type", bench.DELAY_TYPES)
+def test_dense_reference_has_the_networks_products(delay_type: str) -> None:
+    """The dense reference computes the first layer's input gradient exactly where the network's training step does
+    (the axonal network's input delay learns from it), and one forward and backward product set per layer."""
+    cfg = bench.BenchConfig(n_hidden=(16, 16), time_steps=12, batch=2, kernel_size=7)
+    ours, _ = bench.build_pair(cfg, delay_type, ["torch"])
+    net = ours["torch"]
+    net.train()
+    first = net.layers[0].linear if net.layers[0].linear is not None else net.layers[0].delay
+    seen: list[bool] = []
+    first.register_forward_pre_hook(lambda _m, args: seen.append(args[0].requires_grad))
+    net(bench.bench_inputs(cfg, "cpu")[0])
+    assert seen == [bench.input_needs_grad(delay_type)]
+
+    dense = bench.make_dense_reference(cfg, "cpu", bench.input_needs_grad(delay_type))
+    with torch.profiler.profile() as prof:
+        dense()
+    products = sum(e.count for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::bmm"))
+    layers = len(bench.dense_layers(cfg))  # forward, input gradient, weight gradient of each
+    assert products == 3 * layers - (0 if bench.input_needs_grad(delay_type) else 1)
