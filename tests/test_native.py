@@ -273,15 +273,53 @@ def test_malformed_inputs_raise_instead_of_reaching_the_kernels() -> None:
 
 @needs_library
 def test_fused_statistics_do_not_cancel_for_a_large_mean() -> None:
-    """float64 inputs around 1e4 with std 0.01: the fused forward's H equals BatchNorm1d + LIF to 1e-9."""
+    """float64 inputs around 1e4 with std 0.01: the fused forward's statistics equal the two-pass ones to 1e-9, and its
+    spikes and membrane checkpoints those of BatchNorm1d + LIF."""
     gen = torch.Generator().manual_seed(3)
     x = 1e4 + 0.01 * torch.randn(20, 4, 8, generator=gen, dtype=torch.float64)
     norm = torch.nn.BatchNorm1d(8).double()
-    _, h_fused, _, var = native.batchnorm_lif_forward(x, norm.weight, norm.bias, None, norm.eps, 1 - 1 / 1.5, 1.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(native, "_chunk_steps", lambda _x: 5)
+        out, state, mean, var = native.batchnorm_lif_forward(x, norm.weight, norm.bias, None, norm.eps, 1 - 1 / 1.5,
+                                                             1.0)
     y = norm(x.reshape(80, 8)).reshape(20, 4, 8)
-    h_ref, _ = native.lif_forward(y, 1 - 1 / 1.5, 1.0, keep_h=True)
-    assert (h_fused - h_ref).abs().max().item() < 1e-9
+    h_ref, spikes = native.lif_forward(y, 1 - 1 / 1.5, 1.0, keep_h=True)
     assert torch.allclose(var, x.reshape(80, 8).var(0, unbiased=False), rtol=1e-9, atol=0)
+    assert torch.allclose(mean, x.reshape(80, 8).mean(0), rtol=1e-15, atol=0)
+    assert torch.equal(out, spikes) and spikes.sum() > 0
+    v_ref = h_ref * (1 - spikes)  # V after step t; checkpoint k holds V entering step 5 k
+    assert state.checkpoints.shape == (4, 4, 8) and not state.checkpoints[0].any()
+    assert (state.checkpoints[1:] - v_ref[4:19:5]).abs().max().item() < 1e-9
+
+
+@needs_library
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_checkpointed_backward_is_bit_identical_for_any_chunk(dtype, threads, monkeypatch) -> None:
+    """H is computed again chunk by chunk in the backward: every chunk length (one step, a partial last chunk, the
+    whole sequence, which is H kept in full) gives the same gradients to the bit."""
+    gen = torch.Generator().manual_seed(4)
+    steps, batch, channels = 23, 5, 24
+    x = (torch.randn(steps, batch, channels, generator=gen) * 2 + 0.5).to(dtype)
+    grad = torch.randn(steps, batch, channels, generator=gen).to(dtype)
+    weight = (torch.rand(channels, generator=gen) + 0.5).to(dtype)
+    bias = (torch.randn(channels, generator=gen) * 0.2).to(dtype)
+    keep = ((torch.rand(batch, channels, generator=gen) > 0.2).float() / 0.8).to(dtype)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    results = []
+    try:
+        for every in (steps, 1, 4, 7):
+            monkeypatch.setattr(native, "_chunk_steps", lambda _x, every=every: every)
+            out, state, mean, var = native.batchnorm_lif_forward(x, weight, bias, keep, 1e-5, 0.6, 1.0)
+            invstd = (var + 1e-5).rsqrt()
+            grads = native.batchnorm_lif_backward(x, state, grad, keep, weight, mean, invstd, 0.6, 1.0, 4.0, 1.0)
+            results.append((out, *grads))
+    finally:
+        torch.set_num_threads(previous)
+    assert results[0][0].sum() > 0
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))
 
 
 @needs_library

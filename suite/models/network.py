@@ -5,6 +5,7 @@ non-spiking leaky readout whose membrane trace is the network output."""
 from __future__ import annotations
 
 import copy
+import itertools
 from types import ModuleType
 
 import torch
@@ -191,7 +192,7 @@ class DelayNetwork(nn.Module):
         In training (and without ``spikes``), a layer followed by an axonal layer hands it its spikes already delayed
         (``DelayBlock.forward``'s ``next_delay``), so that the two can run as one op."""
         delayed = False
-        for layer, following in zip(self.layers[:-1], self.layers[1:], strict=True):
+        for layer, following in itertools.pairwise(self.layers):  # slicing a ModuleList builds new ModuleLists
             hand_over = (spikes is None and self.training and following.delay_site == "pre"
                          and isinstance(following.delay, ChannelDelay))
             x = layer(x, delayed=delayed, next_delay=following.delay if hand_over else None)

@@ -196,7 +196,8 @@ def _record_statistics(ctx, running: tuple[torch.Tensor, torch.Tensor, float] | 
 class _BatchNormLIF(torch.autograd.Function):
     """BatchNorm with batch statistics -> LIF -> dropout mask, in the compiled fused kernels (:mod:`suite.ops.native`).
 
-    Saves the BatchNorm input (the unfused BatchNorm saves it too), H and the mask; the statistics stay float64.
+    Saves the BatchNorm input (the unfused BatchNorm saves it too), the mask and the small state from which the
+    backward computes H again (:class:`suite.ops.native.NeuronState`); the statistics stay float64.
     """
 
     @staticmethod
@@ -204,19 +205,20 @@ class _BatchNormLIF(torch.autograd.Function):
                 running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float, v_threshold: float,
                 alpha: float) -> torch.Tensor:
         decay = 1.0 - 1.0 / tau
-        out, h_seq, mean, var = native.batchnorm_lif_forward(x, weight, bias, keep, eps, decay, v_threshold)
+        out, state, mean, var = native.batchnorm_lif_forward(x, weight, bias, keep, eps, decay, v_threshold)
         _record_statistics(ctx, running, mean, var, eps, x.shape[0] * x.shape[1])
-        ctx.save_for_backward(x, h_seq, keep, weight)
+        ctx.save_for_backward(x, *state, keep, weight)
         ctx.decay, ctx.v_threshold, ctx.alpha = decay, v_threshold, alpha
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        x, h_seq, keep, weight = ctx.saved_tensors
+        x, checkpoints, rows, keep, weight = ctx.saved_tensors
         scale = atan_scale(ctx.alpha)
         grad_x, grad_weight, grad_bias, _ = native.batchnorm_lif_backward(
-            x, h_seq, grad_out, keep, weight, *ctx.stats, ctx.decay, ctx.v_threshold, scale, ctx.alpha / 2)
+            x, native.NeuronState(checkpoints, rows), grad_out, keep, weight, *ctx.stats, ctx.decay, ctx.v_threshold,
+            scale, ctx.alpha / 2)
         return grad_x, grad_weight, grad_bias, None, None, None, None, None, None
 
 
@@ -277,7 +279,8 @@ class _DelayBatchNormLIF(torch.autograd.Function):
 
     The depthwise forward hands the BatchNorm its statistics (from registers: no pass over the delayed current y), and
     the depthwise backward computes the BatchNorm input gradient while it gathers it (no tensor written for it).
-    Saves the delay's input, the positions, y, H and the mask: what the two separate ops save.
+    Saves the delay's input, the positions, y, the mask and the neuron state from which the backward computes H
+    again: what the two separate ops save.
     """
 
     @staticmethod
@@ -288,19 +291,19 @@ class _DelayBatchNormLIF(torch.autograd.Function):
         x = x.contiguous()
         decay = _delay_stage_setup(ctx, pos, sig, kernel_size, pad_left, tau, v_threshold, alpha)
         y, moments = native.gaussian_delay_forward(x, ctx.taps, pad_left, pad_right, moments=True)
-        out, h_seq, mean, var = native.batchnorm_lif_forward(y, weight, bias, keep, eps, decay, v_threshold, moments)
+        out, state, mean, var = native.batchnorm_lif_forward(y, weight, bias, keep, eps, decay, v_threshold, moments)
         _record_statistics(ctx, running, mean, var, eps, y.shape[0] * y.shape[1])
-        ctx.save_for_backward(x, pos, y, h_seq, keep, weight)
+        ctx.save_for_backward(x, pos, y, *state, keep, weight)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        x, pos, y, h_seq, keep, weight = ctx.saved_tensors
+        x, pos, y, checkpoints, rows, keep, weight = ctx.saved_tensors
         sigma, pad_left, decay, v_threshold, alpha = ctx.params
         grad_dy, grad_weight, grad_bias, channel = native.batchnorm_lif_backward(
-            y, h_seq, grad_out, keep, weight, *ctx.stats, decay, v_threshold, atan_scale(alpha), alpha / 2,
-            defer_input_grad=True)
+            y, native.NeuronState(checkpoints, rows), grad_out, keep, weight, *ctx.stats, decay, v_threshold,
+            atan_scale(alpha), alpha / 2, defer_input_grad=True)
         grad_x, grad_pos = native.gaussian_delay_backward(x, pos, ctx.taps, sigma, grad_dy, pad_left,
                                                           *ctx.needs_input_grad[:2], batchnorm=(channel, y))
         return (grad_x, grad_pos, grad_weight, grad_bias) + (None,) * 10

@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -113,9 +114,11 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.suite_scratch_floats.argtypes = [int_] * 5
     lib.suite_scratch_floats.restype = long_
     lib.suite_recurrence.argtypes = [int_, int_] + [pointer] * 5 + [double] * 4 + [long_] * 3 + pool
-    lib.suite_bn_lif_forward.argtypes = [int_] + [pointer] * 13 + [int_] + [double] * 3 + [long_] * 3 + pool
-    lib.suite_bn_lif_backward.argtypes = [int_] + [pointer] * 13 + [int_] * 2 + [double] * 4 + [long_] * 3 + pool
+    lib.suite_bn_lif_forward.argtypes = [int_] + [pointer] * 14 + [int_] + [double] * 3 + [long_] * 4 + pool
+    lib.suite_bn_lif_backward.argtypes = [int_] + [pointer] * 15 + [int_] * 2 + [double] * 4 + [long_] * 4 + pool
     lib.suite_recurrence.restype = lib.suite_bn_lif_forward.restype = lib.suite_bn_lif_backward.restype = None
+    lib.suite_bn_lif_scratch.argtypes = [long_] * 3
+    lib.suite_bn_lif_scratch.restype = long_
     lib.suite_gaussian_taps.argtypes = [pointer] + [int_] * 3 + [double] * 2 + [pointer] + pool
     lib.suite_gaussian_position_grad.argtypes = [pointer] * 3 + [int_] * 5 + [double, pointer]
     lib.suite_gaussian_taps.restype = lib.suite_gaussian_position_grad.restype = None
@@ -413,50 +416,77 @@ def _mask(keep: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     return keep.detach().to(x.dtype).expand(x.shape[1], x.shape[2]).contiguous()
 
 
+CHUNK_BYTES = 1 << 19  # H of the whole batch over one checkpointed chunk: each of two threads keeps its half in L2
+
+
+def _chunk_steps(x: torch.Tensor) -> int:
+    """Steps per chunk of the BatchNorm -> LIF kernels' checkpoints over x (T, B, C) (see batchnorm_lif.c)."""
+    return max(1, CHUNK_BYTES // (x.shape[1] * x.shape[2] * x.element_size()))
+
+
+def _bn_scratch(x: torch.Tensor, pool: list, every: int) -> torch.Tensor:
+    """The per-thread buffers of the BatchNorm -> LIF kernels over x (T, B, C): a chunk's H, V and one row."""
+    return x.new_empty(pool[-1] * _loaded().suite_bn_lif_scratch(x.shape[1], x.shape[2], every))
+
+
 def _bn_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor, eps: float,
                 decay: float, v_threshold: float, moments: torch.Tensor | None, stats_only: bool
                 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """suite_bn_lif_forward: (output, H, mean, var, channel rows a, beta, mean); output and H None if stats_only."""
+    """suite_bn_lif_forward: (output, checkpoints, mean, var, channel rows a, beta, mean); output and checkpoints
+    None if stats_only."""
     lib = _loaded()
     steps, batch, channels = x.shape
     pool = _pool(batch * channels)
     dtype = x.dtype
-    out = h_seq = row = None
+    out = checkpoints = scratch = row = None
+    every = _chunk_steps(x)
     if not stats_only:
-        out, h_seq, row = torch.empty_like(x), torch.empty_like(x), x.new_empty(batch, channels)
+        out, row = torch.empty_like(x), x.new_empty(batch, channels)
+        checkpoints, scratch = x.new_empty(-(-steps // every), batch, channels), _bn_scratch(x, pool, every)
     channel = x.new_empty(4, channels)
     gamma, beta = (p.detach().to(dtype).contiguous() for p in (weight, bias))  # alive across the call
     f64 = torch.float64
     mean, var = torch.empty(channels, dtype=f64), torch.empty(channels, dtype=f64)
     work = torch.empty(2, channels, dtype=f64)
     partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
-    address = [t.data_ptr() if t is not None else None for t in (keep, out, h_seq, row, moments)]
+    address = [t.data_ptr() if t is not None else None for t in (keep, out, checkpoints, scratch, row, moments)]
     lib.suite_bn_lif_forward(
-        int(dtype == f64), x.data_ptr(), gamma.data_ptr(), beta.data_ptr(), *address[:4], channel.data_ptr(),
-        mean.data_ptr(), var.data_ptr(), work.data_ptr(), partial.data_ptr(), address[4], int(stats_only), eps, decay,
-        v_threshold, steps, batch, channels, *pool)
-    return out, h_seq, mean, var, channel
+        int(dtype == f64), x.data_ptr(), gamma.data_ptr(), beta.data_ptr(), *address[:5], channel.data_ptr(),
+        mean.data_ptr(), var.data_ptr(), work.data_ptr(), partial.data_ptr(), address[5], int(stats_only), eps, decay,
+        v_threshold, steps, batch, channels, every, *pool)
+    return out, checkpoints, mean, var, channel
+
+
+class NeuronState(NamedTuple):
+    """What :func:`batchnorm_lif_backward` needs of its forward besides x: H is not stored but computed again, chunk
+    by chunk, from the membrane ``checkpoints`` (chunks, B, C) and the ``rows`` a, beta, mean (4, C) of the forward
+    (bit-identical to a stored H)."""
+
+    checkpoints: torch.Tensor
+    rows: torch.Tensor
 
 
 def batchnorm_lif_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor | None,
                           eps: float, decay: float, v_threshold: float, moments: torch.Tensor | None = None
-                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(output, H, batch mean, biased batch variance) of BatchNorm with batch statistics -> LIF -> ``* keep``.
+                          ) -> tuple[torch.Tensor, NeuronState, torch.Tensor, torch.Tensor]:
+    """(output, the state the backward needs, batch mean, biased batch variance) of BatchNorm with batch statistics
+    -> LIF -> ``* keep``.
 
     ``x`` (T, B, C) contiguous; ``keep`` (B, C) or None; mean and variance come back as float64 (C,) tensors.
     ``moments``: x's per-batch-item moments from :func:`gaussian_delay_forward` (float32 x only), which replace the
     statistics pass over x.
     """
-    out, h_seq, mean, var, _ = _bn_forward(x, weight, bias, _mask(keep, x), eps, decay, v_threshold, moments, False)
-    return out, h_seq, mean, var  # type: ignore[return-value]
+    out, checkpoints, mean, var, rows = _bn_forward(x, weight, bias, _mask(keep, x), eps, decay, v_threshold, moments,
+                                                    False)
+    return out, NeuronState(checkpoints, rows), mean, var  # type: ignore[arg-type, return-value]
 
 
-def _bn_backward(x: torch.Tensor, h_seq: torch.Tensor | None, grad: torch.Tensor, keep: torch.Tensor,
+def _bn_backward(x: torch.Tensor, state: NeuronState | None, grad: torch.Tensor, keep: torch.Tensor,
                  weight: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, decay: float, v_threshold: float,
                  scale: float, half_alpha: float, defer_input_grad: bool, partial: torch.Tensor | None, pool: list
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """suite_bn_lif_backward. With ``partial`` (the BatchNorm sums of the axonal fusion's reverse pass, one row pair
-    per thread of ``pool``), ``grad`` is dY, finished in place, and ``h_seq`` is not read (None); else ``grad`` is
+    per thread of ``pool``), ``grad`` is dY, finished in place, and there is no ``state`` (None); else ``grad`` is
     dL/doutput."""
     lib = _loaded()
     steps, batch, channels = x.shape
@@ -470,22 +500,27 @@ def _bn_backward(x: torch.Tensor, h_seq: torch.Tensor | None, grad: torch.Tensor
     work = torch.empty(2, channels, dtype=f64)
     if partial is None:
         partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
+    every = _chunk_steps(x)
+    scratch = _bn_scratch(x, pool, every) if state is not None else None
+    saved = [None] * 3 if state is None else [state.checkpoints.data_ptr(), state.rows.data_ptr(), scratch.data_ptr()]
     lib.suite_bn_lif_backward(
-        int(dtype == f64), x.data_ptr(), h_seq.data_ptr() if h_seq is not None else None, grad.data_ptr(),
+        int(dtype == f64), x.data_ptr(), *saved, grad.data_ptr(),
         keep.data_ptr(), gamma.data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_x.data_ptr(),
         channel.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(), work.data_ptr(), partial.data_ptr(),
-        int(defer_input_grad), int(have_dy), decay, v_threshold, scale, half_alpha, steps, batch, channels, *pool)
+        int(defer_input_grad), int(have_dy), decay, v_threshold, scale, half_alpha, steps, batch, channels, every,
+        *pool)
     return grad_x, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype), channel
 
 
-def batchnorm_lif_backward(x: torch.Tensor, h_seq: torch.Tensor, grad_out: torch.Tensor, keep: torch.Tensor | None,
+def batchnorm_lif_backward(x: torch.Tensor, state: NeuronState, grad_out: torch.Tensor, keep: torch.Tensor | None,
                            weight: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, decay: float,
                            v_threshold: float, scale: float, half_alpha: float, defer_input_grad: bool = False
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """dL/dx, dL/dweight, dL/dbias of :func:`batchnorm_lif_forward` (``mean``, ``invstd``: its float64 stats) and the
+    """dL/dx, dL/dweight, dL/dbias of :func:`batchnorm_lif_forward` (``state``, ``mean``, ``invstd``: what it returned,
+    the stats as float64) and the
     (4, C) rows a, mean dY, mean, m2 of dL/dx = a ((dY - mean dY) - (x - mean) m2). With ``defer_input_grad`` the
     first tensor is dY instead (the dendritic delay's backward applies that formula as it gathers it)."""
-    return _bn_backward(x, h_seq, grad_out, _mask(keep, x), weight, mean, invstd, decay, v_threshold, scale,
+    return _bn_backward(x, state, grad_out, _mask(keep, x), weight, mean, invstd, decay, v_threshold, scale,
                         half_alpha, defer_input_grad, None, _pool(x.shape[1] * x.shape[2]))
 
 

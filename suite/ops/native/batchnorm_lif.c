@@ -3,8 +3,15 @@
  *
  * Why fused: unfused, the stage makes four passes over a (T, B, C) tensor forward (statistics, normalise, LIF,
  * dropout) and as many backward, each writing a full tensor that the next one reads. Here the forward is two passes
- * (statistics; normalise + LIF + dropout, writing H and the output) and the backward two (the LIF recurrence, which
+ * (statistics; normalise + LIF + dropout, writing the output) and the backward two (the LIF recurrence, which
  * also sums the BatchNorm reductions; the BatchNorm input gradient).
+ *
+ * H is not stored. The forward keeps the membrane V at the start of every chunk of `every` steps (checkpoints,
+ * (chunks, B, C); the caller picks `every` so that a chunk's H fits in L2); the backward takes the chunks from the
+ * last to the first, computes each chunk's H again from x into a per-thread buffer, and runs the reverse recurrence
+ * over it. The same row arithmetic on the same x gives H to the bit, and the reverse pass visits (t, b) in the same
+ * order as over a stored H, so every sum and gradient is unchanged; what goes is a (T, B, C) tensor written forward
+ * and read backward.
  *
  *   forward:   mean, var (biased) over the M = T B rows (sums of x - x[0, 0], so that inputs with a large mean do
  *              not cancel); y = a (x - mean) + beta with a = gamma / sqrt(var + eps);
@@ -29,17 +36,23 @@
 #include "pool.h"
 
 typedef struct {
-    const void *x, *h, *grad, *keep; /* (T, B, C); keep (B, C) */
-    void *out, *h_out, *v;           /* outputs; v: (B, C) scratch */
+    const void *x, *grad, *keep;     /* (T, B, C); keep (B, C) */
+    void *out, *v;                   /* output; v: (B, C) scratch */
+    void *checkpoints;               /* (chunks, B, C): V entering each chunk, written forward, read backward */
+    void *scratch;                   /* per thread: bn_lif_scratch(B, C, every) values */
     const void *channel;             /* per-channel rows in the tensors' precision: a, beta, mean | a, mean dY, mean, m2 */
+    const void *forward_rows;        /* backward: the forward's rows a, beta, mean (H is computed again from them) */
     double *partial;                 /* (n_threads, 2, C), zeroed by the caller */
     const double *shift;             /* forward statistics: x[0, 0, c], subtracted before summing */
     double decay, threshold, scale, half_alpha;
-    long T, B, C;
+    long T, B, C, every;             /* every: steps per checkpointed chunk */
     pool threads;
 } job;
 
 static double *own_partial(const job *j) { return j->partial + (size_t)pool_self(&j->threads) * 2 * j->C; }
+
+/* Values of one thread's scratch: a chunk's H for any share of the batch, V for that share, one discarded row. */
+static long bn_lif_scratch(long B, long C, long every) { return (every * B + B + 1) * C; }
 
 /* first[c], second[c] = the sums over threads of the partials. */
 static void reduce_partials(const job *j, int n_threads, double *first, double *second) {
@@ -52,8 +65,8 @@ static void reduce_partials(const job *j, int n_threads, double *first, double *
 }
 
 #define DEFINE_FUSED(real, suffix)                                                                                   \
-    static inline void stats_row_##suffix(const real *restrict x, const double *restrict shift,                     \
-                                          double *restrict sums, double *restrict squares, long C) {                \
+    static inline void stats_row_##suffix(const real *restrict x, const double *restrict shift,                      \
+                                          double *restrict sums, double *restrict squares, long C) {                 \
         for (long c = 0; c < C; c++) {                                                                               \
             const double value = (double)x[c] - shift[c];                                                            \
             sums[c] += value;                                                                                        \
@@ -61,13 +74,13 @@ static void reduce_partials(const job *j, int n_threads, double *first, double *
         }                                                                                                            \
     }                                                                                                                \
                                                                                                                      \
-    static inline void input_grad_row_##suffix(const real *restrict x, const real *restrict a,                      \
-                                               const real *restrict mean_dy, const real *restrict mean,             \
+    static inline void input_grad_row_##suffix(const real *restrict x, const real *restrict a,                       \
+                                               const real *restrict mean_dy, const real *restrict mean,              \
                                                const real *restrict m2, real *restrict dx, long C) {                 \
-        for (long c = 0; c < C; c++) dx[c] = a[c] * ((dx[c] - mean_dy[c]) - (x[c] - mean[c]) * m2[c]);             \
+        for (long c = 0; c < C; c++) dx[c] = a[c] * ((dx[c] - mean_dy[c]) - (x[c] - mean[c]) * m2[c]);               \
     }                                                                                                                \
                                                                                                                      \
-    static void stats_##suffix(void *data) {                                                                        \
+    static void stats_##suffix(void *data) {                                                                         \
         const job *j = data;                                                                                         \
         const real *x = j->x;                                                                                        \
         double *sums = own_partial(j);                                                                               \
@@ -75,53 +88,83 @@ static void reduce_partials(const job *j, int n_threads, double *first, double *
         pool_share(&j->threads, j->B, &begin, &end);                                                                 \
         for (long t = 0; t < j->T; t++)                                                                              \
             for (long b = begin; b < end; b++)                                                                       \
-                stats_row_##suffix(x + (t * j->B + b) * j->C, j->shift, sums, sums + j->C, j->C);                   \
+                stats_row_##suffix(x + (t * j->B + b) * j->C, j->shift, sums, sums + j->C, j->C);                    \
     }                                                                                                                \
                                                                                                                      \
-    static void lif_##suffix(void *data) {                                                                          \
-        const job *j = data;                                                                                         \
-        const real *x = j->x, *keep = j->keep, *a = j->channel;                                                      \
-        real *out = j->out, *h = j->h_out, *v = j->v;                                                                \
-        long begin, end;                                                                                             \
-        pool_share(&j->threads, j->B, &begin, &end);                                                                 \
-        for (long n = begin * j->C; n < end * j->C; n++) v[n] = 0;                                                   \
-        for (long t = 0; t < j->T; t++)                                                                              \
+    /* The LIF over the thread's share from `t0` to `t1`, V in v (rows of C per batch item of the share); H row of   \
+     * (t, b) into h + ((t - t0) * h_items + b - begin) * C (h_items 0: one row, overwritten), the output into out   \
+     * (NULL: a discarded row). */                                                                                   \
+    static void lif_steps_##suffix(const job *j, const real *rows, long begin, long end, long t0, long t1,           \
+                                   real *v, real *h, long h_items, real *out) {                                      \
+        const real *x = j->x, *keep = j->keep;                                                                       \
+        real *discard = (real *)j->scratch + ((size_t)pool_self(&j->threads) + 1) *                                  \
+                        bn_lif_scratch(j->B, j->C, j->every) - j->C;                                                 \
+        for (long t = t0; t < t1; t++)                                                                               \
             for (long b = begin; b < end; b++) {                                                                     \
                 const size_t first = (size_t)(t * j->B + b) * j->C;                                                  \
-                lif_row_##suffix(x + first, keep + b * j->C, a, a + j->C, a + 2 * j->C, h + first, out + first,     \
-                                 v + b * j->C, j->C, (real)j->decay, (real)j->threshold);                           \
+                lif_row_##suffix(x + first, keep + b * j->C, rows, rows + j->C, rows + 2 * j->C,                     \
+                                 h + ((t - t0) * h_items + b - begin) * j->C, out ? out + first : discard,           \
+                                 v + (b - begin) * j->C, j->C, (real)j->decay, (real)j->threshold);                  \
             }                                                                                                        \
     }                                                                                                                \
                                                                                                                      \
-    static void lif_backward_##suffix(void *data) {                                                                 \
+    static void lif_##suffix(void *data) {                                                                           \
         const job *j = data;                                                                                         \
-        const real *h = j->h, *g = j->grad, *keep = j->keep, *x = j->x, *mean = (const real *)j->channel + 2 * j->C; \
-        real *dy = j->out;                                                                                           \
-        double *sums = own_partial(j);                                                                               \
-        const size_t row = (size_t)j->B * j->C;                                                                      \
+        const long C = j->C, every = j->every;                                                                       \
+        real *v = j->v, *checkpoints = j->checkpoints;                                                               \
         long begin, end;                                                                                             \
         pool_share(&j->threads, j->B, &begin, &end);                                                                 \
-        for (long t = j->T - 1; t >= 0; t--)                                                                         \
-            for (long b = begin; b < end; b++) {                                                                     \
-                const size_t first = (size_t)t * row + (size_t)b * j->C;                                             \
-                surrogate_row_##suffix(h + first, g + first, keep + b * j->C, dy + first, j->C, (real)j->threshold, \
-                                       (real)j->scale, (real)j->half_alpha);                                        \
-                carry_row_##suffix(h + first, t + 1 < j->T ? dy + first + row : dy + first, dy + first, x + first,  \
-                                   mean, sums, sums + j->C, j->C, (real)j->threshold, (real)j->decay, t + 1 < j->T); \
-            }                                                                                                        \
+        for (long n = begin * C; n < end * C; n++) v[n] = 0;                                                         \
+        real *h = (real *)j->scratch + (size_t)pool_self(&j->threads) * bn_lif_scratch(j->B, C, j->every);           \
+        for (long t0 = 0; t0 < j->T; t0 += every) {                                                                  \
+            real *kept = checkpoints + (size_t)(t0 / every * j->B + begin) * C;                                      \
+            for (long n = 0; n < (end - begin) * C; n++) kept[n] = v[begin * C + n];                                 \
+            lif_steps_##suffix(j, j->channel, begin, end, t0, t0 + every < j->T ? t0 + every : j->T, v + begin * C,  \
+                               h, 0, j->out);                                                                        \
+        }                                                                                                            \
     }                                                                                                                \
                                                                                                                      \
-    static void input_grad_##suffix(void *data) {                                                                   \
+    static void lif_backward_##suffix(void *data) {                                                                  \
+        const job *j = data;                                                                                         \
+        const real *g = j->grad, *keep = j->keep, *x = j->x, *mean = (const real *)j->channel + 2 * j->C;            \
+        const real *checkpoints = j->checkpoints;                                                                    \
+        const long C = j->C, every = j->every;                                                                       \
+        real *dy = j->out;                                                                                           \
+        double *sums = own_partial(j);                                                                               \
+        const size_t row = (size_t)j->B * C;                                                                         \
+        long begin, end;                                                                                             \
+        pool_share(&j->threads, j->B, &begin, &end);                                                                 \
+        const long items = end - begin;                                                                              \
+        real *h = (real *)j->scratch + (size_t)pool_self(&j->threads) * bn_lif_scratch(j->B, C, j->every);           \
+        real *v = h + (size_t)every * j->B * C;                                                                      \
+        for (long t0 = (j->T - 1) / every * every; t0 >= 0; t0 -= every) {                                           \
+            const long t1 = t0 + every < j->T ? t0 + every : j->T;                                                   \
+            const real *kept = checkpoints + (size_t)(t0 / every * j->B + begin) * C;                                \
+            for (long n = 0; n < items * C; n++) v[n] = kept[n];                                                     \
+            lif_steps_##suffix(j, j->forward_rows, begin, end, t0, t1, v, h, items, NULL);                           \
+            for (long t = t1 - 1; t >= t0; t--)                                                                      \
+                for (long b = begin; b < end; b++) {                                                                 \
+                    const size_t first = (size_t)t * row + (size_t)b * C;                                            \
+                    const real *hb = h + ((t - t0) * items + b - begin) * C;                                         \
+                    surrogate_row_##suffix(hb, g + first, keep + b * C, dy + first, C, (real)j->threshold,           \
+                                           (real)j->scale, (real)j->half_alpha);                                     \
+                    carry_row_##suffix(hb, t + 1 < j->T ? dy + first + row : dy + first, dy + first, x + first,      \
+                                       mean, sums, sums + C, C, (real)j->threshold, (real)j->decay, t + 1 < j->T);   \
+                }                                                                                                    \
+        }                                                                                                            \
+    }                                                                                                                \
+                                                                                                                     \
+    static void input_grad_##suffix(void *data) {                                                                    \
         const job *j = data;                                                                                         \
         const real *x = j->x, *a = j->channel;                                                                       \
         real *dx = j->out;                                                                                           \
         long begin, end;                                                                                             \
         pool_share(&j->threads, j->T * j->B, &begin, &end);                                                          \
         for (long r = begin; r < end; r++)                                                                           \
-            input_grad_row_##suffix(x + r * j->C, a, a + j->C, a + 2 * j->C, a + 3 * j->C, dx + r * j->C, j->C);    \
+            input_grad_row_##suffix(x + r * j->C, a, a + j->C, a + 2 * j->C, a + 3 * j->C, dx + r * j->C, j->C);     \
     }                                                                                                                \
                                                                                                                      \
-    static void set_channels_##suffix(void *channel, long C, long which, const double *values) {                    \
+    static void set_channels_##suffix(void *channel, long C, long which, const double *values) {                     \
         real *dst = (real *)channel + which * C;                                                                     \
         for (long c = 0; c < C; c++) dst[c] = (real)values[c];                                                       \
     }                                                                                                                \
@@ -148,19 +191,25 @@ static void combine_moments(const double *moments, long B, long C, long rows, do
     }
 }
 
+/* Values of per-thread scratch that the forward and backward take for chunks of `every` steps. */
+long suite_bn_lif_scratch(long B, long C, long every) { return bn_lif_scratch(B, C, every); }
+
 /* Forward. gamma, beta: (C), keep: (B, C), channel: 4 C, all in the tensors' precision; mean, var: (C) doubles out
- * (var biased); work: 2 C doubles; partial: (n_threads, 2, C) doubles, zeroed; moments: (B, 2, C) doubles (see
- * combine_moments) that replace the statistics pass, or NULL. With `stats_only`, stop once channel holds the rows
- * a, beta, mean (the axonal fusion runs the LIF in depthwise.c). */
+ * (var biased); checkpoints: (ceil(T / every), B, C) out, for the backward; scratch: n_threads *
+ * suite_bn_lif_scratch values; work: 2 C doubles; partial: (n_threads, 2, C) doubles, zeroed; moments: (B, 2, C)
+ * doubles (see combine_moments) that replace the statistics pass, or NULL. With `stats_only`, stop once channel holds
+ * the rows a, beta, mean (the axonal fusion runs the LIF in depthwise.c). */
 void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const void *beta, const void *keep,
-                          void *out, void *h_seq, void *v, void *channel, double *mean, double *var, double *work,
+                          void *out, void *checkpoints, void *scratch, void *v, void *channel, double *mean,
+                          double *var, double *work,
                           double *partial, const double *moments, int stats_only, double eps, double decay,
-                          double threshold, long T, long B, long C, gomp_parallel_fn parallel,
+                          double threshold, long T, long B, long C, long every, gomp_parallel_fn parallel,
                           thread_query_fn thread_num, thread_query_fn num_threads, int n_threads) {
     double *a = work, *shift = work + C;
     for (long c = 0; c < C; c++) shift[c] = is_double ? channel_f64(x, c) : channel_f32(x, c);
-    job j = {x, NULL, NULL, keep, out, h_seq, v, channel, partial, shift, decay, threshold, 0, 0, T, B, C,
-             {parallel, thread_num, num_threads, n_threads}};
+    job j = {.x = x, .keep = keep, .out = out, .v = v, .checkpoints = checkpoints, .scratch = scratch,
+             .channel = channel, .partial = partial, .shift = shift, .decay = decay, .threshold = threshold,
+             .T = T, .B = B, .C = C, .every = every, .threads = {parallel, thread_num, num_threads, n_threads}};
     const double rows = (double)(T * B);
     if (moments) {
         combine_moments(moments, B, C, T, mean, var);
@@ -187,19 +236,23 @@ void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const
     pool_run(&j.threads, is_double ? lif_f64 : lif_f32, &j);
 }
 
-/* Backward. mean, invstd: (C) doubles from the forward; grad_x: (T, B, C) out; grad_gamma, grad_beta: (C) doubles
+/* Backward. mean, invstd: (C) doubles, checkpoints and forward_rows (its channel rows a, beta, mean) from the
+ * forward; scratch as the forward's; grad_x: (T, B, C) out; grad_gamma, grad_beta: (C) doubles
  * out; work: 2 C doubles; channel: 4 C values of the tensors' precision; partial: (n_threads, 2, C), zeroed. With
  * `defer_input_grad`, grad_x is left holding dY, and channel the rows a, mean dY, mean, m2 of the input gradient
  * a ((dY - mean dY) - (x - mean) m2). With `have_dy`, grad_x already holds dY and partial its sums (the axonal
- * fusion's reverse pass, depthwise.c): only the BatchNorm part runs. */
-void suite_bn_lif_backward(int is_double, const void *x, const void *h_seq, const void *grad_out, const void *keep,
-                           const void *gamma, const double *mean, const double *invstd, void *grad_x, void *channel,
-                           double *grad_gamma, double *grad_beta, double *work, double *partial, int defer_input_grad,
-                           int have_dy, double decay, double threshold, double scale, double half_alpha, long T, long B, long C,
-                           gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
-                           int n_threads) {
-    job j = {x, h_seq, grad_out, keep, grad_x, NULL, NULL, channel, partial, NULL, decay, threshold, scale,
-             half_alpha, T, B, C, {parallel, thread_num, num_threads, n_threads}};
+ * fusion's reverse pass, depthwise.c): only the BatchNorm part runs (checkpoints, forward_rows, scratch unused). */
+void suite_bn_lif_backward(int is_double, const void *x, const void *checkpoints, const void *forward_rows,
+                           void *scratch, const void *grad_out, const void *keep, const void *gamma,
+                           const double *mean, const double *invstd, void *grad_x, void *channel, double *grad_gamma,
+                           double *grad_beta, double *work, double *partial, int defer_input_grad, int have_dy,
+                           double decay, double threshold, double scale, double half_alpha, long T, long B, long C,
+                           long every, gomp_parallel_fn parallel, thread_query_fn thread_num,
+                           thread_query_fn num_threads, int n_threads) {
+    job j = {.x = x, .grad = grad_out, .keep = keep, .out = grad_x, .checkpoints = (void *)checkpoints,
+             .scratch = scratch, .channel = channel, .forward_rows = forward_rows, .partial = partial,
+             .decay = decay, .threshold = threshold, .scale = scale, .half_alpha = half_alpha, .T = T, .B = B, .C = C,
+             .every = every, .threads = {parallel, thread_num, num_threads, n_threads}};
     const double rows = (double)(T * B);
     double *first = work, *second = work + C;
     void (*set)(void *, long, long, const double *) = is_double ? set_channels_f64 : set_channels_f32;
