@@ -135,7 +135,7 @@ class TrainStep(_PaperNetwork):
                           time_steps=GSC_STEPS, batch=BATCH)
         try:
             from suite.bench import input_needs_grad
-        except ImportError:  # commits before 2026-11-29 left the axonal input gradient out of the reference
+        except ImportError:  # up to daaaecf the reference left the axonal input gradient out
             dense = make_dense_reference(cfg, self.device)  # type: ignore[call-arg]
         else:
             dense = make_dense_reference(cfg, self.device, input_needs_grad(delay_type))

@@ -115,7 +115,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.suite_scratch_floats.restype = long_
     lib.suite_recurrence.argtypes = [int_, int_] + [pointer] * 5 + [double] * 4 + [long_] * 3 + pool
     lib.suite_bn_lif_forward.argtypes = [int_] + [pointer] * 14 + [int_] + [double] * 3 + [long_] * 4 + pool
-    lib.suite_bn_lif_backward.argtypes = [int_] + [pointer] * 15 + [int_] * 2 + [double] * 4 + [long_] * 4 + pool
+    lib.suite_bn_lif_backward.argtypes = [int_] + [pointer] * 15 + [int_] + [double] * 4 + [long_] * 4 + pool
     lib.suite_recurrence.restype = lib.suite_bn_lif_forward.restype = lib.suite_bn_lif_backward.restype = None
     lib.suite_bn_lif_scratch.argtypes = [long_] * 3
     lib.suite_bn_lif_scratch.restype = long_
@@ -123,8 +123,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.suite_gaussian_position_grad.argtypes = [pointer] * 3 + [int_] * 5 + [double, pointer]
     lib.suite_gaussian_taps.restype = lib.suite_gaussian_position_grad.restype = None
     lib.suite_lif_delay_forward.argtypes = [pointer] * 6 + [double] * 2 + [int_] * 6 + pool
-    lib.suite_lif_delay_backward.argtypes = [pointer] * 9 + [double] * 4 + [int_] * 6 + pool
+    lib.suite_lif_delay_backward.argtypes = [pointer] * 16 + [double] * 4 + [int_] * 6 + pool
     lib.suite_lif_delay_forward.restype = lib.suite_lif_delay_backward.restype = None
+    lib.suite_set_team_barrier.argtypes, lib.suite_set_team_barrier.restype = [pointer], None
 
 
 def _load() -> None:
@@ -143,7 +144,8 @@ def _load() -> None:
         _declare(lib)
         gomp, threads = _torch_openmp()
         entries = [ctypes.cast(getattr(gomp, name), ctypes.c_void_p) if gomp else None
-                   for name in ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads")]
+                   for name in ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads", "GOMP_barrier")]
+        lib.suite_set_team_barrier(entries.pop())  # the axonal fusion's backward has two phases in one region
     except OSError as err:
         _state["reason"] = str(err)
         return
@@ -481,34 +483,28 @@ def batchnorm_lif_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     return out, NeuronState(checkpoints, rows), mean, var  # type: ignore[arg-type, return-value]
 
 
-def _bn_backward(x: torch.Tensor, state: NeuronState | None, grad: torch.Tensor, keep: torch.Tensor,
-                 weight: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, decay: float, v_threshold: float,
-                 scale: float, half_alpha: float, defer_input_grad: bool, partial: torch.Tensor | None, pool: list
+def _bn_backward(x: torch.Tensor, state: NeuronState, grad: torch.Tensor, keep: torch.Tensor, weight: torch.Tensor,
+                 mean: torch.Tensor, invstd: torch.Tensor, decay: float, v_threshold: float, scale: float,
+                 half_alpha: float, defer_input_grad: bool, pool: list
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """suite_bn_lif_backward. With ``partial`` (the BatchNorm sums of the axonal fusion's reverse pass, one row pair
-    per thread of ``pool``), ``grad`` is dY, finished in place, and there is no ``state`` (None); else ``grad`` is
-    dL/doutput."""
+    """suite_bn_lif_backward: (dL/dx or dY, dL/dweight, dL/dbias, the (4, C) input-gradient rows)."""
     lib = _loaded()
     steps, batch, channels = x.shape
     dtype = x.dtype
-    have_dy = partial is not None
     grad = grad.detach().to(dtype).contiguous()
-    grad_x, channel = (grad if have_dy else torch.empty_like(x)), x.new_empty(4, channels)
+    grad_x, channel = torch.empty_like(x), x.new_empty(4, channels)
     gamma = weight.detach().to(dtype).contiguous()  # alive across the call
     f64 = torch.float64
     grad_weight, grad_bias = torch.empty(channels, dtype=f64), torch.empty(channels, dtype=f64)
-    work = torch.empty(2, channels, dtype=f64)
-    if partial is None:
-        partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
+    work = torch.empty(channels, dtype=f64)
+    partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
     every = _chunk_steps(x)
-    scratch = _bn_scratch(x, pool, every) if state is not None else None
-    saved = [None] * 3 if state is None else [state.checkpoints.data_ptr(), state.rows.data_ptr(), scratch.data_ptr()]
+    scratch = _bn_scratch(x, pool, every)
     lib.suite_bn_lif_backward(
-        int(dtype == f64), x.data_ptr(), *saved, grad.data_ptr(),
-        keep.data_ptr(), gamma.data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_x.data_ptr(),
+        int(dtype == f64), x.data_ptr(), state.checkpoints.data_ptr(), state.rows.data_ptr(), scratch.data_ptr(),
+        grad.data_ptr(), keep.data_ptr(), gamma.data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_x.data_ptr(),
         channel.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(), work.data_ptr(), partial.data_ptr(),
-        int(defer_input_grad), int(have_dy), decay, v_threshold, scale, half_alpha, steps, batch, channels, every,
-        *pool)
+        int(defer_input_grad), decay, v_threshold, scale, half_alpha, steps, batch, channels, every, *pool)
     return grad_x, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype), channel
 
 
@@ -521,7 +517,7 @@ def batchnorm_lif_backward(x: torch.Tensor, state: NeuronState, grad_out: torch.
     (4, C) rows a, mean dY, mean, m2 of dL/dx = a ((dY - mean dY) - (x - mean) m2). With ``defer_input_grad`` the
     first tensor is dY instead (the dendritic delay's backward applies that formula as it gathers it)."""
     return _bn_backward(x, state, grad_out, _mask(keep, x), weight, mean, invstd, decay, v_threshold, scale,
-                        half_alpha, defer_input_grad, None, _pool(x.shape[1] * x.shape[2]))
+                        half_alpha, defer_input_grad, _pool(x.shape[1] * x.shape[2]))
 
 
 # -------------------------------------------- BatchNorm -> LIF -> dropout -> the next layer's axonal delay
@@ -556,23 +552,26 @@ def lif_delay_backward(z: torch.Tensor, channel: torch.Tensor, keep: torch.Tenso
                        v_threshold: float, scale: float, half_alpha: float
                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """(dL/dz, dL/dpos or None, dL/dweight, dL/dbias) of :func:`lif_delay_forward` (``channel``: its channel rows):
-    one depthwise pass that computes each block's H and spikes again and runs the LIF's reverse recurrence on it (the
-    spikes' gradient is never stored), then the BatchNorm input gradient."""
+    one parallel region that computes each block's H and spikes again, runs the LIF's reverse recurrence on it (the
+    spikes' gradient is never stored), and then finishes the BatchNorm input gradient in place."""
     lib = _loaded()
     steps, batch, channels = z.shape
     keep = _mask(keep, z)
     kernel_size, reversed_taps = taps.shape[0], taps.flip(0)
     grad_y = grad_y.detach().contiguous()
+    gamma = weight.detach().float().contiguous()  # alive across the call
     pool = _pool()
-    dy = torch.empty_like(z)
-    bn_partial = torch.zeros(pool[-1], 2, channels, dtype=torch.float64)
+    f64 = torch.float64
+    grad_z, rows = torch.empty_like(z), z.new_empty(4, channels)
+    grad_weight, grad_bias, work = (torch.empty(channels, dtype=f64) for _ in range(3))
+    bn_partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
     dw_partial = _weight_grad_partial(z, pool, reversed_taps) if need_pos else None
     scratch = _scratch(z, pool, kernel_size, pad_left, grad_y.shape[0], backward=True)
     lib.suite_lif_delay_backward(
-        z.data_ptr(), keep.data_ptr(), channel.data_ptr(), grad_y.data_ptr(),
-        reversed_taps.data_ptr(), dy.data_ptr(), bn_partial.data_ptr(),
-        dw_partial.data_ptr() if dw_partial is not None else None, scratch.data_ptr(), decay, v_threshold, scale,
-        half_alpha, steps, batch, channels, kernel_size, pad_left, grad_y.shape[0], *pool)
-    grad_z, grad_weight, grad_bias, _ = _bn_backward(z, None, dy, keep, weight, mean, invstd, decay, v_threshold,
-                                                     scale, half_alpha, False, bn_partial, pool)
+        z.data_ptr(), keep.data_ptr(), channel.data_ptr(), grad_y.data_ptr(), reversed_taps.data_ptr(),
+        grad_z.data_ptr(), bn_partial.data_ptr(), dw_partial.data_ptr() if dw_partial is not None else None,
+        scratch.data_ptr(), gamma.data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_weight.data_ptr(),
+        grad_bias.data_ptr(), work.data_ptr(), rows.data_ptr(), decay, v_threshold, scale, half_alpha, steps, batch,
+        channels, kernel_size, pad_left, grad_y.shape[0], *pool)
+    grad_weight, grad_bias = grad_weight.to(weight.dtype), grad_bias.to(weight.dtype)
     return grad_z, _position_grad(pos, taps, dw_partial, sigma), grad_weight, grad_bias

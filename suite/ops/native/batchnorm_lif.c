@@ -54,13 +54,13 @@ static double *own_partial(const job *j) { return j->partial + (size_t)pool_self
 /* Values of one thread's scratch: a chunk's H for any share of the batch, V for that share, one discarded row. */
 static long bn_lif_scratch(long B, long C, long every) { return (every * B + B + 1) * C; }
 
-/* first[c], second[c] = the sums over threads of the partials. */
-static void reduce_partials(const job *j, int n_threads, double *first, double *second) {
-    for (long c = 0; c < j->C; c++) first[c] = second[c] = 0;
-    for (int p = 0; p < n_threads; p++)
-        for (long c = 0; c < j->C; c++) {
-            first[c] += j->partial[(size_t)p * 2 * j->C + c];
-            second[c] += j->partial[((size_t)p * 2 + 1) * j->C + c];
+/* first[c], second[c] = the sums over the n (n, 2, C) partials. */
+static void reduce_partials(const double *partial, int n, long C, double *first, double *second) {
+    for (long c = 0; c < C; c++) first[c] = second[c] = 0;
+    for (int p = 0; p < n; p++)
+        for (long c = 0; c < C; c++) {
+            first[c] += partial[(size_t)p * 2 * C + c];
+            second[c] += partial[((size_t)p * 2 + 1) * C + c];
         }
 }
 
@@ -72,12 +72,6 @@ static void reduce_partials(const job *j, int n_threads, double *first, double *
             sums[c] += value;                                                                                        \
             squares[c] += value * value;                                                                             \
         }                                                                                                            \
-    }                                                                                                                \
-                                                                                                                     \
-    static inline void input_grad_row_##suffix(const real *restrict x, const real *restrict a,                       \
-                                               const real *restrict mean_dy, const real *restrict mean,              \
-                                               const real *restrict m2, real *restrict dx, long C) {                 \
-        for (long c = 0; c < C; c++) dx[c] = a[c] * ((dx[c] - mean_dy[c]) - (x[c] - mean[c]) * m2[c]);               \
     }                                                                                                                \
                                                                                                                      \
     static void stats_##suffix(void *data) {                                                                         \
@@ -215,7 +209,7 @@ void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const
         combine_moments(moments, B, C, T, mean, var);
     } else {
         pool_run(&j.threads, is_double ? stats_f64 : stats_f32, &j);
-        reduce_partials(&j, n_threads, mean, var);
+        reduce_partials(partial, n_threads, C, mean, var);
         for (long c = 0; c < C; c++) {
             const double shifted_mean = mean[c] / rows;
             var[c] = var[c] / rows - shifted_mean * shifted_mean;
@@ -236,38 +230,44 @@ void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const
     pool_run(&j.threads, is_double ? lif_f64 : lif_f32, &j);
 }
 
+void suite_bn_backward_channels(int is_double, const double *partial, int n_partials, const void *gamma,
+                                const double *mean, const double *invstd, double rows, long C, double *grad_gamma,
+                                double *grad_beta, double *work, void *channel) {
+    void (*set)(void *, long, long, const double *) = is_double ? set_channels_f64 : set_channels_f32;
+    reduce_partials(partial, n_partials, C, grad_beta, grad_gamma); /* sum dY, sum dY (x - mean) */
+    for (long c = 0; c < C; c++) work[c] = invstd[c] * invstd[c] * grad_gamma[c] / rows; /* m2 */
+    set(channel, C, 3, work);
+    for (long c = 0; c < C; c++) {
+        work[c] = (is_double ? channel_f64(gamma, c) : channel_f32(gamma, c)) * invstd[c];
+        grad_gamma[c] *= invstd[c];
+    }
+    set(channel, C, 0, work);
+    for (long c = 0; c < C; c++) work[c] = grad_beta[c] / rows;
+    set(channel, C, 1, work);
+    set(channel, C, 2, mean);
+}
+
 /* Backward. mean, invstd: (C) doubles, checkpoints and forward_rows (its channel rows a, beta, mean) from the
- * forward; scratch as the forward's; grad_x: (T, B, C) out; grad_gamma, grad_beta: (C) doubles
- * out; work: 2 C doubles; channel: 4 C values of the tensors' precision; partial: (n_threads, 2, C), zeroed. With
- * `defer_input_grad`, grad_x is left holding dY, and channel the rows a, mean dY, mean, m2 of the input gradient
- * a ((dY - mean dY) - (x - mean) m2). With `have_dy`, grad_x already holds dY and partial its sums (the axonal
- * fusion's reverse pass, depthwise.c): only the BatchNorm part runs (checkpoints, forward_rows, scratch unused). */
+ * forward; scratch as the forward's; grad_x: (T, B, C) out; grad_gamma, grad_beta: (C) doubles out; work: C doubles;
+ * channel: 4 C values of the tensors' precision; partial: (n_threads, 2, C), zeroed. With `defer_input_grad`,
+ * grad_x is left holding dY, and channel the rows a, mean dY, mean, m2 of the input gradient
+ * a ((dY - mean dY) - (x - mean) m2). */
 void suite_bn_lif_backward(int is_double, const void *x, const void *checkpoints, const void *forward_rows,
                            void *scratch, const void *grad_out, const void *keep, const void *gamma,
                            const double *mean, const double *invstd, void *grad_x, void *channel, double *grad_gamma,
-                           double *grad_beta, double *work, double *partial, int defer_input_grad, int have_dy,
-                           double decay, double threshold, double scale, double half_alpha, long T, long B, long C,
-                           long every, gomp_parallel_fn parallel, thread_query_fn thread_num,
-                           thread_query_fn num_threads, int n_threads) {
+                           double *grad_beta, double *work, double *partial, int defer_input_grad, double decay,
+                           double threshold, double scale, double half_alpha, long T, long B, long C, long every,
+                           gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
+                           int n_threads) {
     job j = {.x = x, .grad = grad_out, .keep = keep, .out = grad_x, .checkpoints = (void *)checkpoints,
              .scratch = scratch, .channel = channel, .forward_rows = forward_rows, .partial = partial,
              .decay = decay, .threshold = threshold, .scale = scale, .half_alpha = half_alpha, .T = T, .B = B, .C = C,
              .every = every, .threads = {parallel, thread_num, num_threads, n_threads}};
-    const double rows = (double)(T * B);
-    double *first = work, *second = work + C;
     void (*set)(void *, long, long, const double *) = is_double ? set_channels_f64 : set_channels_f32;
-    set(channel, C, 2, mean);
-    if (!have_dy) pool_run(&j.threads, is_double ? lif_backward_f64 : lif_backward_f32, &j);
-    reduce_partials(&j, n_threads, grad_beta, grad_gamma); /* sum dY, sum dY (x - mean) */
-    for (long c = 0; c < C; c++) {
-        first[c] = (is_double ? channel_f64(gamma, c) : channel_f32(gamma, c)) * invstd[c];
-        second[c] = invstd[c] * invstd[c] * grad_gamma[c] / rows;
-        grad_gamma[c] *= invstd[c];
-    }
-    set(channel, C, 0, first);
-    set(channel, C, 3, second);
-    for (long c = 0; c < C; c++) first[c] = grad_beta[c] / rows;
-    set(channel, C, 1, first);
+    set(channel, C, 2, mean); /* the reverse pass reads it */
+    pool_run(&j.threads, is_double ? lif_backward_f64 : lif_backward_f32, &j);
+    suite_bn_backward_channels(is_double, partial, n_threads, gamma, mean, invstd, (double)(T * B), C, grad_gamma,
+                               grad_beta, work, channel);
     if (defer_input_grad) return;
     j.threads.parallel = parallel;
     pool_run(&j.threads, is_double ? input_grad_f64 : input_grad_f32, &j);

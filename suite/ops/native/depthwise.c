@@ -25,7 +25,7 @@
  * (neither H nor the spikes stored); the backward computes the block's H and spikes again from z (bit-identical, and
  * cheaper than a stored H: see lif_block), uses the spikes for the kernel gradient and runs the LIF's reverse
  * recurrence on the block's input gradient as soon as the correlation has produced it, writing dY and the BatchNorm
- * sums (batchnorm_lif.c finishes the BatchNorm gradient).
+ * sums; after a team barrier, the same region turns dY into the BatchNorm input gradient (batchnorm_input_grad).
  *
  * Threads: see pool.h; the caller passes a scratch buffer of n_threads * suite_scratch_floats(...) floats.
  */
@@ -41,6 +41,15 @@
 #define BLOCK 8 /* channel vectors gathered together (8 x 64 contiguous bytes per time row) */
 #define PREFETCH_ROWS 12 /* a gather asks for the row this many steps ahead: each row is in another page */
 
+/* libgomp's GOMP_barrier (the team barrier of `#pragma omp barrier`), set by the loader; NULL runs serially. */
+static void (*team_barrier)(void);
+
+void suite_set_team_barrier(void (*barrier)(void)) { team_barrier = barrier; }
+
+static void barrier(const pool *p) {
+    if (p->parallel && team_barrier) team_barrier();
+}
+
 typedef float vec __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float)))); /* unaligned ok */
 
 DEFINE_NEURON_ROWS(float, f32)
@@ -50,8 +59,12 @@ typedef struct {
     const float *z;       /* BatchNorm input (T, B, C) */
     const float *keep;    /* (B, C) dropout mask (ones without dropout) */
     const float *channel; /* rows of C: a, beta, mean (the backward recomputes H: the same three rows) */
-    float *dy;            /* backward: dL/d(BatchNorm output) (T, B, C), out */
+    float *dy;            /* backward: dL/d(BatchNorm output) (T, B, C), then dL/dz in place, out */
     double *partial;      /* backward: (n_threads, 2, C) sums of dY and of dY (z - mean), zeroed */
+    const float *gamma;   /* backward: the BatchNorm weight (C) */
+    const double *mean, *invstd; /* backward: the forward's statistics (C) */
+    double *grad_gamma, *grad_beta, *work; /* backward: (C) each, out (work: scratch) */
+    float *rows;          /* backward: (4, C) a, mean dY, mean, m2 of the BatchNorm input gradient, out */
     float decay, threshold, scale, half_alpha;
 } neuron;
 
@@ -312,6 +325,29 @@ static void forward_blocks(void *data) {
     }
 }
 
+/* The BatchNorm input gradient of the axonal fusion's backward, in the same parallel region: once every thread has
+ * added its BatchNorm sums, one thread turns them into the per-channel rows (suite_bn_backward_channels), and each
+ * thread then finishes the dY it wrote, its work items last to first, so that the blocks it wrote last are still in
+ * its cache. Elementwise, with the same row arithmetic as batchnorm_lif.c's pass (bit-identical). */
+static void batchnorm_input_grad(const job *j, int begin, int end, int blocks) {
+    const neuron *n = j->lif;
+    const long C = j->C;
+    const size_t row = (size_t)j->B * C;
+    barrier(&j->threads);
+    if (pool_self(&j->threads) == 0)
+        suite_bn_backward_channels(0, n->partial, j->threads.n_threads, n->gamma, n->mean, n->invstd,
+                                   (double)j->T * j->B, C, n->grad_gamma, n->grad_beta, n->work, n->rows);
+    barrier(&j->threads);
+    for (int item = end - 1; item >= begin; item--) {
+        const block k = block_of(j, item, blocks);
+        const float *r = n->rows + (size_t)k.v0 * VL;
+        for (int t = 0; t < j->T; t++) {
+            const size_t at = (size_t)t * row + k.offset;
+            input_grad_row_f32(n->z + at, r, r + C, r + 2 * C, r + 3 * C, n->dy + at, block_channels(&k));
+        }
+    }
+}
+
 /* Work items as in the forward. The output gradient of a block is gathered once, padded as the input gradient (a
  * forward with reversed taps) needs it, and also serves the weight gradient, which each thread sums into its own
  * partial (the caller adds the partials). */
@@ -346,6 +382,7 @@ static void backward_blocks(void *data) {
                             j->out + k.offset, row, NULL, j->C);
         }
     }
+    if (j->lif) batchnorm_input_grad(j, begin, end, blocks);
 }
 
 int suite_vector_width(void) { return VL; }
@@ -390,24 +427,27 @@ void suite_lif_delay_forward(const float *z, const float *keep, const float *cha
                              float *y, float *scratch, double decay, double threshold, int T, int B, int C, int D,
                              int front, int T_out, gomp_parallel_fn parallel, thread_query_fn thread_num,
                              thread_query_fn num_threads, int n_threads) {
-    const neuron n = {z, keep, channel, NULL, NULL, (float)decay, (float)threshold, 0, 0};
+    const neuron n = {.z = z, .keep = keep, .channel = channel, .decay = (float)decay, .threshold = (float)threshold};
     job j = {NULL, NULL, w, y, NULL, NULL, NULL, NULL, &n, scratch,
              (size_t)suite_scratch_floats(T, D, front, T_out, 0), T, B, C, D, front, T_out,
              {parallel, thread_num, num_threads, n_threads}};
     pool_run(&j.threads, forward_blocks, &j);
 }
 
-/* The axonal fusion, backward: from dL/dy (g), dY (T, B, C) out, the BatchNorm sums into bn_partial
- * ((n_threads, 2, C) doubles, zeroed; suite_bn_lif_backward with have_dy finishes), and the kernel-gradient partials
- * (as suite_depthwise_backward) or NULL. channel, keep: the forward's (H is recomputed from them and z); reversed
- * taps (D, Cp). */
+/* The axonal fusion, backward: from dL/dy (g), dL/dz (T, B, C) out in dz, the BatchNorm parameter gradients
+ * grad_gamma, grad_beta ((C) doubles out) and the kernel-gradient partials (as suite_depthwise_backward) or NULL.
+ * channel, keep: the forward's (H is recomputed from them and z); gamma (C) floats; mean, invstd: the forward's
+ * statistics, (C) doubles; bn_partial: (n_threads, 2, C) doubles, zeroed; work: C doubles; rows: (4, C) floats out
+ * (a, mean dY, mean, m2 of dL/dz = a ((dY - mean dY) - (z - mean) m2)); reversed taps (D, Cp). */
 void suite_lif_delay_backward(const float *z, const float *keep, const float *channel, const float *g,
-                              const float *reversed_taps, float *dy, double *bn_partial, float *dw_partial,
-                              float *scratch, double decay, double threshold, double scale, double half_alpha, int T,
-                              int B, int C, int D, int front, int T_out, gomp_parallel_fn parallel,
-                              thread_query_fn thread_num, thread_query_fn num_threads, int n_threads) {
-    const neuron n = {z, keep, channel, dy, bn_partial, (float)decay, (float)threshold, (float)scale,
-                      (float)half_alpha};
+                              const float *reversed_taps, float *dz, double *bn_partial, float *dw_partial,
+                              float *scratch, const float *gamma, const double *mean, const double *invstd,
+                              double *grad_gamma, double *grad_beta, double *work, float *rows, double decay,
+                              double threshold, double scale, double half_alpha, int T, int B, int C, int D,
+                              int front, int T_out, gomp_parallel_fn parallel, thread_query_fn thread_num,
+                              thread_query_fn num_threads, int n_threads) {
+    const neuron n = {z, keep, channel, dz, bn_partial, gamma, mean, invstd, grad_gamma, grad_beta, work, rows,
+                      (float)decay, (float)threshold, (float)scale, (float)half_alpha};
     job j = {NULL, g, reversed_taps, NULL, dw_partial, NULL, NULL, NULL, &n, scratch,
              (size_t)suite_scratch_floats(T, D, front, T_out, 1), T, B, C, D, front, T_out,
              {parallel, thread_num, num_threads, n_threads}};

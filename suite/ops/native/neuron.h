@@ -38,6 +38,21 @@
             sums[c] += dy[c];                                                                                        \
             products[c] += (double)(dy[c] * (x[c] - mean[c]));                                                       \
         }                                                                                                            \
+    }                                                                                                                \
+                                                                                                                     \
+    /* dx = a ((dx - mean_dy) - (x - mean) m2), dx holding dY on entry: the BatchNorm input gradient of one row */   \
+    static inline void input_grad_row_##suffix(const real *restrict x, const real *restrict a,                      \
+                                               const real *restrict mean_dy, const real *restrict mean,             \
+                                               const real *restrict m2, real *restrict dx, long C) {                 \
+        for (long c = 0; c < C; c++) dx[c] = a[c] * ((dx[c] - mean_dy[c]) - (x[c] - mean[c]) * m2[c]);             \
     }
+
+/* The BatchNorm backward's per-channel step (batchnorm_lif.c), between the reverse pass and the input gradient:
+ * from the (n_partials, 2, C) sums of dY and dY (x - mean), grad_gamma and grad_beta (C doubles out) and the rows a,
+ * mean dY, mean, m2 (4 C values of the tensors' precision) of the input gradient. gamma: C values of that precision;
+ * work: C doubles; rows: T B. */
+void suite_bn_backward_channels(int is_double, const double *partial, int n_partials, const void *gamma,
+                                const double *mean, const double *invstd, double rows, long C, double *grad_gamma,
+                                double *grad_beta, double *work, void *channel);
 
 #endif
