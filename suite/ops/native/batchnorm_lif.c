@@ -86,8 +86,8 @@ static void reduce_partials(const double *partial, int n, long C, double *first,
     }                                                                                                                \
                                                                                                                      \
     /* The LIF over the thread's share from `t0` to `t1`, V in v (rows of C per batch item of the share); H row of   \
-     * (t, b) into h + ((t - t0) * h_items + b - begin) * C (h_items 0: one row, overwritten), the output into out   \
-     * (NULL: a discarded row). */                                                                                   \
+     * (t, b) into h + ((t - t0) * h_items + b - begin) * C (h_items 0: one row per item, overwritten), the output \
+     * into out (NULL: a discarded row). */                                                                          \
     static void lif_steps_##suffix(const job *j, const real *rows, long begin, long end, long t0, long t1,           \
                                    real *v, real *h, long h_items, real *out) {                                      \
         const real *x = j->x, *keep = j->keep;                                                                       \
