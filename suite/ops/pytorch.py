@@ -273,7 +273,6 @@ def _native_taps(pos: torch.Tensor, sig: float, kernel_size: int) -> tuple[float
     return sigma, native.gaussian_taps(pos, kernel_size, sigma, KERNEL_NORM_EPS)
 
 
-
 class _DelayBatchNormLIF(torch.autograd.Function):
     """A dendritic layer's soft delay -> BatchNorm (batch statistics) -> LIF -> dropout in training (CPU float32).
 

@@ -483,15 +483,19 @@ def batchnorm_lif_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     return out, NeuronState(checkpoints, rows), mean, var  # type: ignore[arg-type, return-value]
 
 
-def _bn_backward(x: torch.Tensor, state: NeuronState, grad: torch.Tensor, keep: torch.Tensor, weight: torch.Tensor,
-                 mean: torch.Tensor, invstd: torch.Tensor, decay: float, v_threshold: float, scale: float,
-                 half_alpha: float, defer_input_grad: bool, pool: list
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """suite_bn_lif_backward: (dL/dx or dY, dL/dweight, dL/dbias, the (4, C) input-gradient rows)."""
+def batchnorm_lif_backward(x: torch.Tensor, state: NeuronState, grad_out: torch.Tensor, keep: torch.Tensor | None,
+                           weight: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, decay: float,
+                           v_threshold: float, scale: float, half_alpha: float, defer_input_grad: bool = False
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dL/dx, dL/dweight, dL/dbias of :func:`batchnorm_lif_forward` (``state``, ``mean``, ``invstd``: what it returned,
+    the stats as float64) and the (4, C) rows a, mean dY, mean, m2 of dL/dx = a ((dY - mean dY) - (x - mean) m2).
+    With ``defer_input_grad`` the first tensor is dY instead (the dendritic delay's backward applies that formula as
+    it gathers it)."""
     lib = _loaded()
     steps, batch, channels = x.shape
     dtype = x.dtype
-    grad = grad.detach().to(dtype).contiguous()
+    keep, pool = _mask(keep, x), _pool(batch * channels)
+    grad = grad_out.detach().to(dtype).contiguous()
     grad_x, channel = torch.empty_like(x), x.new_empty(4, channels)
     gamma = weight.detach().to(dtype).contiguous()  # alive across the call
     f64 = torch.float64
@@ -506,18 +510,6 @@ def _bn_backward(x: torch.Tensor, state: NeuronState, grad: torch.Tensor, keep: 
         channel.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(), work.data_ptr(), partial.data_ptr(),
         int(defer_input_grad), decay, v_threshold, scale, half_alpha, steps, batch, channels, every, *pool)
     return grad_x, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype), channel
-
-
-def batchnorm_lif_backward(x: torch.Tensor, state: NeuronState, grad_out: torch.Tensor, keep: torch.Tensor | None,
-                           weight: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, decay: float,
-                           v_threshold: float, scale: float, half_alpha: float, defer_input_grad: bool = False
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """dL/dx, dL/dweight, dL/dbias of :func:`batchnorm_lif_forward` (``state``, ``mean``, ``invstd``: what it returned,
-    the stats as float64) and the
-    (4, C) rows a, mean dY, mean, m2 of dL/dx = a ((dY - mean dY) - (x - mean) m2). With ``defer_input_grad`` the
-    first tensor is dY instead (the dendritic delay's backward applies that formula as it gathers it)."""
-    return _bn_backward(x, state, grad_out, _mask(keep, x), weight, mean, invstd, decay, v_threshold, scale,
-                        half_alpha, defer_input_grad, _pool(x.shape[1] * x.shape[2]))
 
 
 # -------------------------------------------- BatchNorm -> LIF -> dropout -> the next layer's axonal delay
