@@ -4,12 +4,13 @@ Turns a multi-seed sweep (``python -m suite run --all --seeds 0,1,...,9 --out RE
 ``reference_results/embedded.yaml``, so that the file is regenerated, never edited by hand, whenever a change alters
 the numbers (a kernel that rounds differently moves single runs as much as another seed does).
 
-Per (protocol, variant) with no overrides: test accuracy at best validation, value = mean over seeds, std = sample
-std, tolerance = max(3 std, 3 sigma_test, 1.0) points, where sigma_test = sqrt(p (1 - p) / n_test) is the sampling
-std of one run's accuracy on the protocol's test split. The tolerance is meant for the common check, one run (the
-protocol's default seed) against the sweep mean, so it is the spread of single runs: the seed std estimated from a
-handful of seeds can be far too small (5 seeds of ssc-mini axonal gave 0.54 points, 10 seeds later 1.0), and the
-sigma_test floor keeps it at least what the test split's size allows. Parameter counts: ``derived``, tolerance 0.
+Per (protocol, variant) with no overrides and the registered protocol content: test accuracy at best validation,
+value = mean over seeds, std = sample std, tolerance = max(3 std, 3 sigma_test, 1.0) points, where sigma_test =
+sqrt(p (1 - p) / n_test) is the sampling std of one run's accuracy on the protocol's test split. The tolerance is
+meant for the common check, one run (the protocol's default seed) against the sweep mean, so it is the spread of
+single runs: the seed std estimated from a handful of seeds can be far too small (5 seeds of ssc-mini axonal gave
+0.54 points, 10 seeds later 1.0), and the sigma_test floor keeps it at least what the test split's size allows.
+Parameter counts: ``derived``, tolerance 0.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def measure_bands(results_dir: Path) -> tuple[list[dict[str, Any]], list[int]]:
     groups, errors, _warnings = collect_runs(results_dir)
     if errors:
         raise SuiteError(errors[0][1])
-    chosen = [g for g in groups if not g.overrides and g.backend == "torch" and g.protocol.endswith("-mini")]
+    chosen = [g for g in groups if not g.overrides and not g.not_comparable and g.backend == "torch"
+              and g.protocol.endswith("-mini")]
     if not chosen:
         raise SuiteError(f"bands: no torch-backend runs of an embedded protocol under {results_dir}")
     entries: list[dict[str, Any]] = []

@@ -24,10 +24,16 @@ console = Console()
 
 
 def _parse_value(text: str) -> Any:
-    """``--set`` values: YAML scalars and lists (``15``, ``0.8``, ``zero``, ``[64, 64]``)."""
+    """``--set`` values: YAML scalars and lists (``15``, ``0.8``, ``zero``, ``[64, 64]``); ``1e-5`` is a number."""
     import yaml
 
-    return yaml.safe_load(text)
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -35,9 +41,8 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SuiteError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set kernel_size=15")
-        parsed = _parse_value(value)
-        result[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+            raise SuiteError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set kernel_size=15 or --set epochs=1")
+        result[key] = _parse_value(value)
     return result
 
 
@@ -72,9 +77,11 @@ def describe(variant: str, protocol_name: str, overrides: dict[str, Any]) -> dic
     """Architecture, parameters and static costs of a variant on a protocol, without training."""
     from suite import metrics
     from suite.registry import create_model, get_protocol
+    from suite.specs import split_overrides
 
-    protocol = get_protocol(protocol_name)
-    model, spec = create_model(variant, protocol, "torch", overrides)
+    protocol_overrides, model_overrides = split_overrides(overrides)
+    protocol = get_protocol(protocol_name).with_overrides(protocol_overrides)
+    model, spec = create_model(variant, protocol, "torch", model_overrides)
     layers = []
     for i, layer in enumerate(model.layers):
         delay = getattr(layer, "delay", None)
@@ -116,10 +123,15 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[Any, Any]]:
-    """Expand the run command's selection into (RunSpec, ProtocolSpec) pairs."""
+    """Expand the run command's selection into resolved (RunSpec, ProtocolSpec) pairs.
+
+    Every override, variant and backend is validated (a full ProtocolSpec and ModelSpec per run) before the data is
+    touched; then each protocol's data is fingerprinted (file listing and stat only) for the run ids.
+    """
+    from suite.data.identity import data_fingerprint
     from suite.ops.registry import get_ops
-    from suite.registry import get_protocol, get_variant, variants
-    from suite.specs import RunSpec
+    from suite.registry import get_protocol, get_variant, resolve_model_spec, variants
+    from suite.specs import RunSpec, split_overrides
 
     if args.all:
         protocol_names = args.protocol or list(EMBEDDED_PROTOCOLS)
@@ -134,15 +146,21 @@ def _plan(args: argparse.Namespace) -> list[tuple[Any, Any]]:
         if args.backend not in found.supported_backends():
             raise SuiteError(f"variant {name!r} does not support backend {args.backend!r} "
                              f"(supported: {', '.join(found.supported_backends())})")
-    overrides = _overrides(args.set)
+    protocol_overrides, overrides = split_overrides(_overrides(args.set))
+    protocols = [get_protocol(name).with_overrides(protocol_overrides) for name in protocol_names]
+    for protocol in protocols:
+        for variant_name in variant_names:
+            resolve_model_spec(variant_name, protocol, overrides)
     specs = []
-    for protocol_name in protocol_names:
-        protocol = get_protocol(protocol_name)
+    for protocol in protocols:
+        needs_root = args.data_root is None and protocol.data.get("synthetic") is None
+        fingerprint = "" if needs_root and args.dry_run else data_fingerprint(protocol.data, args.data_root)
         seeds = args.seeds if args.seeds is not None else list(protocol.seeds)
         for variant_name in variant_names:
             for seed in seeds:
                 specs.append((RunSpec(variant_name, protocol.name, args.backend, seed,
-                                      tuple(sorted(overrides.items())), args.official_metric), protocol))
+                                      tuple(sorted(overrides.items())), args.official_metric, protocol.protocol_hash,
+                                      fingerprint), protocol))
     return specs
 
 
@@ -159,17 +177,16 @@ def _seeds(text: str) -> list[int]:
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.progress import RichProgress
     from suite.report import render_terminal
-    from suite.results import CHECKPOINTS_DIR, find_record, load_record
+    from suite.results import CHECKPOINTS_DIR, find_record
     from suite.train import run_training
 
     specs = _plan(args)
     out: Path = args.out
+    if args.dry_run:
+        return _print_plan(specs, out)
     todo = []
     for spec, protocol in specs:
         existing = find_record(out, spec.run_id)
-        if existing is not None and load_record(existing)["protocol"]["version"] != protocol.version:
-            console.print(f"{existing.name}: recorded under another version of protocol {protocol.name}; rerunning")
-            existing = None
         if existing is not None and args.force:
             existing.unlink()
             (out / CHECKPOINTS_DIR / f"{spec.run_id}.pt").unlink(missing_ok=True)
@@ -188,6 +205,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(table)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _print_plan(specs: list[tuple[Any, Any]], out: Path) -> int:
+    """``run --dry-run``: each resolved protocol (what differs from the registered one) and each run's id."""
+    from rich.markup import escape
+
+    from suite.identity import comparability
+    from suite.results import find_record
+
+    shown: set[str] = set()
+    table = Table(title=f"Planned runs (dry run; records in {out})", title_justify="left")
+    for col in ("run", "run id", "protocol", "data", "recorded"):
+        table.add_column(col, overflow="fold")
+    for spec, protocol in specs:
+        label, reason = comparability(protocol.name, protocol.content())
+        if protocol.protocol_hash not in shown:
+            shown.add(protocol.protocol_hash)
+            console.print(f"protocol {label}: hash {protocol.protocol_hash}, epochs {protocol.optim['epochs']}, "
+                          f"batch {protocol.optim['batch_size']}, data {dict(protocol.data)}"
+                          + (f"; NOT COMPARABLE with published {protocol.name} numbers: {reason}" if reason else ""),
+                          soft_wrap=True, highlight=False)
+        if not spec.data_fingerprint:  # a real dataset and no --data-root: the id needs the data's fingerprint
+            table.add_row(escape(spec.label), "— (needs --data-root)", escape(label), "—", "—")
+            continue
+        recorded = find_record(out, spec.run_id)
+        table.add_row(escape(spec.label), spec.run_id, escape(label), spec.data_fingerprint,
+                      recorded.name if recorded else "no")
+    console.print(table)
     return 0
 
 
@@ -227,13 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("describe", help="architecture, parameters and buffers of a variant, without training")
     p.add_argument("variant")
     p.add_argument("--protocol", default="gsc")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model override, repeatable")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="protocol or model override, repeatable (see run --help)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("run", help="train and score variants on protocols")
     p.add_argument("--all", action="store_true", help="every registered variant (default protocols: embedded ones)")
-    p.add_argument("--protocol", action="append", help="protocol name (repeatable)")
+    p.add_argument("--protocol", action="append",
+                   help="protocol name or path to a protocol YAML file (repeatable)")
     p.add_argument("--variant", action="append", help="variant name (repeatable)")
     p.add_argument("--backend", default="torch")
     p.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds (default: the protocol's)")
@@ -241,7 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=None, help="feature/synthetic-data cache (default OUT/.cache)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--force", action="store_true", help="rerun runs that already have a record")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model override, repeatable")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override, repeatable: a protocol key (epochs, batch_size, lr_w, max_lr_w, lr_pos, "
+                        "weight_decay, n_mels, n_bins, time_step_ms, synthetic, memory, ...; or optim.KEY, data.KEY, "
+                        "measure.KEY) or a model key (kernel_size, delay_sparsity, ...); checked before any data")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved protocols and runs with their ids and whether recorded; build nothing")
     p.add_argument("--official-metric", action="store_true",
                    help="also evaluate test every epoch and report the official (test-leaking) metric, labelled")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")

@@ -16,7 +16,7 @@ from torch import nn
 
 from suite.errors import SuiteError
 from suite.ops.registry import BACKENDS
-from suite.specs import DELAY_TYPES, ModelSpec, ProtocolSpec, load_protocol_file
+from suite.specs import DELAY_TYPES, ModelSpec, ProtocolSpec, load_protocol_file, protocol_differences
 
 ENTRY_POINT_GROUP = "suite.variants"
 PROTOCOL_DIR = Path(__file__).parent / "protocols"
@@ -120,6 +120,12 @@ def get_protocol(name: str) -> ProtocolSpec:
     if path.suffix in (".yaml", ".yml") and path.exists():
         protocol = load_protocol_file(path)
         validate_data_config(protocol.data, f"{path}: data")
+        if protocol.name in protocol_names() and path.resolve() != (PROTOCOL_DIR / f"{protocol.name}.yaml").resolve():
+            registered = get_protocol(protocol.name)
+            if protocol.protocol_hash != registered.protocol_hash:
+                diffs = ", ".join(protocol_differences(protocol.content(), registered.content()))
+                raise SuiteError(f"{path}: name {protocol.name!r} is a registered protocol with other content "
+                                 f"({diffs}); rename it, or run --protocol {protocol.name} --set KEY=VALUE")
         return protocol
     path = PROTOCOL_DIR / f"{name}.yaml"
     if not path.exists():
@@ -131,15 +137,21 @@ def get_protocol(name: str) -> ProtocolSpec:
     return protocol
 
 
-def create_model(variant_name: str, protocol: ProtocolSpec, backend: str = "torch",
-                 overrides: Mapping[str, Any] | None = None) -> tuple[nn.Module, ModelSpec]:
-    """Resolve a variant on a protocol into a ModelSpec and build it on ``backend``."""
+def resolve_model_spec(variant_name: str, protocol: ProtocolSpec,
+                       overrides: Mapping[str, Any] | None = None) -> ModelSpec:
+    """The validated ModelSpec of a variant on a protocol with run overrides; builds nothing, reads no data."""
     from suite.data import n_classes, n_inputs
 
     found = get_variant(variant_name)
-    spec = protocol.model_spec(found.defaults, variant_name, n_inputs(protocol.data), n_classes(protocol.data),
+    return protocol.model_spec(found.defaults, variant_name, n_inputs(protocol.data), n_classes(protocol.data),
                                overrides or {})
-    return found.build(spec, backend), spec
+
+
+def create_model(variant_name: str, protocol: ProtocolSpec, backend: str = "torch",
+                 overrides: Mapping[str, Any] | None = None) -> tuple[nn.Module, ModelSpec]:
+    """Resolve a variant on a protocol into a ModelSpec and build it on ``backend``."""
+    spec = resolve_model_spec(variant_name, protocol, overrides)
+    return get_variant(variant_name).build(spec, backend), spec
 
 
 def _register_builtin() -> None:

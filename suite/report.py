@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -84,11 +85,14 @@ class RunGroup:
     kernel_size: int | None
     overrides: str
     backend: str
+    protocol_label: str = ""
+    not_comparable: str | None = None
     records: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return (self.protocol, self.protocol_version, self.variant, self.kernel_size, self.overrides, self.backend)
+        return (self.protocol, self.protocol_label, self.protocol_version, self.variant, self.kernel_size,
+                self.overrides, self.backend)
 
     @property
     def label(self) -> str:
@@ -132,18 +136,26 @@ def _overrides_text(overrides: Any) -> str:
 
 
 def _group_key(record: dict[str, Any]) -> dict[str, Any]:
+    """Everything that separates configurations; records whose protocol content differs from the registered
+    protocol's get their own label and a NOT COMPARABLE reason (suite/identity.py)."""
+    from suite.identity import comparability
+
     spec, protocol, model = record["spec"], record["protocol"], record["model_spec"]
     if not isinstance(protocol, dict) or not isinstance(model, dict):
         raise SuiteError("'protocol' and 'model_spec' must be objects")
     version = protocol.get("version")
-    kernel = model.get("kernel_size")
+    kernel = model.get("kernel_size") if model.get("delay_type") != "none" else None  # no delays: no D
+    name = str(protocol.get("name") or spec["protocol"])
+    label, reason = comparability(name, protocol)
     return {
-        "protocol": str(protocol.get("name") or spec["protocol"]),
+        "protocol": name,
         "protocol_version": int(version) if isinstance(version, int) else None,
         "variant": str(spec["variant"]),
         "kernel_size": int(kernel) if isinstance(kernel, int) else None,
         "overrides": _overrides_text(spec.get("overrides")),
         "backend": str(spec.get("backend") or "torch"),
+        "protocol_label": label,
+        "not_comparable": reason,
     }
 
 
@@ -170,6 +182,10 @@ def collect_runs(results_dir: Path) -> tuple[list[RunGroup], list[tuple[Path, st
         group = groups.setdefault(tuple(key.values()), RunGroup(**key))
         group.records.append((path, item))
     for group in groups.values():
+        fingerprints = {rec.get("identity", {}).get("data_fingerprint") for _, rec in group.records}
+        if len(fingerprints) > 1:
+            warnings.append(f"{group.protocol_label}: {group.label} pools records made on {len(fingerprints)} "
+                            f"different data fingerprints (another --data-root or copy of the data)")
         by_seed: dict[int, tuple[Path, dict[str, Any]]] = {}
         for path, rec in sorted(group.records, key=lambda pr: (str(pr[1].get("created", "")), str(pr[0]))):
             seed = int(rec["spec"]["seed"])
@@ -196,7 +212,8 @@ def _group_row(group: RunGroup) -> dict[str, Any]:
         "method": group.variant + (f" ({group.overrides})" if group.overrides else ""), "variant": group.variant,
         "D": group.kernel_size, "overrides": group.overrides or None, "backend": group.backend,
         "protocol_version": group.protocol_version, "seeds": n,
-        "source": f"this suite, {n} seed{'s' if n != 1 else ''}", "status": "measured", "note": None,
+        "source": f"this suite, {n} seed{'s' if n != 1 else ''}", "status": "measured",
+        "note": f"NOT COMPARABLE: {group.not_comparable}" if group.not_comparable else None,
     }
     for col, key in METRIC_COLUMNS.items():
         scale = COLUMN_SCALE.get(col, 1.0)
@@ -281,11 +298,12 @@ def _collect(results_dir: Path, references_dir: Path | None) -> _Collected:
     if not groups and not errors:
         warnings.append(f"{results_dir}: no run records found")
     by_protocol: dict[str, list[RunGroup]] = {}
-    for group in groups:
-        by_protocol.setdefault(group.protocol, []).append(group)
+    for group in groups:  # a protocol whose content differs from the registered one gets its own table
+        by_protocol.setdefault(group.protocol_label, []).append(group)
     frames, runs, references = {}, {}, {}
     for protocol, protocol_groups in sorted(by_protocol.items()):
-        references[protocol] = [r for r in refs if r.protocol == protocol]
+        comparable = protocol_groups[0].not_comparable is None
+        references[protocol] = [r for r in refs if r.protocol == protocol_groups[0].protocol and comparable]
         rows = [_group_row(g) for g in protocol_groups] + _reference_rows(references[protocol])
         frames[protocol] = _frame(rows)
         runs[protocol] = pd.DataFrame(
@@ -344,6 +362,11 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def file_stem(protocol_label: str) -> str:
+    """``leaderboard_gsc`` or, for a protocol with other content, ``leaderboard_gsc_epochs-1``."""
+    return "leaderboard_" + re.sub(r"[^A-Za-z0-9.-]+", "_", protocol_label.replace("=", "-"))
+
+
 def to_markdown(protocol: str, frame: pd.DataFrame, plots: Iterable[Path] = ()) -> str:
     """The Markdown page of one protocol: what the numbers mean, the table, the plots."""
     cols = _shown_columns(frame, [c for c in ID_COLUMNS + list(METRIC_COLUMNS) + TAIL_COLUMNS])
@@ -357,6 +380,9 @@ def to_markdown(protocol: str, frame: pd.DataFrame, plots: Iterable[Path] = ()) 
         "only to compare with numbers reported that way. Rows not measured here carry their source and status "
         "(quoted, derived, secondary, measured); see reference_results/README.md.", "",
     ]
+    apart = sorted({str(n) for n in frame["note"].dropna() if str(n).startswith("NOT COMPARABLE")})
+    if apart:
+        lines += [f"**{apart[0]}**: these runs are not compared with published or reference numbers.", ""]
     if versions or backends:
         lines += [f"Protocol version: {', '.join(map(str, versions)) or MISSING}; backend: "
                   f"{', '.join(backends) or MISSING}.", ""]
@@ -366,7 +392,7 @@ def to_markdown(protocol: str, frame: pd.DataFrame, plots: Iterable[Path] = ()) 
     for i in range(len(frame)):
         lines.append("| " + " | ".join(_md_escape(format_cell(frame, i, c)) for c in cols) + " |")
     for plot in plots:
-        lines += ["", f"![{plot.stem.removeprefix(f'leaderboard_{protocol}_').replace('_', ' ')}]({plot.name})"]
+        lines += ["", f"![{plot.stem.removeprefix(f'{file_stem(protocol)}_').replace('_', ' ')}]({plot.name})"]
     return "\n".join(lines) + "\n"
 
 
@@ -539,7 +565,7 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None, references
     warnings = list(collected.warnings)
     written: list[Path] = []
     for protocol, frame in collected.frames.items():
-        stem = f"leaderboard_{protocol}"
+        stem = file_stem(protocol)
         pngs: list[Path] = []
         for name, (column, plot) in PLOTS.items() if plots else ():
             done = plot(protocol, frame, out / f"{stem}_{name}.png")

@@ -119,11 +119,86 @@ class ProtocolSpec:
         known = {f.name for f in fields(ModelSpec)}
         unknown = sorted(set(values) - known)
         _check(not unknown, f"protocol {self.name}: model", f"unknown keys {unknown}; known: {sorted(known)}")
+        values = {key: _typed(f"protocol {self.name}, variant {variant}: model.{key}", value, MODEL_TYPES[key])
+                  for key, value in values.items()}
         try:
             return ModelSpec(**values)
-        except TypeError as err:
-            raise SuiteError(f"protocol {self.name}: model: {err}") from None
+        except SuiteError as err:
+            raise SuiteError(f"protocol {self.name}, variant {variant}: {err}") from None
 
+    def content(self) -> dict[str, Any]:
+        """What a run's numbers depend on (not the name, description, source, seed list or embedded flag)."""
+        return {key: getattr(self, key) for key in PROTOCOL_CONTENT_KEYS}
+
+    @property
+    def protocol_hash(self) -> str:
+        """Stable 12-hex hash of :meth:`content`, after every override; part of every run id."""
+        return content_hash(self.content())
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> ProtocolSpec:
+        """This protocol with ``optim``/``data``/``measure`` keys replaced (``epochs=1`` or ``optim.epochs=1``).
+
+        The one place protocol overrides are applied: every key and value type is checked and the result is a full,
+        validated ProtocolSpec, so nothing downstream sees an unchecked value. Model keys are run overrides (they
+        take precedence over a variant's defaults) and are rejected here.
+        """
+        from suite.data import validate_data_config
+
+        if not overrides:
+            return self
+        sections: dict[str, dict[str, Any]] = {s: dict(getattr(self, s)) for s in OVERRIDE_SECTIONS}
+        for key, value in overrides.items():
+            section, name = _override_section(key)
+            _check(section is not None, f"--set {key}", f"unknown protocol key; known: {', '.join(protocol_keys())}")
+            expected = OVERRIDE_SECTIONS[section].get(name)  # type: ignore[index]
+            sections[section][name] = _typed(f"--set {key}", value, expected) if expected else value  # type: ignore
+        validate_data_config(sections["data"], f"protocol {self.name} with --set: data")
+        return dataclasses.replace(self, **sections)
+
+
+def content_hash(content: Mapping[str, Any]) -> str:
+    """12-hex sha256 of canonical JSON: equal for a ProtocolSpec and the protocol block of its run record."""
+    blob = json.dumps(content, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def protocol_differences(content: Mapping[str, Any], reference: Mapping[str, Any]) -> list[str]:
+    """``key=value`` for every content key whose value differs from ``reference``'s (``version=2``, ``epochs=1``)."""
+    diffs = []
+    for section in PROTOCOL_CONTENT_KEYS:
+        mine, theirs = content.get(section), reference.get(section)
+        if not isinstance(mine, Mapping) or not isinstance(theirs, Mapping):
+            if content_hash({"v": mine}) != content_hash({"v": theirs}):
+                diffs.append(f"{section}={mine}")
+            continue
+        for key in sorted(set(mine) | set(theirs)):
+            if content_hash({"v": mine.get(key)}) != content_hash({"v": theirs.get(key)}):
+                value = mine.get(key, "unset")
+                diffs.append(f"{key}={list(value) if isinstance(value, tuple) else value}")
+    return diffs
+
+
+def _typed(where: str, value: Any, expected: type | tuple[type, ...]) -> Any:
+    """``value`` as the ``expected`` type (an int is accepted for a float, then stored as a float), else SuiteError."""
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    if float in kinds and int not in kinds and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tuple in kinds and isinstance(value, list | tuple) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                 for v in value):
+        return tuple(value)
+    ok = any(isinstance(value, kind) and not (kind is int and isinstance(value, bool)) for kind in kinds
+             if kind is not tuple)
+    names = " or ".join("list of integers" if k is tuple else "null" if k is type(None) else k.__name__
+                        for k in kinds)
+    _check(ok, where, f"{value!r} has the wrong type, expected {names}")
+    return value
+
+
+MODEL_TYPES: dict[str, type | tuple[type, ...]] = {
+    f.name: (float, type(None)) if f.name == "sig_start" else tuple if f.name == "n_hidden" else type(f.default)
+    for f in fields(ModelSpec)
+}
+PROTOCOL_CONTENT_KEYS = ("version", "data", "model", "optim", "measure")
 
 MEASURE_DEFAULTS: dict[str, Any] = {
     "memory": True,  # peak memory of a training step and of inference, each in a fresh subprocess
@@ -142,9 +217,52 @@ OPTIM_DEFAULTS: dict[str, Any] = {
 }
 
 
+DATA_TYPES: dict[str, type | tuple[type, ...]] = {"kind": str, "n_mels": int, "n_bins": int,
+                                                  "time_step_ms": (int, float), "synthetic": (dict, type(None))}
+OPTIM_TYPES: dict[str, type | tuple[type, ...]] = {k: int if k in ("epochs", "batch_size") else float
+                                                   for k in OPTIM_DEFAULTS}
+MEASURE_TYPES: dict[str, type | tuple[type, ...]] = {k: type(v) for k, v in MEASURE_DEFAULTS.items()}
+OVERRIDE_SECTIONS = {"optim": OPTIM_TYPES, "data": DATA_TYPES, "measure": MEASURE_TYPES}
+
+
+def protocol_keys() -> list[str]:
+    """Keys ``--set`` accepts for the protocol itself (bare or as ``section.key``)."""
+    return [key for types in OVERRIDE_SECTIONS.values() for key in types]
+
+
+def _override_section(key: str) -> tuple[str | None, str]:
+    """``('optim', 'epochs')`` for ``epochs`` or ``optim.epochs``; ``(None, key)`` when it is no protocol key."""
+    section, dot, name = key.partition(".")
+    if dot:
+        return (section, name) if name in OVERRIDE_SECTIONS.get(section, {}) else (None, key)
+    found = [s for s, types in OVERRIDE_SECTIONS.items() if key in types]
+    return (found[0], key) if found else (None, key)
+
+
+def split_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--set`` pairs as (protocol overrides, model overrides); an unknown key is a one-line error naming it."""
+    protocol: dict[str, Any] = {}
+    model: dict[str, Any] = {}
+    for key, value in overrides.items():
+        name = key.removeprefix("model.")
+        if _override_section(key)[0] is not None:
+            protocol[key] = value
+        elif name in MODEL_TYPES and name not in ("variant", "n_inputs", "n_outputs"):
+            model[name] = _typed(f"--set {key}", value, MODEL_TYPES[name])
+        else:
+            models = sorted(set(MODEL_TYPES) - {"variant", "n_inputs", "n_outputs"})
+            raise SuiteError(f"--set {key}: unknown key; protocol keys: {', '.join(protocol_keys())}; "
+                             f"model keys: {', '.join(models)}")
+    return protocol, model
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: a variant on a protocol with a backend and a seed, plus model overrides."""
+    """One training run: a variant on a protocol with a backend and a seed, plus model overrides.
+
+    ``protocol_hash`` (the resolved protocol's content, every override applied) and ``data_fingerprint`` (the
+    data it trains on) make the run id name what was run, not just the protocol's name.
+    """
 
     variant: str
     protocol: str
@@ -152,6 +270,8 @@ class RunSpec:
     seed: int = 0
     overrides: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
     official_metric: bool = False
+    protocol_hash: str = ""
+    data_fingerprint: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.overrides, Mapping):
@@ -166,7 +286,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        """Stable 10-hex id of everything that changes the result (not the output directory or the data root)."""
+        """Stable 10-hex id of everything that changes the result: the spec, protocol content and data identity."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 

@@ -12,6 +12,7 @@ import copy
 import io
 import math
 import random
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from torch import nn
 from suite import metrics as suite_metrics
 from suite.data import Batch, build_datasets, make_loader
 from suite.errors import SuiteError
+from suite.identity import check_resume, protocol_block, resolve_run, run_identity
 from suite.models.network import summed_softmax, summed_softmax_loss
 from suite.registry import create_model, get_protocol
 from suite.results import (
@@ -145,9 +147,15 @@ def run_training(
     progress: Progress | None = None,
     protocol: ProtocolSpec | None = None,
 ) -> dict[str, Any]:
-    """Train and score one RunSpec; returns the record (also written under ``out_dir/records``)."""
+    """Train and score one RunSpec; returns the record (also written under ``out_dir/records``).
+
+    The spec is first resolved against ``protocol`` and the data (:func:`suite.identity.resolve_run`), so its run id,
+    checkpoint and record name what really runs.
+    """
     progress = progress or Progress()
     protocol = protocol or get_protocol(spec.protocol)
+    spec = resolve_run(spec, protocol, data_root)
+    identity = run_identity(spec, data_root)
     optim = dict(protocol.optim)
     epochs, batch_size = int(optim["epochs"]), int(optim["batch_size"])
     dev = resolve_device(device, "run --device")
@@ -166,6 +174,10 @@ def run_training(
     best: dict[str, Any] = {"valid_acc": -1.0, "epoch": -1, "state": None, "test_acc": None}
     start_epoch, train_seconds = 0, 0.0
     if state is not None:
+        note = check_resume(ckpt_path, state.get("identity"), identity)
+        if note:
+            print(f"{spec.label}: {note}", file=sys.stderr)
+            identity["resumed_from_torch_threads"] = state["identity"]["torch_threads"]
         model.load_state_dict(state["model"])
         for opt, opt_state in zip(optimisers, state["optimisers"], strict=True):
             opt.load_state_dict(opt_state)
@@ -216,13 +228,12 @@ def run_training(
         if spec.official_metric:
             row["test_batch_mean_acc"] = evaluate(hard, test_loader, dev).batch_mean_accuracy
         if valid.accuracy > best["valid_acc"]:
-            best = {"valid_acc": valid.accuracy, "epoch": epoch, "state": copy.deepcopy(model.state_dict()),
-                    "test_batch_mean_acc": row.get("test_batch_mean_acc")}
+            best = {"valid_acc": valid.accuracy, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
         history.append(row)
         _save_checkpoint(ckpt_path, {
             "epoch": epoch + 1, "model": model.state_dict(), "optimisers": [o.state_dict() for o in optimisers],
             "schedulers": [s.state_dict() for s in schedulers], "history": history, "best": best,
-            "train_seconds": train_seconds, "rng": torch.get_rng_state(),
+            "train_seconds": train_seconds, "rng": torch.get_rng_state(), "identity": identity,
         })
         progress.epoch_done(epoch, row)
 
@@ -243,8 +254,7 @@ def run_training(
         "epochs": epochs,
     }
     if spec.official_metric:
-        # Official code's logged 'best test': max(last test, test at best valid), per-batch mean (hazards 1 and 2).
-        metrics["official_best_test_acc"] = max(history[-1]["test_batch_mean_acc"], best["test_batch_mean_acc"])
+        metrics["official_best_test_acc"] = official_best_test(history)
     sample = next(iter(test_loader))
     metrics.update(suite_metrics.static_metrics(selected))
     measure = protocol.measure
@@ -260,16 +270,30 @@ def run_training(
     record = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "spec": spec.to_dict(),
         "label": spec.label,
-        "protocol": {"name": protocol.name, "version": protocol.version, "data": dict(protocol.data),
-                     "model": dict(protocol.model), "optim": optim, "embedded": protocol.embedded,
-                     "measure": dict(protocol.measure)},
-        "model_spec": _jsonable(model_spec.__dict__), "environment": environment(device),
+        "protocol": protocol_block(protocol),
+        "model_spec": _jsonable(model_spec.__dict__), "environment": environment(device), "identity": identity,
         "history": history, "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_record(record_path(out_dir, spec.protocol, spec.variant, spec.seed, spec.run_id), record)
     ckpt_path.unlink(missing_ok=True)
     progress.run_done(record)
     return record
+
+
+def official_best_test(history: list[dict[str, Any]]) -> float:
+    """The official code's reported number, ``best_acc_test`` at the last epoch (hazards 1 and 2).
+
+    Official train.py @a75ae78: the best epoch is the first with a strictly higher per-batch-mean validation accuracy
+    than every earlier one, starting from 0 (lines 274, 473-483: ``if metric_valid > best_metric_val``, which stores
+    ``best_metric_test = metric_test``); the logged value is ``max(metric_epochs['test'][-1], best_metric_test)``
+    (line 534). Every accuracy there is the mean of per-batch accuracies (``calc_metric``, ``np.mean`` in
+    ``eval_model``), over unshuffled batches of the protocol's batch size, as our ``*_batch_mean_acc`` columns.
+    """
+    best_valid, test_at_best = 0.0, 0.0
+    for row in history:
+        if row["valid_batch_mean_acc"] > best_valid:
+            best_valid, test_at_best = row["valid_batch_mean_acc"], row["test_batch_mean_acc"]
+    return max(history[-1]["test_batch_mean_acc"], test_at_best)
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:

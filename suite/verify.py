@@ -104,8 +104,19 @@ def _check_reference(ref: Reference, groups: list[RunGroup]) -> list[Check]:
                       ref.metric, ref)]
     variants = ref.variant or ()
     of_variant = [g for g in groups if g.protocol == ref.protocol and g.variant in variants]
+    apart = [Check(NOT_COMPARABLE, f"{g.protocol_label} · {g.label} · {ref.metric}",
+                   f"{g.not_comparable} {_cite(ref)}", ref.protocol, ref.metric, ref, n=len(g.records),
+                   files=tuple(path for path, _ in g.records))
+             for g in of_variant if g.not_comparable]
+    of_variant = [g for g in of_variant if not g.not_comparable]
     if not of_variant:
-        return [Check(NOT_COMPARABLE, subject, f"no runs of this variant {_cite(ref)}", ref.protocol, ref.metric, ref)]
+        return apart or [Check(NOT_COMPARABLE, subject, f"no runs of this variant {_cite(ref)}", ref.protocol,
+                               ref.metric, ref)]
+    return apart + _check_comparable(ref, of_variant, subject)
+
+
+def _check_comparable(ref: Reference, of_variant: list[RunGroup], subject: str) -> list[Check]:
+    """Checks of the groups whose protocol content equals the registered protocol's."""
     matching = [g for g in of_variant if not g.overrides
                 and (ref.kernel_size is None or g.kernel_size == ref.kernel_size)]
     if not matching:

@@ -12,11 +12,21 @@ from typing import Any
 
 import pytest
 
+from suite.identity import protocol_block
+from suite.registry import get_protocol, protocol_names
 from suite.report import METRIC_COLUMNS, build_leaderboard, collect_runs, render_terminal, write_leaderboard
 from suite.results import SCHEMA, SCHEMA_VERSION, record_path, write_record
 from suite.specs import RunSpec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _registered_block(protocol: str) -> dict[str, Any]:
+    """The protocol block a real run of the registered protocol writes (content included: records are compared on
+    it); a name that is not registered gets only its name."""
+    if protocol not in protocol_names():
+        return {"name": protocol, "embedded": False}
+    return protocol_block(get_protocol(protocol))
 
 
 def make_record(out: Path, variant: str = "axonal", seed: int = 0, acc: float = 0.9, protocol: str = "gsc",
@@ -26,7 +36,7 @@ def make_record(out: Path, variant: str = "axonal", seed: int = 0, acc: float = 
     spec = RunSpec(variant=variant, protocol=protocol, backend=backend, seed=seed, overrides=overrides or {})
     record = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "spec": spec.to_dict(),
-        "label": spec.label, "protocol": {"name": protocol, "version": version, "embedded": False},
+        "label": spec.label, "protocol": {**_registered_block(protocol), "version": version},
         "model_spec": {"variant": variant, "delay_type": variant, "kernel_size": kernel_size},
         "environment": {}, "history": [], "created": created,
         "metrics": {"test_acc_at_best_valid": acc, "test_acc_last_epoch": acc - 0.01, "best_valid_acc": acc + 0.01,

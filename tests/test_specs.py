@@ -48,7 +48,11 @@ def test_run_spec_yaml_round_trip_and_stable_id() -> None:
     assert again == spec
     assert again.run_id == spec.run_id
     # The id is a pure function of the spec: pinned so that an accidental change of the hash breaks resumption loudly.
-    assert RunSpec("axonal", "gsc-mini", "torch", 0).run_id == "3934c98779"
+    assert RunSpec("axonal", "gsc-mini", "torch", 0).run_id == "ed7ef335c9"
+    resolved = RunSpec("axonal", "gsc-mini", protocol_hash="b835bd0d7094", data_fingerprint="synthetic-x")
+    assert run_spec_from_yaml(spec_to_yaml(resolved)) == resolved
+    assert len({resolved.run_id, RunSpec("axonal", "gsc-mini").run_id,
+                RunSpec("axonal", "gsc-mini", protocol_hash="b835bd0d7094").run_id}) == 3
     assert RunSpec("axonal", "gsc-mini", "torch", 1).run_id != RunSpec("axonal", "gsc-mini", "torch", 0).run_id
 
 

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from suite.identity import resolve_run
 from suite.registry import get_protocol
 from suite.results import find_record, load_record
 from suite.specs import RunSpec
-from suite.train import Progress, run_training
+from suite.train import Progress, official_best_test, run_training
 
 TIMING_KEYS = ("seconds", "latency", "peak_bytes", "memory_method")
 
@@ -38,7 +39,7 @@ class Interrupt(Progress):
 def reference_run(tmp_path_factory: pytest.TempPathFactory, tiny_protocol_path: Path, data_cache: Path):
     out = tmp_path_factory.mktemp("runs")
     protocol = get_protocol(str(tiny_protocol_path))
-    spec = RunSpec("axonal", "tiny", seed=1)
+    spec = resolve_run(RunSpec("axonal", "tiny", seed=1), protocol, None)
     record = run_training(spec, out, cache_dir=data_cache, protocol=protocol)
     return spec, protocol, out, record
 
@@ -84,14 +85,29 @@ def test_official_metric_is_labelled_and_consistent(tmp_path: Path, tiny_protoco
                           protocol=protocol)
     history, m = record["history"], record["metrics"]
     assert all("test_batch_mean_acc" in row for row in history)
-    expected = max(history[-1]["test_batch_mean_acc"], history[m["best_epoch"]]["test_batch_mean_acc"])
-    assert m["official_best_test_acc"] == expected
+    assert m["official_best_test_acc"] == official_best_test(history)
+
+
+def test_official_metric_selects_on_per_batch_mean_validation() -> None:
+    """A recorded history where per-sample and per-batch-mean validation pick different epochs: the official number
+    follows the per-batch mean (official train.py @a75ae78 lines 473-483 and 534), then max with the last test."""
+    history = [
+        {"valid_acc": 0.50, "valid_batch_mean_acc": 0.55, "test_batch_mean_acc": 0.61},
+        {"valid_acc": 0.60, "valid_batch_mean_acc": 0.52, "test_batch_mean_acc": 0.66},  # best per sample
+        {"valid_acc": 0.58, "valid_batch_mean_acc": 0.57, "test_batch_mean_acc": 0.64},  # best per batch mean
+        {"valid_acc": 0.40, "valid_batch_mean_acc": 0.57, "test_batch_mean_acc": 0.30},  # a tie does not reselect
+    ]
+    assert max(range(4), key=lambda e: history[e]["valid_acc"]) == 1
+    assert official_best_test(history) == 0.64  # test at epoch 2, not 0.66 (epoch 1), not 0.30 (a tie, later)
+    history[-1]["test_batch_mean_acc"] = 0.70
+    assert official_best_test(history) == 0.70  # the last epoch's test wins when higher (hazard 1)
+    assert official_best_test([{"valid_batch_mean_acc": 0.0, "test_batch_mean_acc": 0.2}]) == 0.2
 
 
 def test_corrupt_checkpoint_is_a_one_line_error(tmp_path: Path, tiny_protocol_path: Path, data_cache: Path) -> None:
     from suite.errors import SuiteError
 
-    spec = RunSpec("axonal", "tiny")
+    spec = resolve_run(RunSpec("axonal", "tiny"), get_protocol(str(tiny_protocol_path)), None)
     ckpt = tmp_path / "checkpoints" / f"{spec.run_id}.pt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"\x00torn")

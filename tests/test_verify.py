@@ -9,10 +9,20 @@ from typing import Any
 import pytest
 
 from suite.errors import SuiteError
+from suite.identity import protocol_block
 from suite.references import REFERENCES_DIR, load_reference_file, load_references, references_for
+from suite.registry import get_protocol, protocol_names
 from suite.results import SCHEMA, SCHEMA_VERSION, record_path, write_record
 from suite.specs import RunSpec
 from suite.verify import ERROR, FAIL, NOT_COMPARABLE, PASS, WARNING, print_checks, verify_results
+
+
+def _registered_block(protocol: str) -> dict[str, Any]:
+    """The protocol block a real run of the registered protocol writes (content included: records are compared on
+    it); a name that is not registered gets only its name."""
+    if protocol not in protocol_names():
+        return {"name": protocol, "embedded": False}
+    return protocol_block(get_protocol(protocol))
 
 
 def make_record(out: Path, variant: str = "axonal", seed: int = 0, acc: float = 0.9, protocol: str = "gsc",
@@ -22,7 +32,7 @@ def make_record(out: Path, variant: str = "axonal", seed: int = 0, acc: float = 
     spec = RunSpec(variant=variant, protocol=protocol, seed=seed, overrides=overrides or {})
     record = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "spec": spec.to_dict(),
-        "protocol": {"name": protocol, "version": version, "embedded": protocol.endswith("-mini")},
+        "protocol": {**_registered_block(protocol), "version": version},
         "model_spec": {"variant": variant, "delay_type": variant, "kernel_size": kernel_size},
         "environment": {}, "history": [],
         "metrics": {"test_acc_at_best_valid": acc, "test_acc_last_epoch": acc, "best_valid_acc": acc, **metrics},
@@ -120,8 +130,13 @@ def test_missing_metric_version_and_kernel_size(tmp_path: Path, refs: Path) -> N
     for seed in range(2):
         make_record(out, "axonal", seed, 0.8, protocol="gsc-mini", kernel_size=15, version=2)
     by = _by_method(verify_results(out, refs))
-    assert by["band"].status == NOT_COMPARABLE and "protocol version differs (records v2, reference v1)" in \
-        by["band"].message
+    assert by["band"].status == NOT_COMPARABLE and "protocol content differs from the registered gsc-mini " \
+        "(version=2)" in by["band"].message and by["band"].subject.startswith("gsc-mini, version=2 · axonal D=15")
+    assert by["params"].status == NOT_COMPARABLE and "(version=2)" in by["params"].message
+
+    same = tmp_path / "same"
+    make_record(same, "axonal", 0, 0.8, protocol="gsc-mini", kernel_size=15)
+    by = _by_method(verify_results(same, refs))
     assert by["params"].status == NOT_COMPARABLE and "record lacks metric 'params_trainable'" in by["params"].message
 
     other = tmp_path / "other"
