@@ -121,6 +121,11 @@ class ProtocolSpec:
         _check(not unknown, f"protocol {self.name}: model", f"unknown keys {unknown}; known: {sorted(known)}")
         values = {key: _typed(f"protocol {self.name}, variant {variant}: model.{key}", value, MODEL_TYPES[key])
                   for key, value in values.items()}
+        sparse = self.model.get("delay_sparsity", 0.0)
+        if sparse and "delay_sparsity" not in overrides and values["delay_type"] not in ("axonal", "dendritic"):
+            raise SuiteError(f"protocol {self.name}, variant {variant}: the protocol's delay_sparsity {sparse} needs "
+                             f"axonal (official) or dendritic delays, not {values['delay_type']!r}; run an axonal "
+                             "variant, or add --set delay_sparsity=0 to keep only the weight sparsity")
         try:
             return ModelSpec(**values)
         except SuiteError as err:
