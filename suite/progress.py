@@ -47,12 +47,13 @@ class RichProgress(RunnerProgress):
         self.bars.update(self.current, advance=1)
 
     def epoch_done(self, epoch: int, row: dict[str, Any]) -> None:
-        self.bars.update(self.current, description=f"{self.label}  epoch {epoch + 1}/{self.epochs} "
+        self.bars.update(self.current, description=f"{self.label}  {epoch + 1}/{self.epochs} epochs done, "
                                                    f"loss {row['train_loss']:.3f} valid {100 * row['valid_acc']:.1f}%")
 
     def run_done(self, record: dict[str, Any]) -> None:
         m = record["metrics"]
         self.console.print(f"{record['label']}: test {100 * m['test_acc_at_best_valid']:.2f}% at best valid "
-                           f"(epoch {m['best_epoch'] + 1}), valid {100 * m['best_valid_acc']:.2f}%")
+                           f"(epoch {m['best_epoch']}, 0-based as in the record), valid "
+                           f"{100 * m['best_valid_acc']:.2f}%")
         self.done += 1
         self.bars.update(self.runs, advance=1)

@@ -117,8 +117,8 @@ def _check_reference(ref: Reference, groups: list[RunGroup]) -> list[Check]:
 
 def _check_comparable(ref: Reference, of_variant: list[RunGroup], subject: str) -> list[Check]:
     """Checks of the groups whose protocol content equals the registered protocol's."""
-    matching = [g for g in of_variant if not g.overrides
-                and (ref.kernel_size is None or g.kernel_size == ref.kernel_size)]
+    matching = [g for g in of_variant if not g.overrides  # a network without delays has no D: any D matches
+                and (ref.kernel_size is None or g.kernel_size in (None, ref.kernel_size))]
     if not matching:
         found = sorted({f"D={g.kernel_size}" + (f" {g.overrides}" if g.overrides else "") for g in of_variant})
         wanted = f"D={ref.kernel_size} " if ref.kernel_size is not None else ""

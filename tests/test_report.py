@@ -5,6 +5,7 @@ Records are fake but schema-valid (written with suite.results.write_record), so 
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
@@ -14,7 +15,14 @@ import pytest
 
 from suite.identity import protocol_block
 from suite.registry import get_protocol, protocol_names
-from suite.report import METRIC_COLUMNS, build_leaderboard, collect_runs, render_terminal, write_leaderboard
+from suite.report import (
+    METRIC_COLUMNS,
+    build_leaderboard,
+    collect_runs,
+    format_cell,
+    render_terminal,
+    write_leaderboard,
+)
 from suite.results import SCHEMA, SCHEMA_VERSION, record_path, write_record
 from suite.specs import RunSpec
 
@@ -198,3 +206,16 @@ def test_empty_results_dir(tmp_path: Path, refs_dir: Path) -> None:
     (tmp_path / "empty").mkdir()
     frames, warnings = build_leaderboard(tmp_path / "empty", refs_dir)
     assert frames == {} and any("no run records" in w for w in warnings)
+
+
+def test_no_delay_rows_have_no_kernel_size(tmp_path: Path, refs_dir: Path) -> None:
+    """A network without delays shows D as '—' (not the protocol's 31), in the table and in the group label."""
+    path = make_record(tmp_path / "results", "no-delay", 0, 0.7)
+    record = json.loads(path.read_text())
+    record["model_spec"]["delay_type"] = "none"
+    write_record(path, record)
+    groups, _, _ = collect_runs(tmp_path / "results")
+    assert [(g.variant, g.kernel_size, g.label) for g in groups] == [("no-delay", None, "no-delay")]
+    frame = build_leaderboard(tmp_path / "results", refs_dir)[0]["gsc"]
+    ours = frame.index[frame["method"] == "no-delay"][0]
+    assert format_cell(frame, ours, "D") == "—"

@@ -259,3 +259,18 @@ def test_builtin_reference_files_may_only_name_builtin_protocols(tmp_path: Path,
     monkeypatch.setattr("suite.references.REFERENCES_DIR", tmp_path)
     with pytest.raises(SuiteError, match=r"entries\[0\]\.protocol: unknown protocol 'gsx'"):
         load_reference_file(path)
+
+
+def test_no_delay_runs_match_a_reference_of_any_kernel_size(tmp_path: Path) -> None:
+    """A no-delay network has no D (the leaderboard shows '—'), so a band stored with the protocol's D still applies."""
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    (refs / "bands.yaml").write_text(
+        "entries:\n  - {protocol: gsc-mini, method: no-delay band, variant: no-delay, kernel_size: 15,"
+        " metric: test_acc_at_best_valid, value: 20.0, source: x, status: measured, tolerance: {abs: 1.0}}\n")
+    path = make_record(tmp_path / "results", "no-delay", 0, 0.2, protocol="gsc-mini", kernel_size=15)
+    record = json.loads(path.read_text())
+    record["model_spec"]["delay_type"] = "none"
+    write_record(path, record)
+    check = _by_method(verify_results(tmp_path / "results", refs))["no-delay band"]
+    assert check.status == PASS and check.subject == "gsc-mini v1 · no-delay · test_acc_at_best_valid"
