@@ -35,7 +35,6 @@ from suite.results import (
     SCHEMA_VERSION,
     atomic_write_bytes,
     environment,
-    find_record,
     record_path,
     write_record,
 )
@@ -299,7 +298,3 @@ def official_best_test(history: list[dict[str, Any]]) -> float:
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
-
-def is_done(spec: RunSpec, out_dir: Path) -> bool:
-    """True when a record for this RunSpec exists (``run --all`` skips it)."""
-    return find_record(out_dir, spec.run_id) is not None

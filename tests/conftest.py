@@ -1,6 +1,8 @@
 """Shared test set-up: one intra-op thread (CI machines have 2 cores and tests run beside each other) and a
 deterministic default seed."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -50,3 +52,13 @@ def tiny_protocol_path(tmp_path_factory: pytest.TempPathFactory):
 def data_cache(tmp_path_factory: pytest.TempPathFactory):
     """One synthetic-data cache for the whole session (generation is deterministic, so sharing is safe)."""
     return tmp_path_factory.mktemp("cache")
+
+
+def write_band(directory: Path, value: float, tolerance: float, method: str = "axonal band") -> Path:
+    """A reference directory holding one band on the tiny protocol's axonal test accuracy (percent)."""
+    directory.mkdir()
+    (directory / "tiny.yaml").write_text(
+        "entries:\n"
+        f"  - {{protocol: tiny, method: {method}, variant: axonal, metric: test_acc_at_best_valid, value: {value},"
+        f" source: tests, status: measured, tolerance: {{abs: {tolerance}}}}}\n")
+    return directory

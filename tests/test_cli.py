@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_band
 
 from suite.cli import main
 from suite.registry import variants
@@ -89,14 +90,9 @@ def test_run_all_then_noop_then_leaderboard_and_verify(tiny_protocol_path: Path,
     assert main([*argv, "--variant", "axonal", "--force"]) == 0
     assert "1 to run" in capsys.readouterr().out
 
-    references = tmp_path / "refs"
-    references.mkdir()
     axonal = json.loads(next((out / "records").glob("tiny__axonal__*.json")).read_text())
     value = 100 * axonal["metrics"]["test_acc_at_best_valid"]
-    (references / "tiny.yaml").write_text(
-        "entries:\n"
-        f"  - {{protocol: tiny, method: axonal band, variant: axonal, metric: test_acc_at_best_valid, value: {value},"
-        " source: tests, status: measured, tolerance: {abs: 0.01}}\n")
+    references = write_band(tmp_path / "refs", value, 0.01)
     assert main(["verify", str(out), "--references", str(references)]) == 0
     assert "PASS" in capsys.readouterr().out
 

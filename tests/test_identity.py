@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import TINY_PROTOCOL
+from conftest import TINY_PROTOCOL, write_band
 
 from suite.cli import main
 from suite.data import synthetic
@@ -99,13 +99,7 @@ def test_override_of_a_registered_protocol_is_kept_apart(registered_tiny: Path, 
     assert "# Leaderboard: tiny, epochs=1" in smoke and "NOT COMPARABLE: protocol content differs from the " \
         "registered tiny (epochs=1)" in smoke and "NOT COMPARABLE" not in real
 
-    refs = tmp_path / "refs"
-    refs.mkdir()
-    value = 100 * full["metrics"]["test_acc_at_best_valid"]
-    (refs / "tiny.yaml").write_text(
-        "entries:\n"
-        f"  - {{protocol: tiny, method: band, variant: axonal, metric: test_acc_at_best_valid, value: {value},"
-        " source: tests, status: measured, tolerance: {abs: 0.001}}\n")
+    refs = write_band(tmp_path / "refs", 100 * full["metrics"]["test_acc_at_best_valid"], 0.001)
     assert main(["verify", str(out), "--references", str(refs)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line for line in lines if line.startswith("PASS") and "(n=1)" in line]
