@@ -87,11 +87,12 @@ class RunGroup:
     backend: str
     protocol_label: str = ""
     not_comparable: str | None = None
+    protocol_hash: str = ""
     records: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return (self.protocol, self.protocol_label, self.protocol_version, self.variant, self.kernel_size,
+        return (self.protocol, self.protocol_hash, self.protocol_version, self.variant, self.kernel_size,
                 self.overrides, self.backend)
 
     @property
@@ -138,7 +139,8 @@ def _overrides_text(overrides: Any) -> str:
 def _group_key(record: dict[str, Any]) -> dict[str, Any]:
     """Everything that separates configurations; records whose protocol content differs from the registered
     protocol's get their own label and a NOT COMPARABLE reason (suite/identity.py)."""
-    from suite.identity import comparability
+    from suite.identity import comparability, record_content
+    from suite.specs import content_hash
 
     spec, protocol, model = record["spec"], record["protocol"], record["model_spec"]
     if not isinstance(protocol, dict) or not isinstance(model, dict):
@@ -156,6 +158,7 @@ def _group_key(record: dict[str, Any]) -> dict[str, Any]:
         "backend": str(spec.get("backend") or "torch"),
         "protocol_label": label,
         "not_comparable": reason,
+        "protocol_hash": content_hash(record_content(protocol)),
     }
 
 
@@ -181,7 +184,12 @@ def collect_runs(results_dir: Path) -> tuple[list[RunGroup], list[tuple[Path, st
             continue
         group = groups.setdefault(tuple(key.values()), RunGroup(**key))
         group.records.append((path, item))
+    contents: dict[str, set[str]] = {}
     for group in groups.values():
+        contents.setdefault(group.protocol_label, set()).add(group.protocol_hash)
+    for group in groups.values():  # an unregistered protocol run with other content: told apart by its hash
+        if len(contents[group.protocol_label]) > 1:
+            group.protocol_label += f" [protocol {group.protocol_hash[:6]}]"
         fingerprints = {rec.get("identity", {}).get("data_fingerprint") for _, rec in group.records}
         if len(fingerprints) > 1:
             warnings.append(f"{group.protocol_label}: {group.label} pools records made on {len(fingerprints)} "

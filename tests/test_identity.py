@@ -220,3 +220,17 @@ def test_overrides_reach_every_protocol_section() -> None:
     assert changed.data["n_mels"] == 80 and changed.data["time_step_ms"] == 5 and changed.measure["repeats"] == 3
     assert base.optim["epochs"] == 100 and changed.protocol_hash != base.protocol_hash
     assert base.with_overrides({"epochs": 100}).protocol_hash == base.protocol_hash  # same content, same identity
+
+
+def test_unregistered_protocol_with_other_content_is_not_pooled(tiny_protocol_path: Path, tmp_path: Path,
+                                                               data_cache: Path) -> None:
+    """A user's own protocol has no registered content to compare with: records of two contents stay apart."""
+    from suite.report import collect_runs
+
+    four = get_protocol(str(tiny_protocol_path))
+    for protocol in (four, four.with_overrides({"epochs": 1})):
+        run_training(RunSpec("axonal", "tiny"), tmp_path, cache_dir=data_cache, protocol=protocol)
+    groups, errors, _ = collect_runs(tmp_path)
+    assert not errors and sorted((g.protocol_label, len(g.records)) for g in groups) == sorted(
+        (f"tiny [protocol {p.protocol_hash[:6]}]", 1) for p in (four, four.with_overrides({"epochs": 1})))
+    assert all(g.not_comparable is None for g in groups)
