@@ -703,7 +703,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(cfg, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     print_report(report, console)
     if args.out:
-        _write_atomic(args.out, json.dumps(report, indent=2) + "\n")
+        from suite.results import strict_json
+
+        _write_atomic(args.out, strict_json(report, indent=2) + "\n")
         console.print(f"wrote {args.out}")
     if args.markdown:
         _write_atomic(args.markdown, markdown(report))

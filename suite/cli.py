@@ -1,12 +1,13 @@
 """Command line: list, describe, run, verify, leaderboard, data, doctor, bench.
 
-Every user-facing failure is a :class:`SuiteError`, printed as one line on stderr with exit code 2.
+Every user-facing failure is a :class:`SuiteError`, printed as one line on stderr with exit code 2; Ctrl-C exits 130
+and a closed stdout pipe (``| head``) exits 141 without a message.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,20 +24,17 @@ EMBEDDED_PROTOCOLS = ("gsc-mini", "ssc-mini")
 console = Console()
 
 
-def _parse_value(text: str) -> Any:
-    """``--set`` values: YAML scalars and lists (``15``, ``0.8``, ``zero``, ``[64, 64]``)."""
-    import yaml
-
-    return yaml.safe_load(text)
-
-
 def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--set`` values: YAML scalars and lists (``15``, ``0.8``, ``zero``, ``[64, 64]``); safe YAML only, so a tag
+    such as ``!!python/object`` is a one-line error. Types and ranges are checked when the ModelSpec is built."""
+    from suite.specs import load_yaml
+
     result: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise SuiteError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set kernel_size=15")
-        parsed = _parse_value(value)
+        parsed = load_yaml(value, f"--set {pair!r}")
         result[key] = tuple(parsed) if isinstance(parsed, list) else parsed
     return result
 
@@ -95,7 +93,9 @@ def describe(variant: str, protocol_name: str, overrides: dict[str, Any]) -> dic
 def cmd_describe(args: argparse.Namespace) -> int:
     info = describe(args.variant, args.protocol, _overrides(args.set))
     if args.json:
-        print(json.dumps(info, indent=2, default=str))
+        from suite.results import strict_json
+
+        print(strict_json(info, indent=2, default=str))
         return 0
     table = Table(title=f"{info['variant']} on {info['protocol']} (v{info['protocol_version']})", title_justify="left")
     for col in ("layer", "N_in -> N_out", "delay", "D", "delayed lines", "BN", "trainable params"):
@@ -118,7 +118,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> list[tuple[Any, Any]]:
     """Expand the run command's selection into (RunSpec, ProtocolSpec) pairs."""
     from suite.ops.registry import get_ops
-    from suite.registry import get_protocol, get_variant, variants
+    from suite.registry import get_protocol, get_variant, resolve_model_spec, variants
     from suite.specs import RunSpec
 
     if args.all:
@@ -140,6 +140,7 @@ def _plan(args: argparse.Namespace) -> list[tuple[Any, Any]]:
         protocol = get_protocol(protocol_name)
         seeds = args.seeds if args.seeds is not None else list(protocol.seeds)
         for variant_name in variant_names:
+            resolve_model_spec(variant_name, protocol, overrides)  # types and ranges, before any run starts
             for seed in seeds:
                 specs.append((RunSpec(variant_name, protocol.name, args.backend, seed,
                                       tuple(sorted(overrides.items())), args.official_metric), protocol))
@@ -151,15 +152,17 @@ def _seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"expected non-negative seeds, got {text!r}")
+    from suite.specs import MAX_SEED
+
+    if not seeds or any(not 0 <= s <= MAX_SEED for s in seeds):
+        raise argparse.ArgumentTypeError(f"expected seeds in 0..{MAX_SEED}, got {text!r}")
     return seeds
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.progress import RichProgress
     from suite.report import render_terminal
-    from suite.results import CHECKPOINTS_DIR, find_record, load_record
+    from suite.results import find_record, load_record, record_path
     from suite.train import run_training
 
     specs = _plan(args)
@@ -169,26 +172,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         existing = find_record(out, spec.run_id)
         if existing is not None and load_record(existing)["protocol"]["version"] != protocol.version:
             console.print(f"{existing.name}: recorded under another version of protocol {protocol.name}; rerunning")
-            existing = None
-        if existing is not None and args.force:
-            existing.unlink()
-            (out / CHECKPOINTS_DIR / f"{spec.run_id}.pt").unlink(missing_ok=True)
-            existing = None
-        if existing is None:
-            todo.append((spec, protocol))
+        elif existing is not None and not args.force:
+            continue
+        todo.append((spec, protocol, existing))
     skipped = len(specs) - len(todo)
     console.print(f"{len(specs)} run(s) planned, {skipped} already recorded in {out} (skipped; --force reruns), "
                   f"{len(todo)} to run.", soft_wrap=True)
     with RichProgress(console, len(todo)) as progress:
-        for spec, protocol in todo:
+        for spec, protocol, existing in todo:
+            # A rerun replaces its old record only once its own is written (same file name, atomic rename), and the
+            # old checkpoint only when it saves its first epoch: an interrupted --force loses nothing.
             run_training(spec, out, data_root=args.data_root, cache_dir=args.cache_dir, device=args.device,
-                         progress=progress, protocol=protocol)
+                         progress=progress, protocol=protocol,
+                         resume=existing is None or _checkpoint_is_newer(out, spec.run_id, existing))
+            written = record_path(out, spec.protocol, spec.variant, spec.seed, spec.run_id)
+            if existing is not None and existing != written:
+                existing.unlink(missing_ok=True)  # the old record had another file name: the new one replaces it
     frames, warnings = _leaderboard(out)
     for table in render_terminal(frames):
         console.print(table)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _checkpoint_is_newer(out: Path, run_id: str, record: Path) -> bool:
+    """A checkpoint newer than the record it would replace is a rerun's own (an interrupted ``--force``): resume it.
+    An older one is a leftover of the recorded run and is not resumed."""
+    from suite.results import CHECKPOINTS_DIR
+
+    checkpoint = out / CHECKPOINTS_DIR / f"{run_id}.pt"
+    return checkpoint.exists() and checkpoint.stat().st_mtime_ns > record.stat().st_mtime_ns
 
 
 def _leaderboard(out: Path) -> tuple[dict[str, Any], list[str]]:
@@ -281,6 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished epochs are checkpointed; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`... | head`): stop quietly with 128 + SIGPIPE, as `seq 9 | head -1` does,
+        # and point stdout at /dev/null so the interpreter's final flush does not print a second error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

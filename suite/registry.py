@@ -131,15 +131,20 @@ def get_protocol(name: str) -> ProtocolSpec:
     return protocol
 
 
+def resolve_model_spec(variant_name: str, protocol: ProtocolSpec,
+                       overrides: Mapping[str, Any] | None = None) -> ModelSpec:
+    """The validated ModelSpec of a variant on a protocol (cheap: callers check it before any data or training)."""
+    from suite.data import n_classes, n_inputs
+
+    return protocol.model_spec(get_variant(variant_name).defaults, variant_name, n_inputs(protocol.data),
+                               n_classes(protocol.data), overrides or {})
+
+
 def create_model(variant_name: str, protocol: ProtocolSpec, backend: str = "torch",
                  overrides: Mapping[str, Any] | None = None) -> tuple[nn.Module, ModelSpec]:
     """Resolve a variant on a protocol into a ModelSpec and build it on ``backend``."""
-    from suite.data import n_classes, n_inputs
-
-    found = get_variant(variant_name)
-    spec = protocol.model_spec(found.defaults, variant_name, n_inputs(protocol.data), n_classes(protocol.data),
-                               overrides or {})
-    return found.build(spec, backend), spec
+    spec = resolve_model_spec(variant_name, protocol, overrides)
+    return get_variant(variant_name).build(spec, backend), spec
 
 
 def _register_builtin() -> None:
