@@ -259,6 +259,9 @@ class RunSpec:
         if isinstance(self.overrides, Mapping):
             object.__setattr__(self, "overrides", tuple(sorted(self.overrides.items())))
         check_seed(self.seed, "run.seed")
+        for key in ("variant", "protocol", "backend"):
+            _check(isinstance(getattr(self, key), str), f"run.{key}", f"must be a name, got {getattr(self, key)!r}")
+        check_bool(self.official_metric, "run.official_metric")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

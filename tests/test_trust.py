@@ -27,7 +27,7 @@ from suite.data import build_datasets, gsc, ssc, synthetic
 from suite.errors import SuiteError
 from suite.progress import RichProgress
 from suite.results import CHECKPOINTS_DIR, load_record, strict_json, write_record
-from suite.specs import MAX_EPOCHS, OPTIM_DEFAULTS, ModelSpec, RunSpec, load_protocol_file
+from suite.specs import MAX_EPOCHS, OPTIM_DEFAULTS, ModelSpec, RunSpec, run_spec_from_yaml
 from suite.train import _optimisers
 
 REPO = Path(__file__).resolve().parent.parent
@@ -178,68 +178,70 @@ def test_model_values_are_checked_for_type_and_range(kwargs: dict[str, Any], nee
     assert needle in _raises(ModelSpec, **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("variant: axonal\nprotocol: gsc\nofficial_metric: 'no'\n", "run.official_metric: must be true or false"),
+        ("variant: [axonal]\nprotocol: gsc\n", "run.variant: must be a name"),
+        ("variant: axonal\nprotocol: gsc\nseed: 4294967296\n", "run.seed"),
+        ("variant: axonal\nprotocol: gsc\nseed: 1.0\n", "run.seed"),
+    ],
+)
+def test_run_spec_values_are_checked(text: str, needle: str) -> None:
+    assert needle in _raises(run_spec_from_yaml, text)
+
+
 def test_valid_integral_values_are_kept_exactly() -> None:
     spec = ModelSpec(n_hidden=[64, np.int64(32)], tau=2, v_threshold=1, batchnorm=False)
     assert spec.n_hidden == (64, 32) and spec.tau == 2 and spec.batchnorm is False
 
 
-PROTOCOL = "name: p\nversion: 1\ndata: {kind: ssc, synthetic: {n_classes: 3}}\nmodel: {}\n"
+def _protocol_text(extra: str) -> str:
+    """A small valid protocol, with ``extra`` (optim:, data:, measure:, ... lines) replacing or adding sections."""
+    sections = {"version": "1", "data": "{kind: ssc, synthetic: {n_classes: 3}}", "model": "{}", "optim": "{}"}
+    sections.update(dict(line.split(": ", 1) for line in extra.splitlines()))
+    return "name: p\n" + "".join(f"{key}: {value}\n" for key, value in sections.items())
 
 
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        ("optim: {lr_w: 0.001}\n", "optim.lr_w: has no effect: OneCycleLR sets the weights' learning rate"),
-        ("optim: {epochs: 0}\n", "optim.epochs: must be an integer in 1..10000, got 0"),
-        ("optim: {epochs: -3}\n", "optim.epochs"),
-        ("optim: {epochs: 1000000000}\n", "optim.epochs: must be an integer in 1..10000"),
-        ("optim: {epochs: 2.5}\n", "optim.epochs"),
-        ("optim: {epochs: true}\n", "optim.epochs"),
-        ("optim: {batch_size: 0}\n", "optim.batch_size: must be an integer >= 1, got 0"),
-        ("optim: {batch_size: 16.5}\n", "optim.batch_size"),
-        ("optim: {weight_decay: -0.00001}\n", "optim.weight_decay: must be a finite number >= 0.0"),
-        ("optim: {max_lr_w: .nan}\n", "optim.max_lr_w"),
-        ("optim: {lr_pos: 0}\n", "optim.lr_pos"),
-        ("optim: {lr_pos: '0.1'}\n", "optim.lr_pos"),
-        ("optim: {}\nmeasure: {repeats: 0}\n", "measure.repeats: must be an integer >= 1, got 0"),
-        ("optim: {}\nmeasure: {warmup: 0}\n", "measure.warmup"),
-        ("optim: {}\nmeasure: {warmup: -1}\n", "measure.warmup"),
-        ("optim: {}\nmeasure: {memory: 'yes'}\n", "measure.memory: must be true or false"),
-        ("optim: {}\nmeasure: {training_latency: 1}\n", "measure.training_latency"),
-        ("optim: {}\nmeasure: [memory]\n", "measure"),
-        ("optim: {}\nseeds: [4294967296]\n", "seeds: must be a non-empty list of integers in 0..2**32 - 1"),
-        ("optim: {}\nseeds: [1.5]\n", "seeds"),
-        ("optim: {}\nseeds: []\n", "seeds"),
-        ("optim: {}\nseeds: 3\n", "seeds"),
-        ("optim: {}\nembedded: 'yes'\n", "embedded: must be true or false"),
-        ("optim: {}\nversion: 0\n", "version"),
+        ("optim: {lr_w: 0.001}", "optim.lr_w: has no effect: OneCycleLR sets the weights' learning rate"),
+        ("optim: {epochs: 0}", "optim.epochs: must be an integer in 1..10000, got 0"),
+        ("optim: {epochs: -3}", "optim.epochs"),
+        ("optim: {epochs: 1000000000}", "optim.epochs: must be an integer in 1..10000"),
+        ("optim: {epochs: 2.5}", "optim.epochs"),
+        ("optim: {epochs: true}", "optim.epochs"),
+        ("optim: {batch_size: 0}", "optim.batch_size: must be an integer >= 1, got 0"),
+        ("optim: {batch_size: 16.5}", "optim.batch_size"),
+        ("optim: {weight_decay: -0.00001}", "optim.weight_decay: must be a finite number >= 0.0"),
+        ("optim: {max_lr_w: .nan}", "optim.max_lr_w"),
+        ("optim: {lr_pos: 0}", "optim.lr_pos"),
+        ("optim: {lr_pos: '0.1'}", "optim.lr_pos"),
+        ("measure: {repeats: 0}", "measure.repeats: must be an integer >= 1, got 0"),
+        ("measure: {warmup: 0}", "measure.warmup"),
+        ("measure: {warmup: -1}", "measure.warmup"),
+        ("measure: {memory: 'yes'}", "measure.memory: must be true or false"),
+        ("measure: {training_latency: 1}", "measure.training_latency"),
+        ("measure: [memory]", "measure"),
+        ("seeds: [4294967296]", "seeds: must be a non-empty list of integers in 0..2**32 - 1"),
+        ("seeds: [1.5]", "seeds"),
+        ("seeds: []", "seeds"),
+        ("seeds: 3", "seeds"),
+        ("embedded: 'yes'", "embedded: must be true or false"),
+        ("version: 0", "version"),
+        ("data: {kind: gsc, n_mels: 0}", "data.n_mels"),
+        ("data: {kind: gsc, n_mels: 40.5}", "data.n_mels"),
+        ("data: {kind: ssc, n_bins: 701}", "data.n_bins"),
+        ("data: {kind: ssc, n_bins: 0}", "data.n_bins"),
+        ("data: {kind: ssc, time_step_ms: .nan}", "data.time_step_ms"),
+        ("data: {kind: ssc, time_step_ms: 0}", "data.time_step_ms"),
+        ("data: {kind: gsc, time_step_ms: 30}", "data.time_step_ms"),
     ],
 )
 def test_protocol_values_are_checked(tmp_path: Path, extra: str, needle: str) -> None:
     path = tmp_path / "p.yaml"
-    text = PROTOCOL + extra
-    if "version:" in extra:
-        text = text.replace("version: 1\n", "")
-    path.write_text(text)
-    message = _raises(load_protocol_file, path)
-    assert str(path) in message and needle in message
-
-
-@pytest.mark.parametrize(
-    ("data", "needle"),
-    [
-        ("{kind: gsc, n_mels: 0}", "data.n_mels"),
-        ("{kind: gsc, n_mels: 40.5}", "data.n_mels"),
-        ("{kind: ssc, n_bins: 701}", "data.n_bins"),
-        ("{kind: ssc, n_bins: 0}", "data.n_bins"),
-        ("{kind: ssc, time_step_ms: .nan}", "data.time_step_ms"),
-        ("{kind: ssc, time_step_ms: 0}", "data.time_step_ms"),
-        ("{kind: gsc, time_step_ms: 30}", "data.time_step_ms"),
-    ],
-)
-def test_data_values_are_checked(tmp_path: Path, data: str, needle: str) -> None:
-    path = tmp_path / "p.yaml"
-    path.write_text(f"name: p\nversion: 1\ndata: {data}\nmodel: {{}}\noptim: {{}}\n")
+    path.write_text(_protocol_text(extra))
     message = _raises(registry.get_protocol, str(path))
     assert str(path) in message and needle in message
 
