@@ -675,11 +675,11 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    from suite.specs import MAX_SEED
+
     if args.protocol not in PROTOCOL_SHAPES:
         raise SuiteError(f"bench --protocol: {args.protocol!r} is not one of {sorted(PROTOCOL_SHAPES)}")
     n_inputs, steps = PROTOCOL_SHAPES[args.protocol]
-    from suite.specs import MAX_SEED
-
     if args.kernel_size < 1 or args.kernel_size % 2 == 0:
         raise SuiteError(f"bench --kernel-size: must be a positive odd number, got {args.kernel_size}")
     batch = args.batch if args.batch is not None else (128 if args.device == "cuda" else 16)

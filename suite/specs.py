@@ -166,8 +166,10 @@ class ProtocolSpec:
         self.validate(f"protocol {self.name!r}")
 
     def validate(self, where: str) -> None:
-        """Type and range of everything but ``data`` (checked by suite.data) and ``model`` (checked as a ModelSpec
-        once the data fix its input and output sizes); run on every ProtocolSpec built, from a file or not."""
+        """Type and range of every section but ``model`` (checked as a ModelSpec once the data fix its input and
+        output sizes); run on every ProtocolSpec built, from a file or not."""
+        from suite.data import validate_data_config
+
         check_int(self.version, f"{where}: version", 1)
         check_bool(self.embedded, f"{where}: embedded")
         validate_optim(self.optim, f"{where}: optim")
@@ -175,6 +177,7 @@ class ProtocolSpec:
         _check(isinstance(self.seeds, list | tuple) and len(self.seeds) > 0
                and all(_is_int(s) and 0 <= s <= MAX_SEED for s in self.seeds), f"{where}: seeds",
                f"must be a non-empty list of integers in 0..2**32 - 1, got {list(self.seeds)!r}")
+        validate_data_config(self.data, f"{where}: data")
 
     def model_spec(self, variant_defaults: Mapping[str, Any], variant: str, n_inputs: int, n_outputs: int,
                    overrides: Mapping[str, Any] = ()) -> ModelSpec:  # type: ignore[assignment]

@@ -7,6 +7,7 @@ Everything runs on tiny protocols and tiny synthetic data in the real file forma
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -244,6 +245,21 @@ def test_protocol_values_are_checked(tmp_path: Path, extra: str, needle: str) ->
     path.write_text(_protocol_text(extra))
     message = _raises(registry.get_protocol, str(path))
     assert str(path) in message and needle in message
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"optim": {**OPTIM_DEFAULTS, "epochs": 0}}, "protocol 'gsc-mini': optim.epochs"),
+        ({"optim": {**OPTIM_DEFAULTS, "lr_w": 1e-3}}, "protocol 'gsc-mini': optim.lr_w: has no effect"),
+        ({"measure": {"repeats": -1}}, "protocol 'gsc-mini': measure.repeats"),
+        ({"seeds": (2**32,)}, "protocol 'gsc-mini': seeds"),
+        ({"data": {"kind": "gsc", "n_mels": 0}}, "protocol 'gsc-mini': data.n_mels"),
+    ],
+)
+def test_a_rebuilt_protocol_is_validated(change: dict[str, Any], needle: str) -> None:
+    """Code that derives a ProtocolSpec (e.g. protocol-level overrides) gets the same checks as a protocol file."""
+    assert needle in _raises(dataclasses.replace, registry.get_protocol("gsc-mini"), **change)
 
 
 def test_lr_w_is_gone_and_changes_no_number() -> None:
