@@ -166,18 +166,8 @@ class ProtocolSpec:
         self.validate(f"protocol {self.name!r}")
 
     def validate(self, where: str) -> None:
-        """Type and range of every section but ``model`` (checked as a ModelSpec once the data fix its input and
-        output sizes); run on every ProtocolSpec built, from a file or not."""
-        from suite.data import validate_data_config
-
-        check_int(self.version, f"{where}: version", 1)
-        check_bool(self.embedded, f"{where}: embedded")
-        validate_optim(self.optim, f"{where}: optim")
-        validate_measure(self.measure, f"{where}: measure")
-        _check(isinstance(self.seeds, list | tuple) and len(self.seeds) > 0
-               and all(_is_int(s) and 0 <= s <= MAX_SEED for s in self.seeds), f"{where}: seeds",
-               f"must be a non-empty list of integers in 0..2**32 - 1, got {list(self.seeds)!r}")
-        validate_data_config(self.data, f"{where}: data")
+        """Run on every ProtocolSpec built, from a file or not (see :func:`validate_protocol`)."""
+        validate_protocol(self.version, self.embedded, self.optim, self.measure, self.seeds, self.data, where)
 
     def model_spec(self, variant_defaults: Mapping[str, Any], variant: str, n_inputs: int, n_outputs: int,
                    overrides: Mapping[str, Any] = ()) -> ModelSpec:  # type: ignore[assignment]
@@ -217,6 +207,21 @@ REMOVED_OPTIM_KEYS = {
     "lr_w": "has no effect: OneCycleLR sets the weights' learning rate (it starts at max_lr_w / 25 and peaks at "
             "max_lr_w); remove lr_w and set max_lr_w",
 }
+
+
+def validate_protocol(version: Any, embedded: Any, optim: Any, measure: Any, seeds: Any, data: Any,
+                      where: str) -> None:
+    """Type and range of every protocol section but ``model`` (checked as a ModelSpec once the data fix its input and
+    output sizes)."""
+    from suite.data import validate_data_config
+
+    check_int(version, f"{where}: version", 1)
+    check_bool(embedded, f"{where}: embedded")
+    validate_optim(optim, f"{where}: optim")
+    validate_measure(measure, f"{where}: measure")
+    _check(isinstance(seeds, list | tuple) and len(seeds) > 0 and all(_is_int(s) and 0 <= s <= MAX_SEED for s in seeds),
+           f"{where}: seeds", f"must be a non-empty list of integers in 0..2**32 - 1, got {seeds!r}")
+    validate_data_config(data, f"{where}: data")
 
 
 def validate_optim(optim: Mapping[str, Any], where: str) -> None:
@@ -342,23 +347,17 @@ def load_protocol_file(path: Path) -> ProtocolSpec:
     known_model = {f.name for f in fields(ModelSpec)} - {"variant", "n_inputs", "n_outputs"}
     unknown_model = sorted(set(data["model"]) - known_model)
     _check(not unknown_model, f"{where}: model", f"unknown keys {unknown_model}; known: {sorted(known_model)}")
-    measure = data.get("measure", {})
-    validate_optim(data["optim"], f"{where}: optim")
-    validate_measure(measure, f"{where}: measure")
-    seeds = data.get("seeds", [0])
-    _check(isinstance(seeds, list), f"{where}: seeds", f"must be a non-empty list of integers, got {seeds!r}")
-    try:
-        return ProtocolSpec(
-            name=str(data["name"]),
-            version=data["version"],
-            description=str(data.get("description", "")),
-            data=dict(data["data"]),
-            model=dict(data["model"]),
-            optim={**OPTIM_DEFAULTS, **data["optim"]},
-            seeds=tuple(seeds),
-            embedded=data.get("embedded", False),
-            source=str(data.get("source", "")),
-            measure={**MEASURE_DEFAULTS, **measure},
-        )
-    except SuiteError as err:
-        raise SuiteError(f"{where}: {err}") from None
+    measure, seeds, embedded = data.get("measure", {}), data.get("seeds", [0]), data.get("embedded", False)
+    validate_protocol(data["version"], embedded, data["optim"], measure, seeds, data["data"], where)
+    return ProtocolSpec(
+        name=str(data["name"]),
+        version=data["version"],
+        description=str(data.get("description", "")),
+        data=dict(data["data"]),
+        model=dict(data["model"]),
+        optim={**OPTIM_DEFAULTS, **data["optim"]},
+        seeds=tuple(seeds),
+        embedded=embedded,
+        source=str(data.get("source", "")),
+        measure={**MEASURE_DEFAULTS, **measure},
+    )
