@@ -52,17 +52,14 @@ def _raises(fn: Any, *args: Any, **kwargs: Any) -> str:
 # ------------------------------------------------------------------ class 1: run --force loses nothing
 
 
-class _Stop(Exception):
-    pass
-
-
 def _run_args(protocol: Path, out: Path, cache: Path, *extra: str) -> list[str]:
     return ["run", "--protocol", str(protocol), "--variant", "no-delay", "--seeds", "0,1", "--out", str(out),
             "--cache-dir", str(cache), *extra]
 
 
-def _interrupt_at(monkeypatch: pytest.MonkeyPatch, epoch: int) -> list[int]:
-    """Ctrl-C at the first batch of ``epoch`` of the first run; returns the start epochs the runs reported."""
+def _interrupt_at(monkeypatch: pytest.MonkeyPatch, epoch: int | None) -> list[int]:
+    """Ctrl-C at the first batch of ``epoch`` (None: never) in the first run that reaches it; returns the start epochs
+    the runs reported."""
     starts: list[int] = []
     original = RichProgress.run_started
 
@@ -115,7 +112,7 @@ def test_force_interrupted_after_an_epoch_resumes_and_replaces(
     checkpoints = list((out / CHECKPOINTS_DIR).glob("*.pt"))
     assert len(checkpoints) == 1  # the rerun's own, saved after its first two epochs
     monkeypatch.undo()
-    starts = _interrupt_at(monkeypatch, epoch=-1)
+    starts = _interrupt_at(monkeypatch, epoch=None)
     assert main(_run_args(tiny_protocol_path, out, data_cache, "--force")) == 0
     assert starts == [2, 0]  # the interrupted rerun resumed from its own checkpoint; the other started afresh
     assert not list((out / CHECKPOINTS_DIR).glob("*.pt"))
@@ -139,7 +136,7 @@ def test_force_does_not_resume_a_checkpoint_older_than_the_record(
     old = record.stat().st_mtime_ns - 10**9
     os.utime(checkpoint, ns=(old, old))  # as a leftover of the recorded run would be
     monkeypatch.undo()
-    starts = _interrupt_at(monkeypatch, epoch=-1)
+    starts = _interrupt_at(monkeypatch, epoch=None)
     assert main(_run_args(tiny_protocol_path, out, data_cache, "--force")) == 0
     assert starts == [0, 0]
 
