@@ -675,17 +675,24 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    from suite.specs import MAX_SEED
+
     if args.protocol not in PROTOCOL_SHAPES:
         raise SuiteError(f"bench --protocol: {args.protocol!r} is not one of {sorted(PROTOCOL_SHAPES)}")
     n_inputs, steps = PROTOCOL_SHAPES[args.protocol]
-    if args.repeats < 1:
-        raise SuiteError(f"bench --repeats: must be >= 1, got {args.repeats}")
     if args.kernel_size < 1 or args.kernel_size % 2 == 0:
         raise SuiteError(f"bench --kernel-size: must be a positive odd number, got {args.kernel_size}")
     batch = args.batch if args.batch is not None else (128 if args.device == "cuda" else 16)
+    time_steps = args.time_steps if args.time_steps is not None else steps
+    for flag, value, low, high in (("--batch", batch, 1, None), ("--repeats", args.repeats, 1, None),
+                                   ("--warmup", args.warmup, 0, None), ("--threads", args.threads, 1, None),
+                                   ("--time-steps", time_steps, 1, None), ("--hidden", args.hidden, 1, None),
+                                   ("--layers", args.layers, 1, None), ("--seed", args.seed, 0, MAX_SEED)):
+        if value < low or (high is not None and value > high):
+            raise SuiteError(f"bench {flag}: must be {f'in {low}..{high}' if high else f'>= {low}'}, got {value}")
     return BenchConfig(
         protocol=args.protocol, n_inputs=n_inputs, n_hidden=(args.hidden,) * args.layers, kernel_size=args.kernel_size,
-        time_steps=args.time_steps or steps, batch=batch, variants=tuple(args.variants),
+        time_steps=time_steps, batch=batch, variants=tuple(args.variants),
         backends=tuple(available_backends(args.backends, args.device)), repeats=args.repeats, warmup=args.warmup,
         device=args.device, threads=args.threads if args.device == "cpu" else None, memory=args.memory,
         retain_freed_memory=args.retain_freed_memory,
@@ -703,7 +710,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(cfg, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     print_report(report, console)
     if args.out:
-        _write_atomic(args.out, json.dumps(report, indent=2) + "\n")
+        from suite.results import strict_json
+
+        _write_atomic(args.out, strict_json(report, indent=2) + "\n")
         console.print(f"wrote {args.out}")
     if args.markdown:
         _write_atomic(args.markdown, markdown(report))

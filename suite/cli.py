@@ -1,12 +1,14 @@
 """Command line: list, describe, run, verify, leaderboard, data, doctor, bench.
 
-Every user-facing failure is a :class:`SuiteError`, printed as one line on stderr with exit code 2.
+Every user-facing failure is a :class:`SuiteError`, printed as one line on stderr with exit code 2; Ctrl-C exits 130
+and a closed stdout pipe (``| head``) exits 141 without a message.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,26 +25,21 @@ EMBEDDED_PROTOCOLS = ("gsc-mini", "ssc-mini")
 console = Console()
 
 
-def _parse_value(text: str) -> Any:
-    """``--set`` values: YAML scalars and lists (``15``, ``0.8``, ``zero``, ``[64, 64]``); ``1e-5`` is a number."""
-    import yaml
-
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--set`` values: YAML scalars and lists (``15``, ``0.8``, ``zero``, ``[64, 64]``); safe YAML only, so a tag
+    such as ``!!python/object`` is a one-line error. Types and ranges are checked when the ModelSpec is built."""
+    from suite.specs import load_yaml
+
     result: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise SuiteError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set kernel_size=15 or --set epochs=1")
-        result[key] = _parse_value(value)
+        parsed = load_yaml(value, f"--set {pair!r}")
+        if isinstance(parsed, str):  # YAML 1.1 reads 1e-5 as a string
+            with contextlib.suppress(ValueError):
+                parsed = float(parsed)
+        result[key] = tuple(parsed) if isinstance(parsed, list) else parsed
     return result
 
 
@@ -102,7 +99,9 @@ def describe(variant: str, protocol_name: str, overrides: dict[str, Any]) -> dic
 def cmd_describe(args: argparse.Namespace) -> int:
     info = describe(args.variant, args.protocol, _overrides(args.set))
     if args.json:
-        print(json.dumps(info, indent=2, default=str))
+        from suite.results import strict_json
+
+        print(strict_json(info, indent=2, default=str))
         return 0
     table = Table(title=f"{info['variant']} on {info['protocol']} (v{info['protocol_version']})", title_justify="left")
     for col in ("layer", "N_in -> N_out", "delay", "D", "delayed lines", "BN", "trainable params"):
@@ -169,15 +168,17 @@ def _seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"expected non-negative seeds, got {text!r}")
+    from suite.specs import MAX_SEED
+
+    if not seeds or any(not 0 <= s <= MAX_SEED for s in seeds):
+        raise argparse.ArgumentTypeError(f"expected seeds in 0..{MAX_SEED}, got {text!r}")
     return seeds
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.progress import RichProgress
     from suite.report import render_terminal
-    from suite.results import CHECKPOINTS_DIR, find_record
+    from suite.results import find_record, record_path
     from suite.train import run_training
 
     specs = _plan(args)
@@ -187,19 +188,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     todo = []
     for spec, protocol in specs:
         existing = find_record(out, spec.run_id)
-        if existing is not None and args.force:
-            existing.unlink()
-            (out / CHECKPOINTS_DIR / f"{spec.run_id}.pt").unlink(missing_ok=True)
-            existing = None
-        if existing is None:
-            todo.append((spec, protocol))
+        if existing is not None and not args.force:
+            continue
+        todo.append((spec, protocol, existing))
     skipped = len(specs) - len(todo)
     console.print(f"{len(specs)} run(s) planned, {skipped} already recorded in {out} (skipped; --force reruns), "
                   f"{len(todo)} to run.", soft_wrap=True)
     with RichProgress(console, len(todo)) as progress:
-        for spec, protocol in todo:
+        for spec, protocol, existing in todo:
+            # A rerun replaces its old record only once its own is written (same file name, atomic rename), and the
+            # old checkpoint only when it saves its first epoch: an interrupted --force loses nothing.
             run_training(spec, out, data_root=args.data_root, cache_dir=args.cache_dir, device=args.device,
-                         progress=progress, protocol=protocol)
+                         progress=progress, protocol=protocol,
+                         resume=existing is None or _checkpoint_is_newer(out, spec.run_id, existing))
+            written = record_path(out, spec.protocol, spec.variant, spec.seed, spec.run_id)
+            if existing is not None and existing != written:
+                existing.unlink(missing_ok=True)  # the old record had another file name: the new one replaces it
     frames, warnings = _leaderboard(out)
     for table in render_terminal(frames):
         console.print(table)
@@ -235,6 +239,15 @@ def _print_plan(specs: list[tuple[Any, Any]], out: Path) -> int:
                       recorded.name if recorded else "no")
     console.print(table)
     return 0
+
+
+def _checkpoint_is_newer(out: Path, run_id: str, record: Path) -> bool:
+    """A checkpoint newer than the record it would replace is a rerun's own (an interrupted ``--force``): resume it.
+    An older one is a leftover of the recorded run and is not resumed."""
+    from suite.results import CHECKPOINTS_DIR
+
+    checkpoint = out / CHECKPOINTS_DIR / f"{run_id}.pt"
+    return checkpoint.exists() and checkpoint.stat().st_mtime_ns > record.stat().st_mtime_ns
 
 
 def _leaderboard(out: Path) -> tuple[dict[str, Any], list[str]]:
@@ -334,6 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished epochs are checkpointed; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`... | head`): stop quietly with 128 + SIGPIPE, as `seq 9 | head -1` does,
+        # and point stdout at /dev/null so the interpreter's final flush does not print a second error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 Third-party packages add variants without editing the suite: they declare an entry point in the group
 ``suite.variants`` whose target is a module (imported for its ``register_variant`` calls) or a callable (called once).
+A plug-in that fails (import error, registration error, a name already taken) costs one warning line on stderr naming
+its distribution and entry point; its partial registrations are undone and everything else keeps working.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -22,6 +25,8 @@ ENTRY_POINT_GROUP = "suite.variants"
 PROTOCOL_DIR = Path(__file__).parent / "protocols"
 
 Builder = Callable[[ModelSpec, str], nn.Module]
+#: What the runner and the metrics call on a built network (docs/adding-a-method.md, section 2).
+NETWORK_METHODS = ("param_groups", "after_step", "end_epoch", "hard_copy", "delay_modules")
 
 
 @dataclass(frozen=True)
@@ -44,24 +49,51 @@ class Variant:
             raise SuiteError(f"variant {self.name!r} does not support backend {backend!r} "
                              f"(supported: {', '.join(self.supported_backends())})")
         if self.builder is not None:
-            return self.builder(spec, backend)
+            return self._checked_build(spec, backend)
         from suite.models.network import DelayNetwork
 
         return DelayNetwork(spec, backend)
 
 
+    def _checked_build(self, spec: ModelSpec, backend: str) -> nn.Module:
+        """A plug-in builder's failure or wrong return type is a one-line error naming the variant and its owner."""
+        assert self.builder is not None
+        try:
+            model = self.builder(spec, backend)
+        except SuiteError:
+            raise
+        except Exception as err:
+            raise SuiteError(f"variant {self.name!r} (from {self.origin}): its builder failed: "
+                             f"{type(err).__name__}: {_one_line(err)}") from None
+        missing = [m for m in NETWORK_METHODS if not callable(getattr(model, m, None))]
+        if not isinstance(model, nn.Module) or missing:
+            lacks = f" lacking {', '.join(missing)}" if isinstance(model, nn.Module) else ""
+            raise SuiteError(f"variant {self.name!r} (from {self.origin}): its builder returned "
+                             f"{type(model).__name__}{lacks}, expected a torch.nn.Module with "
+                             f"{', '.join(NETWORK_METHODS)} (e.g. a DelayNetwork; docs/adding-a-method.md)")
+        return model
+
+
 _VARIANTS: dict[str, Variant] = {}
 _entry_points_loaded = False
+#: The distribution whose entry point is being loaded: the default origin of the variants it registers.
+_loading_origin: str | None = None
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 def register_variant(name: str, *, description: str, delay_type: str, backends: tuple[str, ...] | None = None,
-                     builder: Builder | None = None, origin: str = "suite", model_delay_type: str | None = None,
+                     builder: Builder | None = None, origin: str | None = None, model_delay_type: str | None = None,
                      **defaults: Any) -> Variant:
     """Register a variant. ``delay_type`` is the label shown in listings; ``model_delay_type`` is the ModelSpec
     delay type its builder receives (default: ``delay_type`` when it is a standard one, else 'none').
+    ``origin`` defaults to the plug-in's distribution name while its entry point loads, else 'suite'.
     ``defaults`` are further ModelSpec fields (e.g. ``delay_sparsity=0.8``)."""
+    origin = origin or _loading_origin or "suite"
     if name in _VARIANTS:
-        raise SuiteError(f"variant {name!r} is already registered (by {_VARIANTS[name].origin})")
+        raise SuiteError(f"variant {name!r} from {origin} is already registered by {_VARIANTS[name].origin}")
     if model_delay_type is None:
         model_delay_type = delay_type if delay_type in DELAY_TYPES else "none"
     variant = Variant(name, description, delay_type, {"delay_type": model_delay_type, **defaults}, builder, backends,
@@ -81,18 +113,25 @@ def variant(name: str, **kwargs: Any) -> Callable[[Builder], Builder]:
 
 
 def _load_entry_points() -> None:
-    global _entry_points_loaded
+    global _entry_points_loaded, _loading_origin
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
+        before = dict(_VARIANTS)
+        _loading_origin = dist
         try:
             target = ep.load()
-        except Exception as err:  # a broken plug-in must not take the suite down; say which one
-            raise SuiteError(f"entry point {ep.name!r} ({ep.value}) in group {ENTRY_POINT_GROUP} failed to load: "
-                             f"{type(err).__name__}: {err}") from None
-        if callable(target):
-            target()
+            if callable(target):
+                target()
+        except Exception as err:  # a broken plug-in must not take the suite down: one line, then carry on
+            _VARIANTS.clear()
+            _VARIANTS.update(before)
+            print(f"warning: plug-in {dist} (entry point {ep.name} = {ep.value} in group {ENTRY_POINT_GROUP}) "
+                  f"skipped: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
+        finally:
+            _loading_origin = None
 
 
 def variants() -> dict[str, Variant]:
@@ -139,12 +178,11 @@ def get_protocol(name: str) -> ProtocolSpec:
 
 def resolve_model_spec(variant_name: str, protocol: ProtocolSpec,
                        overrides: Mapping[str, Any] | None = None) -> ModelSpec:
-    """The validated ModelSpec of a variant on a protocol with run overrides; builds nothing, reads no data."""
+    """The validated ModelSpec of a variant on a protocol (cheap: callers check it before any data or training)."""
     from suite.data import n_classes, n_inputs
 
-    found = get_variant(variant_name)
-    return protocol.model_spec(found.defaults, variant_name, n_inputs(protocol.data), n_classes(protocol.data),
-                               overrides or {})
+    return protocol.model_spec(get_variant(variant_name).defaults, variant_name, n_inputs(protocol.data),
+                               n_classes(protocol.data), overrides or {})
 
 
 def create_model(variant_name: str, protocol: ProtocolSpec, backend: str = "torch",

@@ -8,6 +8,7 @@ foreign file in a results directory is reported with its path instead of breakin
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -57,9 +58,25 @@ def find_record(out_dir: Path, run_id: str) -> Path | None:
     return matches[0] if matches else None
 
 
+def strict_json(data: Any, **options: Any) -> str:
+    """``json.dumps`` that writes only strict JSON: NaN and infinities (which ``json`` would write as the non-JSON
+    tokens NaN / Infinity) become null, e.g. the loss of a diverged epoch (docs/metrics.md)."""
+    return json.dumps(_finite(data), allow_nan=False, **options)
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(value) for value in data]
+    return data
+
+
 def write_record(path: Path, record: dict[str, Any]) -> None:
     validate_record(record, str(path))
-    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, strict_json(record, indent=2, sort_keys=True) + "\n")
 
 
 def validate_record(record: Any, where: str) -> None:

@@ -10,6 +10,8 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -23,9 +25,49 @@ DELAY_TYPES = ("none", "synaptic", "axonal", "dendritic")
 PASSTHROUGH_MODES = ("official", "zero")
 
 
+#: Largest seed: numpy's legacy seeding (used by the runner) takes 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+#: Largest epoch count a protocol may ask for: ten times the longest published schedule (SHD, 150 epochs x ~7), a
+#: guard against typos such as ``epochs: 1e9`` that would run for years.
+MAX_EPOCHS = 10_000
+
+
 def _check(condition: bool, where: str, message: str) -> None:
     if not condition:
         raise SuiteError(f"{where}: {message}")
+
+
+def _is_int(value: object) -> bool:
+    """An integer, not a bool (YAML ``true`` is an int to Python) and not a float such as 64.5 or 64.0."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    """A finite int or float, not a bool, NaN or infinity."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_int(value: Any, where: str, low: int, high: int | None = None) -> None:
+    """``value`` must be an integer in ``low..high`` (no upper bound when ``high`` is None)."""
+    bound = f"in {low}..{high}" if high is not None else f">= {low}"
+    _check(_is_int(value) and low <= value and (high is None or value <= high), where,
+           f"must be an integer {bound}, got {value!r}")
+
+
+def check_real(value: Any, where: str, low: float, *, strict: bool = True, high: float | None = None) -> None:
+    """``value`` must be a finite number above ``low`` (``>= low`` unless ``strict``) and at most ``high``."""
+    ok = _is_real(value) and (value > low if strict else value >= low) and (high is None or value <= high)
+    upper = "" if high is None else f" and <= {high}"
+    _check(ok, where, f"must be a finite number {'>' if strict else '>='} {low}{upper}, got {value!r}")
+
+
+def check_bool(value: Any, where: str) -> None:
+    _check(isinstance(value, bool), where, f"must be true or false, got {value!r}")
+
+
+def check_seed(value: Any, where: str) -> None:
+    _check(_is_int(value) and 0 <= value <= MAX_SEED, where,
+           f"must be a non-negative int up to 2**32 - 1 (numpy's seed range), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -56,27 +98,36 @@ class ModelSpec:
     sig_decay_fraction: float = 0.25
 
     def __post_init__(self) -> None:
+        hidden = self.n_hidden
+        _check(isinstance(hidden, list | tuple) and len(hidden) > 0 and all(_is_int(n) and n > 0 for n in hidden),
+               "model.n_hidden", "must be a non-empty list of positive sizes, got "
+               f"{list(hidden) if isinstance(hidden, list | tuple) else hidden!r} (whole numbers)")
         object.__setattr__(self, "n_hidden", tuple(int(n) for n in self.n_hidden))
         self.validate("model")
 
     def validate(self, where: str) -> None:
-        """Raise SuiteError naming ``where`` and the key for any value the builders cannot honour."""
-        _check(self.delay_type in DELAY_TYPES, f"{where}.delay_type",
+        """Raise SuiteError naming ``where`` and the key for any value the builders cannot honour (type and range)."""
+        _check(isinstance(self.variant, str), f"{where}.variant", f"expected a name, got {self.variant!r}")
+        _check(isinstance(self.delay_type, str) and self.delay_type in DELAY_TYPES, f"{where}.delay_type",
                f"{self.delay_type!r} is not one of {DELAY_TYPES}")
-        _check(self.passthrough in PASSTHROUGH_MODES, f"{where}.passthrough",
+        _check(isinstance(self.passthrough, str) and self.passthrough in PASSTHROUGH_MODES, f"{where}.passthrough",
                f"{self.passthrough!r} is not one of {PASSTHROUGH_MODES}")
         for key in ("n_inputs", "n_outputs"):
-            _check(int(getattr(self, key)) > 0, f"{where}.{key}", f"must be a positive size, got {getattr(self, key)}")
-        _check(len(self.n_hidden) > 0 and all(n > 0 for n in self.n_hidden), f"{where}.n_hidden",
-               f"must be a non-empty list of positive sizes, got {list(self.n_hidden)}")
-        _check(self.kernel_size >= 1 and self.kernel_size % 2 == 1, f"{where}.kernel_size",
-               f"must be a positive odd number of steps, got {self.kernel_size}")
-        _check(self.tau > 1.0, f"{where}.tau", f"must exceed 1 step (decay = 1 - 1/tau), got {self.tau}")
-        _check(0.0 < self.sig_decay_fraction <= 1.0, f"{where}.sig_decay_fraction",
-               f"must be in (0, 1], got {self.sig_decay_fraction}")
+            value = getattr(self, key)
+            _check(_is_int(value) and value > 0, f"{where}.{key}", f"must be a positive size, got {value!r}")
+        _check(_is_int(self.kernel_size) and self.kernel_size >= 1 and self.kernel_size % 2 == 1,
+               f"{where}.kernel_size", f"must be a positive odd number of steps, got {self.kernel_size!r}")
+        _check(_is_real(self.tau) and self.tau > 1.0, f"{where}.tau",
+               f"must exceed 1 step (decay = 1 - 1/tau), got {self.tau!r}")
+        for key in ("v_threshold", "surrogate_alpha", "sig_final"):
+            check_real(getattr(self, key), f"{where}.{key}", 0.0)
+        if self.sig_start is not None:
+            check_real(self.sig_start, f"{where}.sig_start", 0.0)
+        check_real(self.sig_decay_fraction, f"{where}.sig_decay_fraction", 0.0, high=1.0)
         for key in ("delay_sparsity", "weight_sparsity", "dropout"):
             value = getattr(self, key)
-            _check(0.0 <= value < 1.0, f"{where}.{key}", f"must be in [0, 1), got {value}")
+            _check(_is_real(value) and 0.0 <= value < 1.0, f"{where}.{key}", f"must be in [0, 1), got {value!r}")
+        check_bool(self.batchnorm, f"{where}.batchnorm")
         _check(self.delay_sparsity == 0.0 or self.delay_type in ("axonal", "dendritic"), f"{where}.delay_sparsity",
                f"delay sparsity needs axonal or dendritic delays, not {self.delay_type!r}")
 
@@ -111,9 +162,20 @@ class ProtocolSpec:
     source: str = ""
     measure: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.validate(f"protocol {self.name!r}")
+
+    def validate(self, where: str) -> None:
+        """Run on every ProtocolSpec built, from a file or not (see :func:`validate_protocol`)."""
+        validate_protocol(self.version, self.embedded, self.optim, self.measure, self.seeds, self.data, where)
+
     def model_spec(self, variant_defaults: Mapping[str, Any], variant: str, n_inputs: int, n_outputs: int,
                    overrides: Mapping[str, Any] = ()) -> ModelSpec:  # type: ignore[assignment]
         """Protocol architecture, then the variant's defaults, then run overrides, in that order of precedence."""
+        fixed = sorted({"n_inputs", "n_outputs"} & set(dict(overrides)))
+        _check(not fixed, f"override {fixed[0] if fixed else ''}",
+               "cannot be set: input and output sizes come from the protocol's data "
+               "(n_mels for gsc, 700 // n_bins for ssc/shd; the class count)")
         values: dict[str, Any] = {"n_inputs": n_inputs, "n_outputs": n_outputs, **dict(self.model),
                                   **dict(variant_defaults), **dict(overrides), "variant": variant}
         known = {f.name for f in fields(ModelSpec)}
@@ -215,11 +277,59 @@ MEASURE_DEFAULTS: dict[str, Any] = {
 OPTIM_DEFAULTS: dict[str, Any] = {
     "epochs": 100,
     "batch_size": 128,
-    "lr_w": 1e-3,
-    "max_lr_w": 5e-3,
+    "max_lr_w": 5e-3,  # OneCycleLR's peak; it starts at max_lr_w / 25 (the official schedule)
     "lr_pos": 0.1,
     "weight_decay": 1e-5,
 }
+
+#: Keys that once existed and now fail with a reason rather than "unknown key".
+REMOVED_OPTIM_KEYS = {
+    "lr_w": "has no effect: OneCycleLR sets the weights' learning rate (it starts at max_lr_w / 25 and peaks at "
+            "max_lr_w); remove lr_w and set max_lr_w",
+}
+
+
+def validate_protocol(version: Any, embedded: Any, optim: Any, measure: Any, seeds: Any, data: Any,
+                      where: str) -> None:
+    """Type and range of every protocol section but ``model`` (checked as a ModelSpec once the data fix its input and
+    output sizes)."""
+    from suite.data import validate_data_config
+
+    check_int(version, f"{where}: version", 1)
+    check_bool(embedded, f"{where}: embedded")
+    validate_optim(optim, f"{where}: optim")
+    validate_measure(measure, f"{where}: measure")
+    _check(isinstance(seeds, list | tuple) and len(seeds) > 0 and all(_is_int(s) and 0 <= s <= MAX_SEED for s in seeds),
+           f"{where}: seeds", f"must be a non-empty list of integers in 0..2**32 - 1, got {seeds!r}")
+    validate_data_config(data, f"{where}: data")
+
+
+def validate_optim(optim: Mapping[str, Any], where: str) -> None:
+    """Keys, types and ranges of a protocol's ``optim`` mapping (defaults merged in or not)."""
+    _check(isinstance(optim, Mapping), where, f"expected a mapping, got {type(optim).__name__}")
+    for key, reason in REMOVED_OPTIM_KEYS.items():
+        _check(key not in optim, f"{where}.{key}", reason)
+    unknown = sorted(set(optim) - set(OPTIM_DEFAULTS))
+    _check(not unknown, where, f"unknown keys {unknown}; known: {sorted(OPTIM_DEFAULTS)}")
+    values = {**OPTIM_DEFAULTS, **optim}
+    check_int(values["epochs"], f"{where}.epochs", 1, MAX_EPOCHS)
+    check_int(values["batch_size"], f"{where}.batch_size", 1)
+    check_real(values["max_lr_w"], f"{where}.max_lr_w", 0.0)
+    check_real(values["lr_pos"], f"{where}.lr_pos", 0.0)
+    check_real(values["weight_decay"], f"{where}.weight_decay", 0.0, strict=False)
+
+
+def validate_measure(measure: Mapping[str, Any], where: str) -> None:
+    """Keys, types and ranges of a protocol's ``measure`` mapping; warmup >= 1 because the first call pays one-off
+    costs (allocations, kernel loading) that are not the model's latency."""
+    _check(isinstance(measure, Mapping), where, f"expected a mapping, got {type(measure).__name__}")
+    unknown = sorted(set(measure) - set(MEASURE_DEFAULTS))
+    _check(not unknown, where, f"unknown keys {unknown}; known: {sorted(MEASURE_DEFAULTS)}")
+    values = {**MEASURE_DEFAULTS, **measure}
+    check_bool(values["memory"], f"{where}.memory")
+    check_bool(values["training_latency"], f"{where}.training_latency")
+    check_int(values["warmup"], f"{where}.warmup", 1)
+    check_int(values["repeats"], f"{where}.repeats", 1)
 
 
 DATA_TYPES: dict[str, type | tuple[type, ...]] = {"kind": str, "n_mels": int, "n_bins": int,
@@ -281,8 +391,10 @@ class RunSpec:
     def __post_init__(self) -> None:
         if isinstance(self.overrides, Mapping):
             object.__setattr__(self, "overrides", tuple(sorted(self.overrides.items())))
-        _check(isinstance(self.seed, int) and self.seed >= 0, "run.seed",
-               f"must be a non-negative int, got {self.seed!r}")
+        check_seed(self.seed, "run.seed")
+        for key in ("variant", "protocol", "backend"):
+            _check(isinstance(getattr(self, key), str), f"run.{key}", f"must be a name, got {getattr(self, key)!r}")
+        check_bool(self.official_metric, "run.official_metric")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -355,20 +467,13 @@ def load_protocol_file(path: Path) -> ProtocolSpec:
     _check(not unknown, where, f"unknown keys {unknown}; known: {sorted(PROTOCOL_KEYS)}")
     for key in ("name", "version", "data", "model", "optim"):
         _check(key in data, where, f"missing key {key!r}")
-    _check(isinstance(data["version"], int), f"{where}: version", "must be an integer")
     for key in ("data", "model", "optim"):
         _check(isinstance(data[key], Mapping), f"{where}: {key}", "must be a mapping")
-    unknown_optim = sorted(set(data["optim"]) - set(OPTIM_DEFAULTS))
-    _check(not unknown_optim, f"{where}: optim", f"unknown keys {unknown_optim}; known: {sorted(OPTIM_DEFAULTS)}")
     known_model = {f.name for f in fields(ModelSpec)} - {"variant", "n_inputs", "n_outputs"}
     unknown_model = sorted(set(data["model"]) - known_model)
     _check(not unknown_model, f"{where}: model", f"unknown keys {unknown_model}; known: {sorted(known_model)}")
-    measure = data.get("measure", {})
-    _check(isinstance(measure, Mapping) and not set(measure) - set(MEASURE_DEFAULTS), f"{where}: measure",
-           f"must be a mapping with keys among {sorted(MEASURE_DEFAULTS)}")
-    seeds = data.get("seeds", [0])
-    _check(isinstance(seeds, list) and all(isinstance(s, int) and s >= 0 for s in seeds) and seeds,
-           f"{where}: seeds", "must be a non-empty list of non-negative integers")
+    measure, seeds, embedded = data.get("measure", {}), data.get("seeds", [0]), data.get("embedded", False)
+    validate_protocol(data["version"], embedded, data["optim"], measure, seeds, data["data"], where)
     return ProtocolSpec(
         name=str(data["name"]),
         version=data["version"],
@@ -377,7 +482,7 @@ def load_protocol_file(path: Path) -> ProtocolSpec:
         model=dict(data["model"]),
         optim={**OPTIM_DEFAULTS, **data["optim"]},
         seeds=tuple(seeds),
-        embedded=bool(data.get("embedded", False)),
+        embedded=embedded,
         source=str(data.get("source", "")),
         measure={**MEASURE_DEFAULTS, **measure},
     )

@@ -28,7 +28,7 @@ from suite.data import Batch, build_datasets, make_loader
 from suite.errors import SuiteError
 from suite.identity import check_resume, protocol_block, resolve_run, run_identity
 from suite.models.network import summed_softmax, summed_softmax_loss
-from suite.registry import create_model, get_protocol
+from suite.registry import create_model, get_protocol, resolve_model_spec
 from suite.results import (
     CHECKPOINTS_DIR,
     SCHEMA,
@@ -94,12 +94,14 @@ def evaluate(model: nn.Module, loader: Iterable[Batch], device: torch.device) ->
 
 
 def _optimisers(model: nn.Module, optim: dict[str, Any]) -> tuple[list[torch.optim.Optimizer], list[Any]]:
-    """Two Adams (weights with coupled L2 decay, BN without; positions at lr_pos) and their per-epoch schedulers."""
+    """Two Adams (weights with coupled L2 decay, BN without; positions at lr_pos) and their per-epoch schedulers.
+
+    The weights' Adam gets no learning rate of its own: OneCycleLR sets it (max_lr_w / 25 at the start)."""
     groups = model.param_groups()
     weights = [p for p in groups["weights"] if p.requires_grad]
-    param_groups = [{"params": weights, "lr": optim["lr_w"], "weight_decay": optim["weight_decay"]}]
+    param_groups = [{"params": weights, "weight_decay": optim["weight_decay"]}]
     if groups["norm"]:
-        param_groups.append({"params": groups["norm"], "lr": optim["lr_w"], "weight_decay": 0.0})
+        param_groups.append({"params": groups["norm"], "weight_decay": 0.0})
     opt_w = adam(param_groups)
     optimisers: list[torch.optim.Optimizer] = [opt_w]
     schedulers: list[Any] = [torch.optim.lr_scheduler.OneCycleLR(opt_w, max_lr=optim["max_lr_w"],
@@ -145,11 +147,14 @@ def run_training(
     device: str = "cpu",
     progress: Progress | None = None,
     protocol: ProtocolSpec | None = None,
+    resume: bool = True,
 ) -> dict[str, Any]:
     """Train and score one RunSpec; returns the record (also written under ``out_dir/records``).
 
     The spec is first resolved against ``protocol`` and the data (:func:`suite.identity.resolve_run`), so its run id,
     checkpoint and record name what really runs.
+    ``resume=False`` starts from epoch 0 even when a checkpoint exists; the old checkpoint stays until this run saves
+    its first epoch over it.
     """
     progress = progress or Progress()
     protocol = protocol or get_protocol(spec.protocol)
@@ -159,6 +164,7 @@ def run_training(
     epochs, batch_size = int(optim["epochs"]), int(optim["batch_size"])
     dev = resolve_device(device, "run --device")
     cache_dir = cache_dir or out_dir / ".cache"
+    resolve_model_spec(spec.variant, protocol, dict(spec.overrides))  # a bad value fails before the data are built
 
     datasets = build_datasets(dict(protocol.data), data_root, cache_dir)
     configure_cpu_process()
@@ -168,7 +174,7 @@ def run_training(
     optimisers, schedulers = _optimisers(model, optim)
 
     ckpt_path = _checkpoint_path(out_dir, spec)
-    state = _load_checkpoint(ckpt_path)
+    state = _load_checkpoint(ckpt_path) if resume else None
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"valid_acc": -1.0, "epoch": -1, "state": None, "test_acc": None}
     start_epoch, train_seconds = 0, 0.0

@@ -30,8 +30,8 @@ ROOT_HINTS = {
 }
 
 __all__ = [
-    "CONFIG_KEYS", "KINDS", "OFFICIAL_CLASSES", "OFFICIAL_SIZES", "Batch", "build_datasets", "make_loader",
-    "n_classes", "n_inputs", "pad_collate", "validate_data_config",
+    "CONFIG_KEYS", "KINDS", "OFFICIAL_CLASSES", "OFFICIAL_SIZES", "Batch", "build_datasets", "check_class_count",
+    "make_loader", "n_classes", "n_inputs", "pad_collate", "validate_data_config",
 ]
 
 
@@ -124,6 +124,15 @@ def n_classes(data_cfg: Mapping[str, Any]) -> int:
     return OFFICIAL_CLASSES[cfg["kind"]]
 
 
+def check_class_count(found: int, expected: int, where: str, kind: str) -> None:
+    """More classes than the protocol's output layer is an error: their labels would crash training. Fewer is not
+    (partial or synthetic data train; `data check` reports the count as differing from the official one)."""
+    if found > expected:
+        what = "word folders" if kind == "gsc" else "class names in extra/keys"
+        raise SuiteError(f"{where}: {found} classes ({what}), expected at most {expected} (the protocol's output "
+                         "classes)")
+
+
 def build_datasets(data_cfg: Mapping[str, Any], root: Path | None, cache_dir: Path) -> dict[str, Dataset]:
     """Return {'train', 'valid', 'test'} datasets of ``(features (T_i, C), label)``, features cached in cache_dir.
 
@@ -144,6 +153,8 @@ def build_datasets(data_cfg: Mapping[str, Any], root: Path | None, cache_dir: Pa
         sources = gsc.sources(root, cfg["n_mels"], cfg["time_step_ms"])
     else:
         sources = ssc.sources(root, kind, cfg["n_bins"], cfg["time_step_ms"])
+    for src in sources.values():
+        check_class_count(len(src.class_names), n_classes(cfg), src.origin, kind)
     datasets: dict[str, Dataset] = {split: cache.load_or_build(src, cache_dir) for split, src in sources.items()}
     if kind == "shd":
         datasets["valid"] = datasets["test"]

@@ -2,7 +2,10 @@
 
 ``data check`` exit codes: 0 when the files are structurally valid (sizes may differ from the official ones, as for
 synthetic data: the table says so), 1 with ``--strict`` when any split size or the class count differs from the
-official numbers, 2 on a structural error (missing file or key, bad WAV, bad sample), printed as one line.
+official numbers, 2 on an error training would trip on, printed as one line naming the file: a missing file or key,
+a bad WAV (truncated, wrong rate, shorter than one frame, NaN/Inf samples), a bad sample (labels, units, spike times
+in ms), a duplicate in a split list, or more classes than the protocol (``--protocol``, default: the official one)
+has. Fewer classes only differ: partial and synthetic data train.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from suite.data import OFFICIAL_CLASSES, OFFICIAL_SIZES, gsc, ssc, synthetic
+from suite.data import OFFICIAL_CLASSES, OFFICIAL_SIZES, check_class_count, gsc, ssc, synthetic
 from suite.errors import SuiteError
 
 
@@ -118,12 +121,18 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         if root is None:
             raise SuiteError("data check: give the data root (ROOT or --root DIR)")
-        if args.protocol is not None and args.format is None:
+        expected: int | None = None
+        if args.protocol is not None:
+            from suite.data import n_classes
             from suite.registry import get_protocol
 
-            args.format = get_protocol(args.protocol).data["kind"]
+            protocol = get_protocol(args.protocol)
+            args.format = args.format or protocol.data["kind"]
+            expected = n_classes(protocol.data)
         kind = args.format or detect_format(root)
         sizes, classes = inspect_root(root, kind, deep=not args.quick)
+        names = root if kind == "gsc" else ssc.h5_path(root, kind, ssc.SPLITS[kind][0])  # as training names it
+        check_class_count(classes, expected or OFFICIAL_CLASSES[kind], str(names), kind)
     except SuiteError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -30,6 +30,8 @@ LIST_FILES = {"valid": "validation_list.txt", "test": "testing_list.txt"}
 SPLITS = ("train", "valid", "test")
 OFFICIAL_SIZES = {"train": 84843, "valid": 9981, "test": 11005}
 OFFICIAL_CLASSES = 35
+WAVE_FORMAT_IEEE_FLOAT = 3
+WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 ROOT_HINT = "the extracted speech_commands_v0.02 folder (word folders, validation_list.txt, testing_list.txt)"
 
 
@@ -41,6 +43,7 @@ class WavInfo:
     channels: int
     bits: int
     n_samples: int
+    format_tag: int = 1  # 1 integer PCM, 3 IEEE float (the sub-format for WAVE_FORMAT_EXTENSIBLE)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ def wav_info(path: Path) -> WavInfo:
                     if len(body) < 16:
                         raise SuiteError(f"{path}: truncated WAV, 'fmt ' chunk is {len(body)} bytes, expected >= 16")
                     fmt = struct.unpack("<HHIIHH", body[:16])
+                    if fmt[0] == WAVE_FORMAT_EXTENSIBLE and len(body) >= 26:
+                        fmt = (struct.unpack("<H", body[24:26])[0], *fmt[1:])
                     f.seek(csize & 1, 1)
                 elif cid == b"data":
                     if fmt is None:
@@ -85,8 +90,8 @@ def wav_info(path: Path) -> WavInfo:
                     if csize > available:
                         raise SuiteError(f"{path}: truncated WAV, data chunk declares {csize} bytes, "
                                          f"file holds {available}")
-                    _, channels, rate, _, block_align, bits = fmt
-                    return WavInfo(rate, channels, bits, csize // max(block_align, 1))
+                    tag, channels, rate, _, block_align, bits = fmt
+                    return WavInfo(rate, channels, bits, csize // max(block_align, 1), tag)
                 else:
                     f.seek(csize + (csize & 1), 1)
                 pos += 8 + csize + (csize & 1)
@@ -107,10 +112,18 @@ def read_wav(path: Path) -> torch.Tensor:
         raise SuiteError(f"{path}: cannot decode WAV ({_one_line(err)})") from None
     if data.ndim != 1:
         raise SuiteError(f"{path}: decoded {data.ndim}-D audio, expected mono")
-    window = int(SAMPLE_RATE * WINDOW_MS / 1000)
-    if data.shape[0] < window:
-        raise SuiteError(f"{path}: {data.shape[0]} samples, expected at least {window} (one 25 ms window)")
+    _require_one_frame(path, data.shape[0])
+    bad = np.flatnonzero(~np.isfinite(data))
+    if bad.size:  # only float WAVs can hold these; fbank would turn them into NaN features and a NaN loss
+        raise SuiteError(f"{path}: sample {int(bad[0])} is {data[bad[0]]} ({bad.size} non-finite samples), "
+                         "expected finite audio")
     return torch.from_numpy(np.ascontiguousarray(data)).unsqueeze(0)
+
+
+def _require_one_frame(path: Path, n_samples: int) -> None:
+    window = int(SAMPLE_RATE * WINDOW_MS / 1000)
+    if n_samples < window:
+        raise SuiteError(f"{path}: {n_samples} samples, expected at least {window} (one 25 ms window)")
 
 
 def fbank_features(waveform: torch.Tensor, n_mels: int = 40, time_step_ms: float = 10.0) -> torch.Tensor:
@@ -141,12 +154,16 @@ def _read_list(path: Path, known: set[str]) -> list[str]:
     except (OSError, UnicodeDecodeError) as err:
         raise SuiteError(f"{path}: cannot read split list ({_one_line(err)})") from None
     out = []
+    seen: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
         entry = line.strip()
         if not entry:
             continue
         if entry not in known:
             raise SuiteError(f"{path}:{number}: lists {entry!r}, which is not a .wav in a word folder of {path.parent}")
+        if entry in seen:  # a duplicate would weigh that clip twice in the split's accuracy
+            raise SuiteError(f"{path}:{number}: lists {entry!r} again (first on line {seen[entry]})")
+        seen[entry] = number
         out.append(entry)
     return out
 
@@ -174,7 +191,8 @@ def scan_tree(root: Path) -> GscLayout:
 
 
 def check_files(layout: GscLayout) -> None:
-    """Validate every WAV header (rate, channels, truncation) without decoding: the deep part of `data check`."""
+    """Validate every WAV header (rate, channels, truncation, at least one frame) without decoding integer PCM; float
+    WAVs are decoded, since only they can hold NaN or infinite samples: the deep part of `data check`."""
     for rels in layout.files.values():
         for rel in rels:
             path = layout.root / rel
@@ -183,6 +201,9 @@ def check_files(layout: GscLayout) -> None:
                 raise SuiteError(f"{path}: sample rate {info.sample_rate} Hz, expected {SAMPLE_RATE}")
             if info.channels != 1:
                 raise SuiteError(f"{path}: {info.channels} channels, expected mono")
+            _require_one_frame(path, info.n_samples)
+            if info.format_tag == WAVE_FORMAT_IEEE_FLOAT:
+                read_wav(path)
 
 
 def sources(root: Path, n_mels: int, time_step_ms: float) -> dict[str, SplitSource]:

@@ -31,6 +31,9 @@ OFFICIAL_SIZES = {"ssc": {"train": 75466, "valid": 9981, "test": 20382}, "shd": 
 OFFICIAL_CLASSES = {"ssc": 35, "shd": 20}
 REQUIRED_KEYS = ("spikes/times", "spikes/units", "labels", "extra/keys")
 CHUNK = 1024
+#: Latest plausible spike time in seconds. SHD and SSC samples last at most about 1.4 s (the usual ``max_time = 1.4``
+#: of SHD/SSC loaders; SSC comes from 1 s Speech Commands clips); a later spike means times in milliseconds.
+MAX_SPIKE_TIME_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,11 @@ def read_header(path: Path, kind: str) -> H5Header:
                 raise SuiteError(f"{path}: missing key '{key}', expected {', '.join(REQUIRED_KEYS)}")
         try:
             n_times, n_units = len(f["spikes/times"]), len(f["spikes/units"])
-            labels = np.asarray(f["labels"][()], dtype=np.int64).reshape(-1)
+            raw_labels = np.asarray(f["labels"][()]).reshape(-1)
             keys = f["extra/keys"][()]
         except (TypeError, ValueError, OSError, KeyError) as err:
             raise SuiteError(f"{path}: unreadable datasets ({_one_line(err)})") from None
+    labels = _integer_labels(path, raw_labels)
     if not n_times == n_units == len(labels):
         raise SuiteError(f"{path}: spikes/times has {n_times} samples, spikes/units {n_units}, labels {len(labels)}; "
                          "expected equal counts")
@@ -84,6 +88,18 @@ def read_header(path: Path, kind: str) -> H5Header:
         raise SuiteError(f"{path}: sample {bad}: label {labels[bad]} outside 0..{len(names) - 1} "
                          f"(extra/keys has {len(names)} names)")
     return H5Header(path, n_times, labels, names)
+
+
+def _integer_labels(path: Path, raw: np.ndarray) -> np.ndarray:
+    """Labels as int64; a float label must be a whole number (3.0, not 3.5, which int64 would silently truncate)."""
+    if np.issubdtype(raw.dtype, np.integer) or raw.size == 0:
+        return raw.astype(np.int64)
+    if not np.issubdtype(raw.dtype, np.floating):
+        raise SuiteError(f"{path}: labels of type {raw.dtype}, expected integers")
+    bad = np.flatnonzero(~np.isfinite(raw) | (raw != np.round(raw)))
+    if bad.size:
+        raise SuiteError(f"{path}: sample {int(bad[0])}: label {raw[bad[0]]} is not an integer")
+    return raw.astype(np.int64)
 
 
 def check_sample(path: Path, index: int, times: np.ndarray, units: np.ndarray) -> None:
@@ -96,6 +112,11 @@ def check_sample(path: Path, index: int, times: np.ndarray, units: np.ndarray) -
         raise SuiteError(f"{path}: sample {index}: spike times of type {times.dtype}, expected numbers")
     if not np.all(np.isfinite(times)):
         raise SuiteError(f"{path}: sample {index}: non-finite spike time")
+    if times.min() < 0:
+        raise SuiteError(f"{path}: sample {index}: negative spike time {times.min()}, expected seconds >= 0")
+    if times.max() > MAX_SPIKE_TIME_S:
+        raise SuiteError(f"{path}: sample {index}: spike time {times.max()} s, past {MAX_SPIKE_TIME_S:g} s "
+                         "(samples last about 1 s): are the times in milliseconds? expected seconds")
     if not np.issubdtype(units.dtype, np.integer):
         raise SuiteError(f"{path}: sample {index}: units of type {units.dtype}, expected integers")
     lo, hi = int(units.min()), int(units.max())
