@@ -39,7 +39,7 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
         if isinstance(parsed, str):  # YAML 1.1 reads 1e-5 as a string
             with contextlib.suppress(ValueError):
                 parsed = float(parsed)
-        result[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+        result[key] = parsed
     return result
 
 

@@ -362,7 +362,9 @@ def split_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[
         name = key.removeprefix("model.")
         if _override_section(key)[0] is not None:
             protocol[key] = value
-        elif name in MODEL_TYPES and name not in ("variant", "n_inputs", "n_outputs"):
+        elif name in ("n_inputs", "n_outputs"):
+            raise SuiteError(f"--set {key}: cannot be set: input and output sizes come from the protocol's data")
+        elif name in MODEL_TYPES and name != "variant":
             model[name] = _typed(f"--set {key}", value, MODEL_TYPES[name])
         else:
             models = sorted(set(MODEL_TYPES) - {"variant", "n_inputs", "n_outputs"})
