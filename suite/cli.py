@@ -159,15 +159,23 @@ def _seeds(text: str) -> list[int]:
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.progress import RichProgress
     from suite.report import render_terminal
-    from suite.results import CHECKPOINTS_DIR, find_record, load_record
+    from suite.results import CHECKPOINTS_DIR, find_record, load_record, record_path
     from suite.train import run_training
 
     specs = _plan(args)
     out: Path = args.out
     todo = []
+    unreadable: dict[str, Path] = {}
     for spec, protocol in specs:
         existing = find_record(out, spec.run_id)
-        if existing is not None and load_record(existing)["protocol"]["version"] != protocol.version:
+        try:
+            recorded = load_record(existing) if existing is not None else None
+        except SuiteError as err:  # a torn or foreign file never blocks its run; the new record replaces it
+            console.print(f"{err}; rerunning (the file is replaced when the new record is written)", soft_wrap=True,
+                          markup=False)
+            unreadable[spec.run_id] = existing
+            recorded = existing = None
+        if recorded is not None and recorded["protocol"]["version"] != protocol.version:
             console.print(f"{existing.name}: recorded under another version of protocol {protocol.name}; rerunning")
             existing = None
         if existing is not None and args.force:
@@ -183,6 +191,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for spec, protocol in todo:
             run_training(spec, out, data_root=args.data_root, cache_dir=args.cache_dir, device=args.device,
                          progress=progress, protocol=protocol)
+            stale = unreadable.get(spec.run_id)
+            if stale is not None and stale != record_path(out, spec.protocol, spec.variant, spec.seed, spec.run_id):
+                stale.unlink(missing_ok=True)  # its successor (another file name) is written
     frames, warnings = _leaderboard(out)
     for table in render_terminal(frames):
         console.print(table)
@@ -277,6 +288,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SuiteError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # disk full, read-only folder, a file where a folder should be: one line naming the path
+        if isinstance(err, BrokenPipeError):
+            raise
+        from suite.results import os_reason
+
+        print(f"error: {err.filename or 'filesystem'}: {os_reason(err, err.filename)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished epochs are checkpointed; rerun the same command to resume", file=sys.stderr)
