@@ -31,7 +31,7 @@ CHECKPOINTS_DIR = "checkpoints"
 MODELS_DIR = "models"
 #: Run ids are hex digests (RunSpec.run_id); anything else in a record could steer a file name out of its folder.
 RUN_ID = re.compile(r"[0-9a-f]{6,64}")
-#: Protocol and variant names end up in file names (records, leaderboard tables): no separators, no leading dot.
+#: Protocol names end up in file names (leaderboard tables, plots): no separators, no leading dot.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9._+\-]{0,127}")
 #: A run record is a few hundred kB at most; a larger file is not one, and is never read into memory.
 MAX_RECORD_BYTES = 32 * 1024 * 1024
@@ -130,8 +130,10 @@ def validate_record(record: Any, where: str) -> None:
     for key in ("variant", "protocol"):
         if key not in spec:
             raise SuiteError(f"{where}: spec lacks {key!r}")
-        _need(isinstance(spec[key], str) and SAFE_NAME.fullmatch(spec[key]) is not None, where, f"spec.{key}",
-              "a name of letters, digits and . _ + - (not starting with a dot)", spec[key])
+    _need(isinstance(spec["variant"], str) and spec["variant"] != "", where, "spec.variant", "a non-empty string",
+          spec["variant"])
+    _need(isinstance(spec["protocol"], str) and SAFE_NAME.fullmatch(spec["protocol"]) is not None, where,
+          "spec.protocol", "a name of letters, digits and . _ + - (not starting with a dot)", spec["protocol"])
     if "seed" not in spec:
         raise SuiteError(f"{where}: spec lacks 'seed'")
     _need(_is_int(spec["seed"]) and spec["seed"] >= 0, where, "spec.seed", "a non-negative integer", spec["seed"])

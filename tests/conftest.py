@@ -50,3 +50,20 @@ def tiny_protocol_path(tmp_path_factory: pytest.TempPathFactory):
 def data_cache(tmp_path_factory: pytest.TempPathFactory):
     """One synthetic-data cache for the whole session (generation is deterministic, so sharing is safe)."""
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def _records_match_schema(monkeypatch: pytest.MonkeyPatch):
+    """Every record the runner writes in a test is checked against the published JSON Schema
+    (suite/schemas/run-record.schema.json) before it is written, so the schema cannot drift from train.py."""
+    from records_schema import validate_against_schema
+
+    import suite.train
+
+    write = suite.train.write_record
+
+    def checked(path, record):
+        validate_against_schema(record)
+        write(path, record)
+
+    monkeypatch.setattr(suite.train, "write_record", checked)
