@@ -174,18 +174,22 @@ def read_regular_file(path: Path, limit: int = MAX_RECORD_BYTES) -> bytes:
         if os.path.islink(path):
             raise SuiteError(f"{path}: is a symbolic link; not followed") from None
         raise SuiteError(f"{path}: cannot read ({os_reason(err, str(path))})") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else \
                 "not a regular file"
             raise SuiteError(f"{path}: is {kind}, not a file")
         if info.st_size > limit:
             raise SuiteError(f"{path}: {info.st_size} bytes, larger than any run record (limit {limit})")
-        try:
-            return handle.read(limit + 1)
-        except OSError as err:
-            raise SuiteError(f"{path}: cannot read ({os_reason(err, str(path))})") from None
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as err:
+        raise SuiteError(f"{path}: cannot read ({os_reason(err, str(path))})") from None
+    finally:
+        os.close(fd)
 
 
 def load_record(path: Path) -> dict[str, Any]:
