@@ -230,14 +230,6 @@ def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | Sui
             yield path, err
 
 
-def inside(base: Path, path: Path, where: str) -> Path:
-    """``path`` if it resolves (links followed) to a place inside ``base``, else a SuiteError naming ``where``."""
-    resolved = path.resolve()
-    if not resolved.is_relative_to(base.resolve()):
-        raise SuiteError(f"{where}: {path} resolves to {resolved}, outside {base}; refused")
-    return path
-
-
 def load_trained_model(path: Path, record: dict[str, Any]) -> Any:
     """Rebuild the selected model of a record: its ModelSpec and ``models/<run_id>.pt`` beside ``records/``."""
     import torch
@@ -246,8 +238,7 @@ def load_trained_model(path: Path, record: dict[str, Any]) -> Any:
     from suite.specs import ModelSpec
 
     validate_record(record, str(path))  # the run id names the weights file: only hex ids get this far
-    results = path.parent.parent
-    weights = inside(results, results / MODELS_DIR / f"{record['run_id']}.pt", str(path))
+    weights = path.parent.parent / MODELS_DIR / f"{record['run_id']}.pt"
     if not weights.exists():
         raise SuiteError(f"{path}: its model file {weights} is missing")
     spec = ModelSpec(**record["model_spec"])

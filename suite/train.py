@@ -35,7 +35,6 @@ from suite.results import (
     atomic_write_bytes,
     environment,
     find_record,
-    inside,
     record_path,
     write_record,
 )
@@ -122,7 +121,7 @@ CHECKPOINT_KEYS = frozenset({"epoch", "model", "optimisers", "schedulers", "hist
 
 
 def _checkpoint_path(out_dir: Path, spec: RunSpec) -> Path:
-    return inside(out_dir, out_dir / CHECKPOINTS_DIR / f"{spec.run_id}.pt", "resume checkpoint")
+    return out_dir / CHECKPOINTS_DIR / f"{spec.run_id}.pt"
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
