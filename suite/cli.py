@@ -193,7 +193,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                          progress=progress, protocol=protocol)
             stale = unreadable.get(spec.run_id)
             if stale is not None and stale != record_path(out, spec.protocol, spec.variant, spec.seed, spec.run_id):
-                stale.unlink(missing_ok=True)  # its successor (another file name) is written
+                try:
+                    stale.unlink(missing_ok=True)  # its successor (another file name) is written
+                except OSError as err:
+                    console.print(f"{stale}: left in place ({err.strerror})", markup=False)
     frames, warnings = _leaderboard(out)
     for table in render_terminal(frames):
         console.print(table)

@@ -162,16 +162,18 @@ def validate_record(record: Any, where: str) -> None:
         _need(key not in metrics or _is_int(metrics[key]), where, f"metrics.{key}", "an integer", metrics.get(key))
 
 
-def read_regular_file(path: Path, limit: int = MAX_RECORD_BYTES) -> bytes:
-    """The bytes of ``path`` if it is a regular file (not a symlink, FIFO, device or folder) of at most ``limit``.
+def read_regular_file(path: Path, limit: int = MAX_RECORD_BYTES, follow_links: bool = False) -> bytes:
+    """The bytes of ``path`` if it is a regular file (not a FIFO, device or folder; not a link unless
+    ``follow_links``) of at most ``limit`` bytes.
 
-    Checked on the open descriptor (O_NOFOLLOW | O_NONBLOCK, then fstat), so a FIFO named ``*.json`` never blocks
+    Checked on the open descriptor (O_NONBLOCK and O_NOFOLLOW, then fstat), so a FIFO named ``*.json`` never blocks
     and a link planted in a shared folder is never followed out of it.
     """
+    nofollow = 0 if follow_links else getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | nofollow)
     except OSError as err:
-        if os.path.islink(path):
+        if nofollow and os.path.islink(path):
             raise SuiteError(f"{path}: is a symbolic link; not followed") from None
         raise SuiteError(f"{path}: cannot read ({os_reason(err, str(path))})") from None
     try:
@@ -181,7 +183,7 @@ def read_regular_file(path: Path, limit: int = MAX_RECORD_BYTES) -> bytes:
                 "not a regular file"
             raise SuiteError(f"{path}: is {kind}, not a file")
         if info.st_size > limit:
-            raise SuiteError(f"{path}: {info.st_size} bytes, larger than any run record (limit {limit})")
+            raise SuiteError(f"{path}: {info.st_size} bytes, over the limit of {limit} for this kind of file")
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)

@@ -239,7 +239,7 @@ def test_load_record_messages_are_one_line(tmp_path: Path) -> None:
     path = tmp_path / "big.json"
     with path.open("wb") as handle:
         handle.truncate(33 * 1024 * 1024)  # sparse: larger than any record, never read
-    with pytest.raises(SuiteError, match=r"big.json: 34603008 bytes, larger than any run record"):
+    with pytest.raises(SuiteError, match=r"big.json: 34603008 bytes, over the limit of 33554432 for this kind of file"):
         load_record(path)
     (tmp_path / "x.json").write_text('{"schema": ')
     with pytest.raises(SuiteError) as err:
@@ -292,3 +292,19 @@ def test_corrupt_record_of_a_planned_run_is_rerun(tiny_protocol_path: Path, data
     assert _run(out, tiny_protocol_path, data_cache, "--force") == 0
     assert "rerunning" in capsys.readouterr().out
     assert sorted(p.name for p in (out / "records").glob("*.json")) == [path.name]
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda p: os.mkfifo(p), "is a FIFO, not a file"),
+    (lambda p: p.write_bytes(b"entries: []\n# caf\xe9\n"), "not UTF-8 text (byte 17)"),
+    (lambda p: p.mkdir(), "is a folder, not a file"),
+])
+def test_foreign_reference_file_is_one_line_never_a_hang(tmp_path: Path, make: Any, words: str) -> None:
+    out, refs = tmp_path / "results", tmp_path / "refs"
+    write_runs(out)
+    refs.mkdir()
+    (refs / "band.yaml").write_text(BAND)
+    make(refs / "x.yaml")
+    proc = subprocess.run([sys.executable, "-m", "suite", "verify", str(out), "--references", str(refs)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2 and proc.stderr == f"error: {refs / 'x.yaml'}: {words}\n", proc.stderr
