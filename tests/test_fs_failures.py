@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_records import full_record, write_runs
+from test_security import Payload
 
 from suite.cli import main
 from suite.data import build_datasets, cache
@@ -164,14 +165,6 @@ def test_out_or_cache_dir_that_is_a_file(tmp_path: Path, tiny_protocol_path: Pat
 
 
 # ------------------------------------------------------------------------------------------- feature cache entries
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return exec, (f"open({str(self.marker)!r}, 'w').write('code ran')",)
-
-
 def _damage(entry: Path, how: str, marker: Path) -> None:
     if how == "truncated features":
         with (entry / "features.bin").open("r+b") as handle:
@@ -179,7 +172,7 @@ def _damage(entry: Path, how: str, marker: Path) -> None:
     elif how == "garbage meta":
         (entry / "meta.json").write_bytes(b"\xff{")
     elif how == "pickled lengths":
-        np.save(entry / "lengths.npy", np.array([_Payload(marker)], dtype=object), allow_pickle=True)
+        np.save(entry / "lengths.npy", np.array([Payload(marker)], dtype=object), allow_pickle=True)
     elif how == "other labels":
         labels = np.load(entry / "labels.npy")
         np.save(entry / "labels.npy", labels[::-1].copy() + 1)

@@ -23,7 +23,7 @@ from suite.specs import RunSpec
 REPO = Path(__file__).resolve().parent.parent
 
 
-class _Payload:
+class Payload:
     """Pickles to a call of exec: loading it with plain pickle writes the marker file."""
 
     def __init__(self, marker: Path) -> None:
@@ -36,7 +36,7 @@ class _Payload:
 def _hostile_checkpoint(marker: Path) -> bytes:
     buffer = io.BytesIO()
     torch.save({"epoch": 1, "model": {}, "optimisers": [], "schedulers": [], "history": [], "best": {},
-                "train_seconds": 0.0, "rng": torch.get_rng_state(), "extra": _Payload(marker)}, buffer)
+                "train_seconds": 0.0, "rng": torch.get_rng_state(), "extra": Payload(marker)}, buffer)
     return buffer.getvalue()
 
 
@@ -139,7 +139,7 @@ def test_model_file_of_a_record_loads_as_weights_only(tmp_path: Path) -> None:
     record = full_record(variant="no-delay")
     (results / "models").mkdir(parents=True)
     buffer = io.BytesIO()
-    torch.save({"w": _Payload(marker)}, buffer)
+    torch.save({"w": Payload(marker)}, buffer)
     (results / "models" / f"{record['run_id']}.pt").write_bytes(buffer.getvalue())
     with pytest.raises(SuiteError, match=r"cannot load into no-delay \(UnpicklingError\)"):
         load_trained_model(results / "records" / "x.json", record)
