@@ -13,6 +13,7 @@ import io
 import math
 import pickle
 import random
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -137,9 +138,12 @@ def _load_checkpoint(path: Path) -> dict[str, Any] | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise SuiteError(f"{path}: checkpoint refused: it holds objects other than tensors and plain data (nothing "
-                         "in it was run); delete it to restart the run") from None
+    except pickle.UnpicklingError as err:
+        needs = re.search(r"GLOBAL ([\w.]{1,200}) was not an allowed global", str(err))
+        if needs is None:  # not a refused type: a torn or foreign file
+            raise SuiteError(f"{path}: unreadable checkpoint (UnpicklingError); delete it to restart the run") from None
+        raise SuiteError(f"{path}: checkpoint refused: it needs {needs.group(1)}, not only tensors and plain data "
+                         "(nothing in it was run); delete it to restart the run") from None
     except Exception as err:  # a torn or foreign file: say which, do not guess
         raise SuiteError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to restart the run"
                          ) from None

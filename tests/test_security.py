@@ -63,7 +63,7 @@ def test_hostile_resume_checkpoint_is_refused_and_never_run(tiny_protocol_path: 
     checkpoint.write_bytes(_hostile_checkpoint(marker))
     assert main(_run_argv(tiny_protocol_path, out, data_cache)) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: {checkpoint}: checkpoint refused: it holds objects other than tensors and plain data "
+    assert err == (f"error: {checkpoint}: checkpoint refused: it needs exec, not only tensors and plain data "
                    "(nothing in it was run); delete it to restart the run\n")
     assert not marker.exists()
     assert not list((out / "records").glob("*.json")) if (out / "records").exists() else True
