@@ -8,6 +8,7 @@ foreign file in a results directory is reported with its path instead of breakin
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -81,7 +82,18 @@ def find_record(out_dir: Path, run_id: str) -> Path | None:
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
     validate_record(record, str(path))
-    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(_strict_json(record), indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _strict_json(value: Any) -> Any:
+    """Non-finite floats (a diverged loss) become null: a record is strict JSON, which every reader accepts."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(item) for item in value]
+    return value
 
 
 def _is_int(value: Any) -> bool:

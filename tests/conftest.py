@@ -54,8 +54,10 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(autouse=True)
 def _records_match_schema(monkeypatch: pytest.MonkeyPatch):
-    """Every record the runner writes in a test is checked against the published JSON Schema
-    (suite/schemas/run-record.schema.json) before it is written, so the schema cannot drift from train.py."""
+    """Every record the runner writes in a test is checked, as written to disk, against the published JSON Schema
+    (suite/schemas/run-record.schema.json), so the schema cannot drift from train.py."""
+    import json
+
     from records_schema import validate_against_schema
 
     import suite.train
@@ -63,7 +65,7 @@ def _records_match_schema(monkeypatch: pytest.MonkeyPatch):
     write = suite.train.write_record
 
     def checked(path, record):
-        validate_against_schema(record)
         write(path, record)
+        validate_against_schema(json.loads(path.read_text()))
 
     monkeypatch.setattr(suite.train, "write_record", checked)

@@ -306,3 +306,19 @@ def test_foreign_reference_file_is_one_line_never_a_hang(tmp_path: Path, refs: P
     proc = subprocess.run([sys.executable, "-m", "suite", "verify", str(out), "--references", str(refs)],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2 and proc.stderr == f"error: {refs / 'x.yaml'}: {words}\n", proc.stderr
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path: Path) -> None:
+    """A diverged run (NaN/inf loss) writes strict JSON that every reader, this suite included, loads."""
+    record = full_record()
+    record["metrics"]["test_loss_at_best_valid"] = float("nan")
+    record["history"][0]["train_loss"] = float("inf")
+    record["metrics"]["spikes_per_layer"] = [1.0, float("-inf")]
+    path = tmp_path / "records" / "x.json"
+    write_record(path, record)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    loaded = load_record(path)
+    assert loaded["metrics"]["test_loss_at_best_valid"] is None and loaded["history"][0]["train_loss"] is None
+    assert loaded["metrics"]["spikes_per_layer"] == [1.0, None]
+    validate_against_schema(loaded)
