@@ -164,6 +164,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     specs = _plan(args)
     out: Path = args.out
+    for option, folder in (("--out", out), ("--cache-dir", args.cache_dir)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise SuiteError(f"{option} {folder}: is a file, expected a folder")  # before any training
     todo = []
     unreadable: dict[str, Path] = {}
     for spec, protocol in specs:

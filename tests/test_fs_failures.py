@@ -158,7 +158,7 @@ def test_out_or_cache_dir_that_is_a_file(tmp_path: Path, tiny_protocol_path: Pat
     argv = ["run", "--protocol", str(tiny_protocol_path), "--variant", "no-delay", *[x for kv in paths.items()
                                                                                       for x in kv]]
     assert main(argv) == 2
-    _one_line(capsys.readouterr().err, str(a_file))
+    _one_line(capsys.readouterr().err, f"{option} {a_file}: is a file, expected a folder")
     assert main(["leaderboard", str(a_file)]) == 2
     _one_line(capsys.readouterr().err, str(a_file), "not a results directory")
     assert a_file.read_text() == "not a folder"
