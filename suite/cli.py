@@ -178,16 +178,27 @@ def _seeds(text: str) -> list[int]:
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.progress import RichProgress
     from suite.report import render_terminal
-    from suite.results import find_record, record_path
+    from suite.results import find_record, load_record, record_path
     from suite.train import run_training
 
     specs = _plan(args)
     out: Path = args.out
+    for option, folder in (("--out", out), ("--cache-dir", args.cache_dir)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise SuiteError(f"{option} {folder}: is a file, expected a folder")  # before any training
     if args.dry_run:
         return _print_plan(specs, out)
     todo = []
     for spec, protocol in specs:
         existing = find_record(out, spec.run_id)
+        if existing is not None:
+            try:
+                load_record(existing)
+            except SuiteError as err:  # a torn or foreign file never blocks its run; the new record replaces it
+                console.print(f"{err}; rerunning (the file is replaced when the new record is written)",
+                              soft_wrap=True, markup=False)
+                todo.append((spec, protocol, existing))
+                continue
         if existing is not None and not args.force:
             continue
         todo.append((spec, protocol, existing))
@@ -203,7 +214,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                          resume=existing is None or _checkpoint_is_newer(out, spec.run_id, existing))
             written = record_path(out, spec.protocol, spec.variant, spec.seed, spec.run_id)
             if existing is not None and existing != written:
-                existing.unlink(missing_ok=True)  # the old record had another file name: the new one replaces it
+                try:
+                    existing.unlink(missing_ok=True)  # the old record had another file name: the new one replaces it
+                except OSError as err:
+                    console.print(f"{existing}: left in place ({err.strerror})", markup=False)
     frames, warnings = _leaderboard(out)
     for table in render_terminal(frames):
         console.print(table)
@@ -343,6 +357,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SuiteError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # disk full, read-only folder, a file where a folder should be: one line naming the path
+        if isinstance(err, BrokenPipeError):
+            raise
+        from suite.results import os_reason
+
+        print(f"error: {err.filename or 'filesystem'}: {os_reason(err, err.filename)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished epochs are checkpointed; rerun the same command to resume", file=sys.stderr)

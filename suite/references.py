@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.errors import SuiteError
+from suite.results import read_regular_file
 from suite.specs import load_yaml
 
 REFERENCES_DIR = Path(__file__).resolve().parent.parent / "reference_results"
@@ -30,6 +31,7 @@ ENTRY_KEYS = ("protocol", "protocol_version", "method", "variant", "metric", "va
               "source", "status", "tolerance", "comparable", "select", "note")
 REQUIRED_KEYS = ("protocol", "method", "metric", "value", "source", "status")
 FILE_KEYS = ("entries", "description")
+MAX_REFERENCE_BYTES = 8 * 1024 * 1024
 
 
 def is_accuracy(metric: str) -> bool:
@@ -211,9 +213,9 @@ def load_reference_file(path: Path) -> list[Reference]:
     """Parse and validate one reference file; an empty ``entries: []`` is valid (bands not measured yet)."""
     file = str(path)
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise SuiteError(f"{file}: cannot read reference file ({err.strerror})") from None
+        text = read_regular_file(path, MAX_REFERENCE_BYTES, follow_links=True).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SuiteError(f"{file}: not UTF-8 text (byte {err.start})") from None
     data = load_yaml(text, file)
     if not isinstance(data, Mapping):
         raise SuiteError(f"{file}: expected a mapping with an 'entries' list at the top level")

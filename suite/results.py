@@ -11,6 +11,8 @@ import json
 import math
 import os
 import platform
+import re
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -27,21 +29,41 @@ REQUIRED_KEYS = ("schema", "schema_version", "run_id", "spec", "protocol", "mode
 REQUIRED_METRICS = ("test_acc_at_best_valid", "test_acc_last_epoch", "best_valid_acc")
 RECORDS_DIR = "records"
 CHECKPOINTS_DIR = "checkpoints"
+MODELS_DIR = "models"
+#: Run ids are hex digests (RunSpec.run_id); anything else in a record could steer a file name out of its folder.
+RUN_ID = re.compile(r"[0-9a-f]{6,64}")
+#: Protocol names end up in file names (leaderboard tables, plots): no separators, no leading dot.
+SAFE_NAME = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9._+\-]{0,127}")
+#: A run record is a few hundred kB at most; a larger file is not one, and is never read into memory.
+MAX_RECORD_BYTES = 32 * 1024 * 1024
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write to a temporary file in the same directory, fsync, then rename: readers never see half a file.
+
+    A filesystem failure (disk full, file too large, read-only or unwritable folder, a file where a folder should be)
+    is a SuiteError naming the path; the previous file, if any, is left as it was.
+    """
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as err:
+        raise SuiteError(f"{path}: cannot write ({os_reason(err, str(path), tmp)})") from None
+    finally:
+        if tmp is not None and os.path.lexists(tmp):
+            Path(tmp).unlink(missing_ok=True)
+
+
+def os_reason(err: OSError, *named: str | None) -> str:
+    """The strerror of an OSError, plus the path it concerns unless that is one the message already names."""
+    reason = err.strerror or type(err).__name__
+    return f"{reason}: {err.filename}" if err.filename and str(err.filename) not in named else reason
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -79,49 +101,148 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     atomic_write_text(path, strict_json(record, indent=2, sort_keys=True) + "\n")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # bool is an int subclass in Python
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _need(ok: bool, where: str, key: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise SuiteError(f"{where}: {key} must be {expected}, got {value!r}"[:400])
+
+
+def _metric_ok(value: Any) -> bool:
+    """Metric values: numbers, null, strings (a method's name), or lists of those (per-layer values)."""
+    if isinstance(value, list):
+        return all(v is None or isinstance(v, str) or _is_number(v) for v in value)
+    return value is None or isinstance(value, str) or _is_number(value)
+
+
 def validate_record(record: Any, where: str) -> None:
-    """Raise SuiteError naming ``where`` if ``record`` is not a run record of this schema version."""
+    """Raise SuiteError naming ``where`` and the field if ``record`` is not a run record of this schema version.
+
+    Types are checked strictly (``true`` is not a number, ``"0"`` is not a seed) on every field a reader relies on;
+    docs/records.md and suite/schemas/run-record.schema.json describe the full record.
+    """
     if not isinstance(record, dict):
         raise SuiteError(f"{where}: not a run record (top level is {type(record).__name__}, expected an object)")
     if record.get("schema") != SCHEMA:
         raise SuiteError(f"{where}: not a run record (schema is {record.get('schema')!r}, expected {SCHEMA!r})")
-    if record.get("schema_version") != SCHEMA_VERSION:
+    if record.get("schema_version") != SCHEMA_VERSION or not _is_int(record.get("schema_version")):
         raise SuiteError(f"{where}: record schema version {record.get('schema_version')!r} is not supported "
                          f"(this suite reads version {SCHEMA_VERSION})")
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise SuiteError(f"{where}: run record lacks keys {missing}")
+    run_id = record["run_id"]
+    _need(isinstance(run_id, str) and RUN_ID.fullmatch(run_id) is not None, where, "run_id",
+          "a hex string of 6 to 64 characters", run_id)
+    for key in ("spec", "protocol", "model_spec", "environment", "metrics"):
+        _need(isinstance(record[key], dict), where, key, "an object", record[key])
+    _need(isinstance(record["history"], list), where, "history", "a list", record["history"])
+    spec, protocol, model = record["spec"], record["protocol"], record["model_spec"]
+    for key in ("variant", "protocol"):
+        if key not in spec:
+            raise SuiteError(f"{where}: spec lacks {key!r}")
+    _need(isinstance(spec["variant"], str) and spec["variant"] != "", where, "spec.variant", "a non-empty string",
+          spec["variant"])
+    _need(isinstance(spec["protocol"], str) and SAFE_NAME.fullmatch(spec["protocol"]) is not None, where,
+          "spec.protocol", "a name of letters, digits and . _ + - (not starting with a dot)", spec["protocol"])
+    if "seed" not in spec:
+        raise SuiteError(f"{where}: spec lacks 'seed'")
+    _need(_is_int(spec["seed"]) and spec["seed"] >= 0, where, "spec.seed", "a non-negative integer", spec["seed"])
+    _need(isinstance(spec.get("backend", "torch"), str), where, "spec.backend", "a string", spec.get("backend"))
+    _need(isinstance(spec.get("overrides", {}), dict), where, "spec.overrides", "an object", spec.get("overrides"))
+    _need(isinstance(spec.get("official_metric", False), bool), where, "spec.official_metric", "true or false",
+          spec.get("official_metric"))
+    name = protocol.get("name", spec["protocol"])
+    _need(isinstance(name, str) and SAFE_NAME.fullmatch(name) is not None, where, "protocol.name",
+          "a name of letters, digits and . _ + - (not starting with a dot)", name)
+    _need(name == spec["protocol"], where, "protocol.name", f"the spec's protocol {spec['protocol']!r}", name)
+    version = protocol.get("version")
+    _need(_is_int(version) and version >= 1, where, "protocol.version", "a positive integer", version)
+    _need(model.get("variant", spec["variant"]) == spec["variant"], where, "model_spec.variant",
+          f"the spec's variant {spec['variant']!r}", model.get("variant"))
+    kernel = model.get("kernel_size")
+    _need(kernel is None or (_is_int(kernel) and kernel >= 1 and kernel % 2 == 1), where, "model_spec.kernel_size",
+          "a positive odd integer", kernel)
     metrics = record["metrics"]
-    if not isinstance(metrics, dict):
-        raise SuiteError(f"{where}: 'metrics' must be an object")
     for key in REQUIRED_METRICS:
         value = metrics.get(key)
-        if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-            raise SuiteError(f"{where}: metrics.{key} must be a fraction in [0, 1], got {value!r}")
-    for key in ("variant", "protocol", "seed"):
-        if key not in record["spec"]:
-            raise SuiteError(f"{where}: spec lacks {key!r}")
+        _need(_is_number(value) and 0.0 <= value <= 1.0, where, f"metrics.{key}", "a fraction in [0, 1]", value)
+    for key, value in metrics.items():
+        _need(_metric_ok(value), where, f"metrics.{key}", "a number, string, null or a list of those", value)
+    for key in ("best_epoch", "epochs"):
+        _need(key not in metrics or _is_int(metrics[key]), where, f"metrics.{key}", "an integer", metrics.get(key))
+
+
+def read_regular_file(path: Path, limit: int = MAX_RECORD_BYTES, follow_links: bool = False) -> bytes:
+    """The bytes of ``path`` if it is a regular file (not a FIFO, device or folder; not a link unless
+    ``follow_links``) of at most ``limit`` bytes.
+
+    Checked on the open descriptor (O_NONBLOCK and O_NOFOLLOW, then fstat), so a FIFO named ``*.json`` never blocks
+    and a link planted in a shared folder is never followed out of it.
+    """
+    nofollow = 0 if follow_links else getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | nofollow)
+    except OSError as err:
+        if nofollow and os.path.islink(path):
+            raise SuiteError(f"{path}: is a symbolic link; not followed") from None
+        raise SuiteError(f"{path}: cannot read ({os_reason(err, str(path))})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else \
+                "not a regular file"
+            raise SuiteError(f"{path}: is {kind}, not a file")
+        if info.st_size > limit:
+            raise SuiteError(f"{path}: {info.st_size} bytes, over the limit of {limit} for this kind of file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as err:
+        raise SuiteError(f"{path}: cannot read ({os_reason(err, str(path))})") from None
+    finally:
+        os.close(fd)
 
 
 def load_record(path: Path) -> dict[str, Any]:
+    data = read_regular_file(path)
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise SuiteError(f"{path}: cannot read ({err.strerror})") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SuiteError(f"{path}: not UTF-8 text (byte {err.start}); not a run record") from None
     try:
-        record = json.loads(text)
+        record = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
         raise SuiteError(f"{path}: corrupt JSON at line {err.lineno} column {err.colno} ({err.msg})") from None
+    except ValueError as err:
+        raise SuiteError(f"{path}: {err}") from None
     validate_record(record, str(path))
     return record
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (a run record is strict JSON: null for a missing number)")
 
 
 def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | SuiteError]]:
     """Every ``*.json`` under ``results_dir/records`` (or ``results_dir`` itself) with its record or its error."""
     if not results_dir.exists():
         raise SuiteError(f"{results_dir}: results directory does not exist")
+    if not results_dir.is_dir():
+        raise SuiteError(f"{results_dir}: not a results directory (a file)")
     base = results_dir / RECORDS_DIR if (results_dir / RECORDS_DIR).is_dir() else results_dir
-    for path in sorted(base.glob("*.json")):
+    try:
+        paths = sorted(base.glob("*.json"))
+    except OSError as err:
+        raise SuiteError(f"{base}: cannot list ({os_reason(err, str(base))})") from None
+    for path in paths:
         try:
             yield path, load_record(path)
         except SuiteError as err:
@@ -135,7 +256,8 @@ def load_trained_model(path: Path, record: dict[str, Any]) -> Any:
     from suite.models.network import DelayNetwork
     from suite.specs import ModelSpec
 
-    weights = path.parent.parent / "models" / f"{record['run_id']}.pt"
+    validate_record(record, str(path))  # the run id names the weights file: only hex ids get this far
+    weights = path.parent.parent / MODELS_DIR / f"{record['run_id']}.pt"
     if not weights.exists():
         raise SuiteError(f"{path}: its model file {weights} is missing")
     spec = ModelSpec(**record["model_spec"])

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import io
 import math
+import pickle
 import random
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -119,6 +121,9 @@ def _sig(model: nn.Module) -> float | None:
     return float(delays[-1].sig) if delays else None
 
 
+CHECKPOINT_KEYS = frozenset({"epoch", "model", "optimisers", "schedulers", "history", "best", "train_seconds", "rng"})
+
+
 def _checkpoint_path(out_dir: Path, spec: RunSpec) -> Path:
     return out_dir / CHECKPOINTS_DIR / f"{spec.run_id}.pt"
 
@@ -130,13 +135,25 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The resume state at ``path``, loaded with ``weights_only=True``: tensors and plain data only, so a checkpoint
+    planted in a shared results folder cannot run code (docs/security.md)."""
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        needs = re.search(r"GLOBAL ([\w.]{1,200}) was not an allowed global", str(err))
+        if needs is None:  # not a refused type: a torn or foreign file
+            raise SuiteError(f"{path}: unreadable checkpoint (UnpicklingError); delete it to restart the run") from None
+        raise SuiteError(f"{path}: checkpoint refused: it needs {needs.group(1)}, not only tensors and plain data "
+                         "(nothing in it was run); delete it to restart the run") from None
     except Exception as err:  # a torn or foreign file: say which, do not guess
         raise SuiteError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to restart the run"
                          ) from None
+    if not isinstance(state, dict) or CHECKPOINT_KEYS - set(state):
+        raise SuiteError(f"{path}: not a checkpoint of this suite (expected keys {sorted(CHECKPOINT_KEYS)}); "
+                         "delete it to restart the run")
+    return state
 
 
 def run_training(
@@ -179,18 +196,22 @@ def run_training(
     best: dict[str, Any] = {"valid_acc": -1.0, "epoch": -1, "state": None, "test_acc": None}
     start_epoch, train_seconds = 0, 0.0
     if state is not None:
-        note = check_resume(ckpt_path, state.get("identity"), identity)
-        if note:
-            print(f"{spec.label}: {note}", file=sys.stderr)
-            identity["resumed_from_torch_threads"] = state["identity"]["torch_threads"]
-        model.load_state_dict(state["model"])
-        for opt, opt_state in zip(optimisers, state["optimisers"], strict=True):
-            opt.load_state_dict(opt_state)
-        for sched, sched_state in zip(schedulers, state["schedulers"], strict=True):
-            sched.load_state_dict(sched_state)
-        history, best, train_seconds = state["history"], state["best"], state["train_seconds"]
-        start_epoch = state["epoch"]
-        torch.set_rng_state(state["rng"])
+        try:
+            note = check_resume(ckpt_path, state.get("identity"), identity)
+            if note:
+                print(f"{spec.label}: {note}", file=sys.stderr)
+                identity["resumed_from_torch_threads"] = state["identity"]["torch_threads"]
+            model.load_state_dict(state["model"])
+            for opt, opt_state in zip(optimisers, state["optimisers"], strict=True):
+                opt.load_state_dict(opt_state)
+            for sched, sched_state in zip(schedulers, state["schedulers"], strict=True):
+                sched.load_state_dict(sched_state)
+            history, best, train_seconds = state["history"], state["best"], state["train_seconds"]
+            start_epoch = state["epoch"]
+            torch.set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise SuiteError(f"{ckpt_path}: checkpoint does not fit this run ({type(err).__name__}); delete it to "
+                             "restart the run") from None
 
     train_set = datasets["train"]
     n_batches = math.ceil(len(train_set) / batch_size)

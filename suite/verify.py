@@ -9,19 +9,24 @@ other checks, so one bad copy never hides a real regression.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from suite.errors import SuiteError
 from suite.references import Reference, load_references
 from suite.report import RunGroup, collect_runs
 
 PASS, FAIL, NOT_COMPARABLE, ERROR, WARNING = "PASS", "FAIL", "NOT COMPARABLE", "ERROR", "WARNING"
 STATUS_STYLES = {PASS: "green", FAIL: "bold red", NOT_COMPARABLE: "yellow", ERROR: "bold red", WARNING: "yellow"}
 EPS = 1e-9  # float slack so a difference of exactly the tolerance passes
+# Exit codes of `suite verify` (README, docs/records.md): every comparison passed; a FAIL or an unusable record file;
+# bad input (the CLI's SuiteError code); nothing was compared (no runs, or no reference about them).
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_NOTHING_COMPARED = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,80 @@ def _check_comparable(ref: Reference, of_variant: list[RunGroup], subject: str) 
     return [_compare(ref, best, how=f"best of {len(scored)} configuration(s)")]
 
 
+class _Installed:
+    """What this suite knows: registered variants and installed protocols (looked up once per name)."""
+
+    def __init__(self) -> None:
+        from suite.registry import variants
+
+        self.variants = variants()
+        self._protocols: dict[str, Any] = {}
+
+    def protocol(self, name: str) -> Any:
+        """The installed ProtocolSpec called ``name``, or None for a protocol of the user's own (a YAML path)."""
+        from suite.registry import get_protocol, protocol_names
+
+        if name not in self._protocols:
+            self._protocols[name] = get_protocol(name) if name in protocol_names() else None
+        return self._protocols[name]
+
+
+def record_problem(record: dict[str, Any], installed: _Installed) -> str | None:
+    """Why a schema-valid record cannot be what it says (an edited variant, protocol version or kernel size), or None.
+
+    Such a record is an ERROR, not NOT COMPARABLE: otherwise editing one of these fields would turn a FAIL into a pass.
+    """
+    spec, protocol, model = record["spec"], record["protocol"], record["model_spec"]
+    variant = installed.variants.get(spec["variant"])
+    if variant is None:
+        return (f"spec.variant {spec['variant']!r} is not a registered variant (registered: "
+                f"{', '.join(installed.variants)}; a plug-in's variant needs its package installed)")
+    ours = installed.protocol(spec["protocol"])
+    version = protocol["version"]
+    if ours is not None and version > ours.version:
+        return f"protocol.version {version} does not exist (this suite has {ours.name} up to v{ours.version})"
+    if ours is not None and version == ours.version:
+        for section in ("data", "model", "optim"):
+            stated, actual = protocol.get(section), json.loads(json.dumps(dict(getattr(ours, section))))
+            if stated is not None and stated != actual:
+                stated = stated if isinstance(stated, dict) else {}
+                diff = [f"{k}: {stated.get(k)!r} vs {actual.get(k)!r}"
+                        for k in sorted({*stated, *actual}) if stated.get(k) != actual.get(k)]
+                return f"protocol.{section} differs from {ours.name} v{version} as installed ({', '.join(diff[:3])})"
+    overrides = spec.get("overrides") or {}
+    protocol_model = protocol.get("model") if isinstance(protocol.get("model"), dict) else \
+        dict(ours.model) if ours is not None and version == ours.version else {}
+    sources = (overrides, variant.defaults, protocol_model)
+    expected = next((src["kernel_size"] for src in sources if "kernel_size" in src), None)
+    kernel = model.get("kernel_size")
+    if expected is not None and kernel != expected:
+        return (f"model_spec.kernel_size {kernel!r} is not what its overrides, variant and protocol give "
+                f"({expected!r})")
+    return None
+
+
+def _screen(groups: list[RunGroup]) -> tuple[list[RunGroup], list[Check]]:
+    """Drop records that fail :func:`record_problem` (each one ERROR line) and the groups left empty."""
+    installed = _Installed()
+    errors: list[Check] = []
+    kept: list[RunGroup] = []
+    for group in groups:
+        good = []
+        for path, record in group.records:
+            try:
+                problem = record_problem(record, installed)
+            except SuiteError as err:  # an installed protocol file that does not load: say so, per record
+                problem = str(err)
+            if problem is None:
+                good.append((path, record))
+            else:
+                errors.append(Check(ERROR, str(path), problem, files=(path,)))
+        group.records = good
+        if good:
+            kept.append(group)
+    return kept, errors
+
+
 def verify_results(results_dir: Path, references_dir: Path | None = None) -> list[Check]:
     """Every check for the records under ``results_dir`` against the references in ``references_dir``.
 
@@ -154,7 +233,9 @@ def verify_results(results_dir: Path, references_dir: Path | None = None) -> lis
     """
     refs = load_references(references_dir)
     groups, errors, warnings = collect_runs(Path(results_dir))
+    groups, invalid = _screen(groups)
     checks = [Check(ERROR, str(path), message.removeprefix(f"{path}: "), files=(path,)) for path, message in errors]
+    checks += invalid
     checks += [Check(WARNING, "duplicate record", message) for message in warnings]
     protocols = sorted({g.protocol for g in groups})
     for protocol in protocols:
@@ -180,8 +261,10 @@ def summarize(checks: list[Check]) -> dict[str, int]:
 
 
 def exit_code(checks: list[Check]) -> int:
-    """1 when anything FAILed or a record file was unreadable, else 0."""
-    return 1 if any(c.status in (FAIL, ERROR) for c in checks) else 0
+    """1 when anything FAILed or a record file was unusable; else 3 when nothing was compared; else 0."""
+    if any(c.status in (FAIL, ERROR) for c in checks):
+        return EXIT_FAILED
+    return EXIT_OK if any(c.status == PASS for c in checks) else EXIT_NOTHING_COMPARED
 
 
 def print_checks(checks: list[Check], file: TextIO | None = None) -> int:
@@ -197,6 +280,6 @@ def print_checks(checks: list[Check], file: TextIO | None = None) -> int:
     counts = summarize(checks)
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status in (PASS, FAIL))
     code = exit_code(checks)
-    console.print(Text(f"verify: {summary}" + (" -> failed" if code else " -> ok"),
-                       style="bold red" if code else "bold green"))
+    verdict = {EXIT_OK: " -> ok", EXIT_FAILED: " -> failed", EXIT_NOTHING_COMPARED: " -> nothing compared"}[code]
+    console.print(Text(f"verify: {summary}{verdict}", style="bold green" if code == EXIT_OK else "bold red"))
     return code

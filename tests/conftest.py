@@ -62,3 +62,22 @@ def write_band(directory: Path, value: float, tolerance: float, method: str = "a
         f"  - {{protocol: tiny, method: {method}, variant: axonal, metric: test_acc_at_best_valid, value: {value},"
         f" source: tests, status: measured, tolerance: {{abs: {tolerance}}}}}\n")
     return directory
+
+
+@pytest.fixture(autouse=True)
+def _records_match_schema(monkeypatch: pytest.MonkeyPatch):
+    """Every record the runner writes in a test is checked, as written to disk, against the published JSON Schema
+    (suite/schemas/run-record.schema.json), so the schema cannot drift from train.py."""
+    import json
+
+    from records_schema import validate_against_schema
+
+    import suite.train
+
+    write = suite.train.write_record
+
+    def checked(path, record):
+        write(path, record)
+        validate_against_schema(json.loads(path.read_text()))
+
+    monkeypatch.setattr(suite.train, "write_record", checked)

@@ -128,19 +128,18 @@ def test_exact_tolerance_and_rel_tolerance_fail(tmp_path: Path, refs: Path) -> N
 def test_missing_metric_version_and_kernel_size(tmp_path: Path, refs: Path) -> None:
     out = tmp_path / "results"
     for seed in range(2):
-        make_record(out, "axonal", seed, 0.8, protocol="gsc-mini", kernel_size=15, version=2)
+        make_record(out, "axonal", seed, 0.8, protocol="gsc-mini", kernel_size=15)
     by = _by_method(verify_results(out, refs))
-    assert by["band"].status == NOT_COMPARABLE and "protocol content differs from the registered gsc-mini " \
-        "(version=2)" in by["band"].message and by["band"].subject.startswith("gsc-mini, version=2 · axonal D=15")
-    assert by["params"].status == NOT_COMPARABLE and "(version=2)" in by["params"].message
-
-    same = tmp_path / "same"
-    make_record(same, "axonal", 0, 0.8, protocol="gsc-mini", kernel_size=15)
-    by = _by_method(verify_results(same, refs))
     assert by["params"].status == NOT_COMPARABLE and "record lacks metric 'params_trainable'" in by["params"].message
+    (refs / "bands.yaml").write_text(REFS.replace("protocol_version: 1", "protocol_version: 2"))
+    by = _by_method(verify_results(out, refs))
+    assert by["band"].status == NOT_COMPARABLE and "protocol version differs (records v1, reference v2)" in \
+        by["band"].message
+    (refs / "bands.yaml").write_text(REFS)
 
     other = tmp_path / "other"
-    make_record(other, "axonal", 0, 0.8, protocol="gsc-mini", kernel_size=31, params_trainable=1000)
+    make_record(other, "axonal", 0, 0.8, protocol="gsc-mini", kernel_size=31, overrides={"kernel_size": 31},
+                params_trainable=1000)
     make_record(other, "axonal", 1, 0.8, protocol="gsc-mini", kernel_size=15, overrides={"delay_sparsity": 0.5})
     by = _by_method(verify_results(other, refs))
     assert by["band"].status == NOT_COMPARABLE and "D=15" in by["band"].message and "D=31" in by["band"].message

@@ -107,11 +107,42 @@ def load_or_build(source: SplitSource, cache_dir: Path) -> FeatureDataset:
     """Return the cached split, computing and storing it first on a miss."""
     target = Path(cache_dir) / "features" / f"{source.kind}-{source.split}-{cache_key(source)}"
     if (target / "meta.json").is_file():
-        STATS["hits"] += 1
-        return FeatureDataset(target, from_cache=True)
+        problem = _entry_problem(target, source)
+        if problem is None:
+            STATS["hits"] += 1
+            return FeatureDataset(target, from_cache=True)
+        print(f"warning: {target}: corrupt feature cache entry ({problem}); rebuilding it", file=sys.stderr)
+        try:
+            shutil.rmtree(target)
+        except OSError as err:
+            raise SuiteError(f"{target}: corrupt feature cache entry cannot be removed ({err.strerror})") from None
     STATS["misses"] += 1
     _build(source, target)
     return FeatureDataset(target, from_cache=False)
+
+
+def _entry_problem(path: Path, source: SplitSource) -> str | None:
+    """Why a cache folder cannot be what its name promises (unreadable, or sizes that disagree), or None.
+
+    Checks what a torn copy, a truncated file or a foreign folder breaks: meta.json, the length and label arrays
+    (no pickles), the dataset's labels and classes, and features.bin holding exactly the frames of the lengths.
+    """
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        lengths = np.load(path / "lengths.npy", allow_pickle=False)
+        labels = np.load(path / "labels.npy", allow_pickle=False)
+        itemsize = np.dtype(meta["dtype"]).itemsize
+        n_channels, n_classes = int(meta["n_channels"]), len(meta["class_names"])
+        size = (path / "features.bin").stat().st_size
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"{type(err).__name__}: {err}".splitlines()[0][:200]
+    if lengths.ndim != 1 or labels.shape != lengths.shape or not np.array_equal(labels, source.labels):
+        return f"{len(labels)} labels and {len(lengths)} lengths, not the dataset's {len(source.labels)} labels"
+    if (len(lengths) and lengths.min() < 1) or n_classes != len(source.class_names):
+        return "a sample length below 1 or another class list"
+    if n_channels != source.n_channels or size != int(lengths.sum()) * n_channels * itemsize:
+        return f"features.bin holds {size} bytes, the lengths need {int(lengths.sum()) * n_channels * itemsize}"
+    return None
 
 
 def _build(source: SplitSource, target: Path) -> None:
