@@ -358,9 +358,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SuiteError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of stdout went away (`... | head`): stop quietly with 128 + SIGPIPE, as `seq 9 | head -1` does,
+        # and point stdout at /dev/null so the interpreter's final flush does not print a second error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as err:  # disk full, read-only folder, a file where a folder should be: one line naming the path
-        if isinstance(err, BrokenPipeError):
-            raise
         from suite.results import os_reason
 
         print(f"error: {err.filename or 'filesystem'}: {os_reason(err, err.filename)}", file=sys.stderr)
@@ -368,11 +371,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished epochs are checkpointed; rerun the same command to resume", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader of stdout went away (`... | head`): stop quietly with 128 + SIGPIPE, as `seq 9 | head -1` does,
-        # and point stdout at /dev/null so the interpreter's final flush does not print a second error.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from suite.errors import SuiteError
+from suite.identity import record_content
 from suite.references import Reference, load_references
 from suite.report import RunGroup, collect_runs
+from suite.specs import content_hash
 
 PASS, FAIL, NOT_COMPARABLE, ERROR, WARNING = "PASS", "FAIL", "NOT COMPARABLE", "ERROR", "WARNING"
 STATUS_STYLES = {PASS: "green", FAIL: "bold red", NOT_COMPARABLE: "yellow", ERROR: "bold red", WARNING: "yellow"}
@@ -182,9 +184,16 @@ def record_problem(record: dict[str, Any], installed: _Installed) -> str | None:
     version = protocol["version"]
     if ours is not None and version > ours.version:
         return f"protocol.version {version} does not exist (this suite has {ours.name} up to v{ours.version})"
-    if ours is not None and version == ours.version:
+    identity = record.get("identity")
+    if isinstance(identity, dict):  # overridden protocols are legitimate (labelled NOT COMPARABLE); edits are not
+        if content_hash(record_content(protocol)) != identity.get("protocol_hash"):
+            return (f"protocol content does not match its identity.protocol_hash {identity.get('protocol_hash')!r} "
+                    "(the record was edited)")
+    elif ours is not None and version == ours.version:  # a record written before run identities: compare by hand
         for section in ("data", "model", "optim"):
             stated, actual = protocol.get(section), json.loads(json.dumps(dict(getattr(ours, section))))
+            if isinstance(stated, dict):
+                stated = {k: v for k, v in stated.items() if k != "lr_w"}  # a key without effect, no longer written
             if stated is not None and stated != actual:
                 stated = stated if isinstance(stated, dict) else {}
                 diff = [f"{k}: {stated.get(k)!r} vs {actual.get(k)!r}"

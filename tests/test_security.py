@@ -16,6 +16,7 @@ import torch
 
 from suite.cli import main
 from suite.errors import SuiteError
+from suite.identity import resolve_run
 from suite.registry import get_protocol
 from suite.results import load_trained_model
 from suite.specs import RunSpec
@@ -44,6 +45,12 @@ def _run_argv(protocol: Path, out: Path, cache: Path) -> list[str]:
     return ["run", "--protocol", str(protocol), "--variant", "no-delay", "--out", str(out), "--cache-dir", str(cache)]
 
 
+def _run_id(protocol_path: Path) -> str:
+    """The id `run` gives the no-delay seed-0 run of the tiny protocol (resolved against its content and data)."""
+    protocol = get_protocol(str(protocol_path))
+    return resolve_run(RunSpec("no-delay", protocol.name, "torch", 0), protocol, None).run_id
+
+
 def test_the_payload_runs_code_when_unpickled(tmp_path: Path) -> None:
     """Proof that the crafted checkpoint is hostile: an unrestricted load (in a child process) runs its code."""
     marker = tmp_path / "marker"
@@ -57,8 +64,7 @@ def test_the_payload_runs_code_when_unpickled(tmp_path: Path) -> None:
 def test_hostile_resume_checkpoint_is_refused_and_never_run(tiny_protocol_path: Path, data_cache: Path,
                                                             tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, marker = tmp_path / "results", tmp_path / "marker"
-    spec = RunSpec("no-delay", get_protocol(str(tiny_protocol_path)).name, "torch", 0)
-    checkpoint = out / "checkpoints" / f"{spec.run_id}.pt"
+    checkpoint = out / "checkpoints" / f"{_run_id(tiny_protocol_path)}.pt"
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(_hostile_checkpoint(marker))
     assert main(_run_argv(tiny_protocol_path, out, data_cache)) == 2
@@ -73,13 +79,12 @@ def test_hostile_resume_checkpoint_is_refused_and_never_run(tiny_protocol_path: 
     ({"model": torch.zeros(2)}, "not a checkpoint of this suite (expected keys"),
     ([1, 2, 3], "not a checkpoint of this suite"),
     ({"epoch": 1, "model": {"w": torch.zeros(3)}, "optimisers": [], "schedulers": [], "history": [], "best": {},
-      "train_seconds": 0.0, "rng": torch.get_rng_state()}, "checkpoint does not fit this run (RuntimeError)"),
+      "train_seconds": 0.0, "rng": torch.get_rng_state()}, "checkpoint has no identity"),
 ])
 def test_foreign_checkpoints_are_one_line(tiny_protocol_path: Path, data_cache: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str], state: object, message: str) -> None:
     out = tmp_path / "results"
-    spec = RunSpec("no-delay", get_protocol(str(tiny_protocol_path)).name, "torch", 0)
-    checkpoint = out / "checkpoints" / f"{spec.run_id}.pt"
+    checkpoint = out / "checkpoints" / f"{_run_id(tiny_protocol_path)}.pt"
     checkpoint.parent.mkdir(parents=True)
     torch.save(state, checkpoint)
     assert main(_run_argv(tiny_protocol_path, out, data_cache)) == 2
