@@ -147,3 +147,16 @@ def test_data_synth_size_errors(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["data", "synth", "--format", "gsc", "--out", str(tmp_path / "t"), *args]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
+
+
+def test_progress_bar_on_a_terminal_only(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A bar with count and rate on a terminal (FORCE_COLOR makes rich treat stderr as one); nothing in a log."""
+    monkeypatch.setattr(cache, "PROGRESS_MIN_SAMPLES", 3)
+    source = gsc.sources(tree, 40, 10.0)["train"]
+    cache.load_or_build(source, tmp_path / "log")
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    cache.load_or_build(source, tmp_path / "terminal")
+    err = capsys.readouterr().err
+    assert "features gsc/train" in err and f"{len(source.labels)}/{len(source.labels)}" in err

@@ -168,7 +168,8 @@ def _write_features(source: SplitSource, path: Path) -> list[int]:
 
 
 class _progress:
-    """A rich progress bar on stderr for long builds (real datasets); silent for small ones."""
+    """A rich progress bar on stderr for long builds (real datasets); silent for small ones and when stderr is not a
+    terminal (rich would only leave blank lines in a log)."""
 
     def __init__(self, source: SplitSource) -> None:
         self.total = len(source.labels)
@@ -176,11 +177,13 @@ class _progress:
         self.bar: Any = None
 
     def __enter__(self) -> Callable[[], None]:
-        if self.total < PROGRESS_MIN_SAMPLES:
-            return lambda: None
         import rich.progress as rp
         from rich.console import Console
         from rich.text import Text
+
+        console = Console(file=sys.stderr)
+        if self.total < PROGRESS_MIN_SAMPLES or not console.is_terminal:
+            return lambda: None
 
         class Rate(rp.ProgressColumn):
             def render(self, task: Any) -> Text:
@@ -188,7 +191,7 @@ class _progress:
 
         self.bar = rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(), Rate(),
                                rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn(),
-                               console=Console(file=sys.stderr), transient=True)
+                               console=console, transient=True)
         self.bar.start()
         task = self.bar.add_task(self.label, total=self.total)
         return lambda: self.bar.advance(task)
