@@ -30,6 +30,8 @@ FEATURE_VERSION = 1
 IN_MEMORY_BYTES = 256 * 1024 * 1024
 #: Show a progress bar when building a split with at least this many samples.
 PROGRESS_MIN_SAMPLES = 2000
+#: features.bin is written in pieces of about this size (few large writes instead of one per sample).
+WRITE_BYTES = 16 * 1024 * 1024
 #: Counters for tests and logs: a second build of the same data must only add hits.
 STATS: dict[str, int] = {"hits": 0, "misses": 0}
 
@@ -175,6 +177,8 @@ def _write_features(source: SplitSource, path: Path) -> list[int]:
     dtype = np.dtype(source.store_dtype)
     limit = np.iinfo(dtype).max if dtype.kind in "iu" else None
     lengths: list[int] = []
+    pieces: list[bytes] = []
+    buffered = 0
     with open(path, "wb") as f, _progress(source) as advance:
         for feats in source.features():
             if feats.ndim != 2 or feats.shape[1] != source.n_channels or feats.shape[0] < 1:
@@ -183,14 +187,20 @@ def _write_features(source: SplitSource, path: Path) -> list[int]:
             if limit is not None and feats.size and feats.max() > limit:
                 raise SuiteError(f"{source.origin}: {source.split} sample {len(lengths)} has a count "
                                  f"{feats.max()} above {limit}")
-            f.write(np.ascontiguousarray(feats, dtype=dtype).tobytes())
+            pieces.append(np.ascontiguousarray(feats, dtype=dtype).tobytes())
+            buffered += len(pieces[-1])
+            if buffered >= WRITE_BYTES:
+                f.write(b"".join(pieces))
+                pieces, buffered = [], 0
             lengths.append(int(feats.shape[0]))
             advance()
+        f.write(b"".join(pieces))
     return lengths
 
 
 class _progress:
-    """A rich progress bar on stderr for long builds (real datasets); silent for small ones."""
+    """A rich progress bar on stderr for long builds (real datasets); silent for small ones and when stderr is not a
+    terminal (rich would only leave blank lines in a log)."""
 
     def __init__(self, source: SplitSource) -> None:
         self.total = len(source.labels)
@@ -198,12 +208,21 @@ class _progress:
         self.bar: Any = None
 
     def __enter__(self) -> Callable[[], None]:
-        if self.total < PROGRESS_MIN_SAMPLES:
-            return lambda: None
+        import rich.progress as rp
         from rich.console import Console
-        from rich.progress import Progress
+        from rich.text import Text
 
-        self.bar = Progress(console=Console(file=sys.stderr), transient=True)
+        console = Console(file=sys.stderr)
+        if self.total < PROGRESS_MIN_SAMPLES or not console.is_terminal:
+            return lambda: None
+
+        class Rate(rp.ProgressColumn):
+            def render(self, task: Any) -> Text:
+                return Text(f"{task.speed:,.0f} samples/s" if task.speed else "")
+
+        self.bar = rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(), Rate(),
+                               rp.TimeElapsedColumn(), rp.TextColumn("ETA"), rp.TimeRemainingColumn(),
+                               console=console, transient=True)
         self.bar.start()
         task = self.bar.add_task(self.label, total=self.total)
         return lambda: self.bar.advance(task)

@@ -35,6 +35,11 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     synth.add_argument("--per-class", type=int, default=None, metavar="K",
                        help="train samples per class; valid and test get max(1, K // 4) (default 24 / 6 / 6)")
+    synth.add_argument("--files", type=int, default=None, metavar="N",
+                       help="about N files in all, split in the official proportions (105829 = the full GSC); "
+                            "not with --per-class")
+    synth.add_argument("--clip-ms", type=int, default=None, metavar="MS",
+                       help="every clip MS long, a multiple of 10 (GSC clips are 1000; default 500-600)")
     synth.add_argument("--classes", type=int, default=None, metavar="N",
                        help="number of classes (default 35 for gsc/ssc, 20 for shd)")
     synth.set_defaults(func=run_synth)
@@ -68,6 +73,14 @@ def run_synth(args: argparse.Namespace) -> int:
                       test_per_class=max(1, args.per_class // 4))
     if args.classes is not None:
         values["n_classes"] = args.classes
+    if args.files is not None:
+        if args.per_class is not None:
+            raise SuiteError("--files and --per-class both set: give one of them")
+        n_classes = args.classes or synthetic.DEFAULT_CLASSES[kind]
+        counts = synthetic.counts_for_total(args.files, n_classes, OFFICIAL_SIZES[kind])
+        values.update({f"{split}_per_class": n for split, n in counts.items()})
+    if args.clip_ms is not None:
+        values.update(clip_min_ms=args.clip_ms, clip_max_ms=args.clip_ms)
     settings = synthetic.resolve_settings(values, kind, "data synth")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))

@@ -238,6 +238,18 @@ def split_counts(s: SyntheticSettings, kind: str) -> dict[str, int]:
     return counts
 
 
+def counts_for_total(total: int, n_classes: int, official: Mapping[str, int]) -> dict[str, int]:
+    """Per-class split counts for about ``total`` files in the official split proportions (for GSC-size trees).
+
+    Each split gets ``max(1, round(total * share / n_classes))`` per class, so the sum is within ``1.5 * n_classes``
+    of ``total`` (105,829 with 35 classes gives 84,840 / 9,975 / 10,990 = 105,805 files).
+    """
+    if total < 1:
+        raise SuiteError(f"total files {total}: expected a positive integer")
+    whole = sum(official.values())
+    return {split: max(1, round(total * n / whole / n_classes)) for split, n in official.items()}
+
+
 def _sample_rng(seed: int, split: str, label: int, index: int) -> np.random.Generator:
     """One independent stream per sample, so changing split sizes never changes the other samples."""
     return np.random.default_rng([seed, SPLIT_NAMES.index(split), label, index])
