@@ -1,8 +1,8 @@
 """``python -m suite bench``: our kernels beside the published stack, in one process, on the paper's architectures.
 
 For each delay type (synaptic, axonal, dendritic) the command builds the suite model on each backend and the
-published stack (:class:`baselines.official.OfficialDelaySNN`, dcls + spikingjelly) with the same weights
-(:func:`baselines.convert.suite_to_official`), and then:
+published stack (:class:`suite.baselines.official.OfficialDelaySNN`, dcls + spikingjelly) with the same weights
+(:func:`suite.baselines.convert.suite_to_official`), and then:
 
 1. asserts equal outputs first, layer by layer with the published stack's layer inputs (teacher forcing), in eval
    mode with soft (Gaussian) and with hard (integer) delays: every neuron input (delays, weights, BatchNorm) and the
@@ -131,7 +131,7 @@ def model_spec(cfg: BenchConfig, delay_type: str) -> Any:
 
 
 def build_published(cfg: BenchConfig, delay_type: str, spec: Any) -> nn.Module:
-    from baselines.official import OfficialDelaySNN
+    from suite.baselines.official import OfficialDelaySNN
 
     return OfficialDelaySNN(cfg.n_inputs, tuple(cfg.n_hidden), cfg.n_outputs, delay_type=delay_type,
                             kernel_size=cfg.kernel_size, tau=spec.tau, dropout=spec.dropout)
@@ -139,7 +139,7 @@ def build_published(cfg: BenchConfig, delay_type: str, spec: Any) -> nn.Module:
 
 def build_pair(cfg: BenchConfig, delay_type: str, backends: Sequence[str]) -> tuple[dict[str, nn.Module], nn.Module]:
     """One suite model per backend and the published stack, all with the weights of the first suite model."""
-    from baselines.convert import suite_to_official
+    from suite.baselines.convert import suite_to_official
     from suite.models.network import DelayNetwork
 
     spec = model_spec(cfg, delay_type)

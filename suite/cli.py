@@ -249,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="compare run records with reference results")
     p.add_argument("results", type=Path)
-    p.add_argument("--references", type=Path, default=Path(__file__).resolve().parent.parent / "reference_results")
+    p.add_argument("--references", type=Path, default=None,
+                   help="directory of reference YAML files (default: the ones shipped in suite/reference_results/)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("leaderboard", help="Markdown/CSV tables and plots from run records")

@@ -2,9 +2,9 @@
 
 Records are grouped by everything that changes the model or its numbers (protocol and its version, variant, kernel
 size, overrides, backend) and aggregated over seeds as mean ± sample standard deviation (ddof = 1, what papers
-report). Published rows from ``reference_results/`` sit in the same table with their source and status, so a reader
-never mistakes a quoted number for one we measured. A broken or foreign record file costs one warning line naming it,
-never the whole leaderboard.
+report). Published rows from ``suite/reference_results/`` sit in the same table with their source and status, so a
+reader never mistakes a quoted number for one we measured. A broken or foreign record file costs one warning line
+naming it, never the whole leaderboard.
 
 Record metric keys are mapped to columns in exactly one place, :data:`METRIC_COLUMNS`; a key a record lacks shows
 as '—'.
@@ -355,7 +355,7 @@ def to_markdown(protocol: str, frame: pd.DataFrame, plots: Iterable[Path] = ()) 
         "in percent, mean ± sample standard deviation (ddof = 1) over seeds. 'Official best test' is the official "
         "code's metric, max(test now, test at best valid) with per-batch means: it leaks the test set and is shown "
         "only to compare with numbers reported that way. Rows not measured here carry their source and status "
-        "(quoted, derived, secondary, measured); see reference_results/README.md.", "",
+        "(quoted, derived, secondary, measured); see suite/reference_results/README.md.", "",
     ]
     if versions or backends:
         lines += [f"Protocol version: {', '.join(map(str, versions)) or MISSING}; backend: "

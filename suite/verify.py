@@ -149,7 +149,7 @@ def verify_results(results_dir: Path, references_dir: Path | None = None) -> lis
     for protocol in protocols:
         ours = [r for r in refs if r.protocol == protocol and r.variant is not None]
         if not ours:
-            where = references_dir if references_dir is not None else "reference_results/"
+            where = references_dir if references_dir is not None else "suite/reference_results/"
             checks.append(Check(NOT_COMPARABLE, protocol, f"no reference results for this protocol in {where}",
                                 protocol))
         for ref in ours:

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("DCLS")
 pytest.importorskip("spikingjelly")
 
-from baselines.official import OfficialDelaySNN
+from suite.baselines.official import OfficialDelaySNN
 from suite.models.network import DelayNetwork
 from suite.specs import ModelSpec
 
