@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import statistics
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from suite import safetext
 from suite.errors import SuiteError
 from suite.references import Reference, load_references
 from suite.results import atomic_write_bytes, atomic_write_text, iter_records
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from rich.table import Table
 
 # Leaderboard column -> record metric key (``record["metrics"][key]``; a dotted key reaches into nested objects).
 # The ONE place that names metric keys for reporting (keys as written by suite/metrics, docs/metrics.md); a record
@@ -67,8 +68,6 @@ ID_COLUMNS = ["method", "variant", "D", "overrides", "backend", "protocol_versio
 TAIL_COLUMNS = ["source", "status", "note"]
 COLUMNS = ID_COLUMNS + [c for col in METRIC_COLUMNS for c in (col, f"{col}_std")] + TAIL_COLUMNS
 ALWAYS_SHOWN = ("method", "seeds", "test_acc", "source", "status")
-TERMINAL_COLUMNS = ("method", "D", "overrides", "backend", "test_acc", "official_acc", "params", "buffer_bits",
-                    "synops", "source")  # the Markdown/CSV tables carry every column
 DEFAULT_OUT = "leaderboard"
 MISSING = "—"
 
@@ -340,17 +339,13 @@ def _shown_columns(frame: pd.DataFrame, candidates: Iterable[str]) -> list[str]:
     return shown
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def to_markdown(protocol: str, frame: pd.DataFrame, plots: Iterable[Path] = ()) -> str:
     """The Markdown page of one protocol: what the numbers mean, the table, the plots."""
     cols = _shown_columns(frame, [c for c in ID_COLUMNS + list(METRIC_COLUMNS) + TAIL_COLUMNS])
     versions = sorted({int(v) for v in frame["protocol_version"].dropna()})
     backends = sorted(set(frame["backend"].dropna()))
     lines = [
-        f"# Leaderboard: {protocol}", "",
+        f"# Leaderboard: {safetext.markdown(protocol)}", "",
         "Test accuracy is per-sample accuracy on the test split of the checkpoint with the best validation accuracy, "
         "in percent, mean ± sample standard deviation (ddof = 1) over seeds. 'Official best test' is the official "
         "code's metric, max(test now, test at best valid) with per-batch means: it leaks the test set and is shown "
@@ -359,46 +354,16 @@ def to_markdown(protocol: str, frame: pd.DataFrame, plots: Iterable[Path] = ()) 
     ]
     if versions or backends:
         lines += [f"Protocol version: {', '.join(map(str, versions)) or MISSING}; backend: "
-                  f"{', '.join(backends) or MISSING}.", ""]
+                  f"{safetext.markdown(', '.join(backends)) or MISSING}.", ""]
     right = set(METRIC_COLUMNS) | {"D", "seeds", "protocol_version"}
     lines.append("| " + " | ".join(COLUMN_LABELS[c] for c in cols) + " |")
     lines.append("|" + "|".join("---:" if c in right else "---" for c in cols) + "|")
     for i in range(len(frame)):
-        lines.append("| " + " | ".join(_md_escape(format_cell(frame, i, c)) for c in cols) + " |")
+        lines.append("| " + " | ".join(safetext.markdown(format_cell(frame, i, c)) for c in cols) + " |")
     for plot in plots:
-        lines += ["", f"![{plot.stem.removeprefix(f'leaderboard_{protocol}_').replace('_', ' ')}]({plot.name})"]
+        alt = safetext.markdown(plot.stem.removeprefix(f"leaderboard_{protocol}_").replace("_", " "))
+        lines += ["", f"![{alt}]({urllib.parse.quote(plot.name)})"]
     return "\n".join(lines) + "\n"
-
-
-TERMINAL_LABELS = {"test_acc": "test %", "official_acc": "official %", "buffer_bits": "buffer bits",
-                   "synops": "synops", "protocol_version": "v"}  # short headers so 80 columns suffice
-
-
-def render_terminal(frames: dict[str, pd.DataFrame]) -> list[Table]:
-    """One rich Table per protocol with the headline columns, for the CLI."""
-    from rich.table import Table
-
-    tables = []
-    for protocol, frame in frames.items():
-        cols = _shown_columns(frame, TERMINAL_COLUMNS)
-        table = Table(title=f"Leaderboard: {protocol}", title_justify="left")
-        # The terminal shows our runs and published rows; this suite's own measured bands stay in the Markdown/CSV.
-        frame = frame[~frame["status"].astype(str).str.startswith("measured")
-                      | frame["source"].astype(str).str.startswith("this suite,")].reset_index(drop=True)
-        cells = [[format_cell(frame, i, c) for c in cols] for i in range(len(frame))]
-        for j, col in enumerate(cols):
-            label = TERMINAL_LABELS.get(col, COLUMN_LABELS[col])
-            if col == "source":  # long citations: one line each in the terminal, in full in the Markdown
-                table.add_column(label, overflow="fold", min_width=10, max_width=24)
-            else:  # never fold a value: give each column the width of its widest cell
-                right = col in METRIC_COLUMNS or col in ("D", "seeds", "protocol_version")
-                width = max([len(label), *(len(row[j]) for row in cells)])
-                table.add_column(label, justify="right" if right else "left", min_width=width)
-        for i, row in enumerate(cells):
-            ours = frame["status"].iloc[i] == "measured" and str(frame["source"].iloc[i]).startswith("this suite")
-            table.add_row(*row, style=None if ours else "dim")
-        tables.append(table)
-    return tables
 
 
 # ----------------------------------------------------------------------------------------------------------- plots

@@ -39,6 +39,7 @@ from suite.results import (
 )
 from suite.runtime import adam, configure_cpu_process, resolve_device
 from suite.specs import ProtocolSpec, RunSpec
+from suite.usercache import data_cache_dir
 
 
 class Progress:
@@ -151,7 +152,7 @@ def run_training(
     optim = dict(protocol.optim)
     epochs, batch_size = int(optim["epochs"]), int(optim["batch_size"])
     dev = resolve_device(device, "run --device")
-    cache_dir = cache_dir or out_dir / ".cache"
+    cache_dir = data_cache_dir(cache_dir)
 
     datasets = build_datasets(dict(protocol.data), data_root, cache_dir)
     configure_cpu_process()

@@ -33,6 +33,8 @@ from typing import NamedTuple
 
 import torch
 
+from suite.usercache import user_cache_root
+
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("depthwise.c", "recurrences.c", "batchnorm_lif.c", "gaussian.c"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("pool.h", "neuron.h"))
@@ -51,8 +53,7 @@ def cache_dir() -> Path:
     explicit = os.environ.get("SUITE_NATIVE_CACHE")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "delay-snn-suite" / "native"
+    return user_cache_root() / "native"
 
 
 def _cpu_identity() -> str:
