@@ -1,5 +1,5 @@
 """The protocol runner: fit with the official optimisation, select on validation with a hard-delay copy, score test
-once on the selected checkpoint, measure, and write one run record (protocol.md 'Optimisation', hazards 1-3).
+once on the selected checkpoint, measure, and write one run record (docs/protocol-facts.md 'Optimisation', hazards 1-3).
 
 Resumable: a checkpoint is written atomically after every epoch (model, optimisers, schedulers, RNG state, history),
 and a rerun of the same RunSpec continues from it, so an interrupted run ends with the same metrics as an
