@@ -8,7 +8,7 @@
 
 Why C: the fast depthwise correlation keeps a tile of output vectors in registers across the D taps (Numba's loops
 reloaded and stored the accumulators every tap and were slower than oneDNN), and these kernels must run on PyTorch's
-own OpenMP pool: a second thread pool on the same cores makes both wait (docs/performance.md). The sources are
+own OpenMP pool: a second thread pool on the same cores makes both wait (docs/kernels.md). The sources are
 compiled with ``-O3 -march=native`` into a per-user cache keyed by the sources, the compiler and the CPU, loaded with
 ctypes, and given libgomp's entry points from the libgomp PyTorch loaded (``pool.h``).
 
