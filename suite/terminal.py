@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite import safetext
-from suite.report import METRIC_COLUMNS, collect_runs, format_cell
+from suite.report import METRIC_COLUMNS, collect_runs, format_cell, is_ours
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,11 +91,6 @@ def _reference_text(checks: Sequence[Check]) -> str:
     return "—"
 
 
-def _ours(frame: pd.DataFrame) -> pd.Series:
-    """Rows measured from this directory's records: only they have a backend (reference rows have none)."""
-    return frame["backend"].notna()
-
-
 def _fit(console: Console, build: Any, columns: Sequence[str], keep: int, width: int) -> Table:
     """The table with as many of ``columns`` as fit ``width``, dropping the least important (:data:`RUN_PRIORITY`)
     first but never the ``keep`` most important; columns keep their display order."""
@@ -134,7 +129,7 @@ def render_terminal(frames: Mapping[str, pd.DataFrame], checks: Mapping[GroupKey
     width = console.width
     tables: list[RenderableType] = []
     for protocol, frame in frames.items():
-        ours = frame[_ours(frame)].reset_index(drop=True)
+        ours = frame[is_ours(frame)].reset_index(drop=True)
         rows: list[tuple[list[str], str | None]] = []
         for i in range(len(ours)):
             group_checks = checks.get(_row_key(protocol, ours.iloc[i]), [])
@@ -155,7 +150,7 @@ def render_terminal(frames: Mapping[str, pd.DataFrame], checks: Mapping[GroupKey
 
         tables.append(_fit(console, build, shown, keep=min(len(shown), 4), width=width))
 
-        published = frame[~_ours(frame) & (frame["test_acc"].notna() | frame["official_acc"].notna())]
+        published = frame[~is_ours(frame) & (frame["test_acc"].notna() | frame["official_acc"].notna())]
         published = published[~published["variant"].isin(set(ours["variant"]))]
         published = published[published["status"] != "measured"].reset_index(drop=True)
         if published.empty:
