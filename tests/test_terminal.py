@@ -20,6 +20,7 @@ from suite.report import build_leaderboard, write_leaderboard
 from suite.safetext import markdown, one_line, terminal
 from suite.specs import RunSpec
 from suite.terminal import render_terminal, verdicts
+from suite.verify import print_checks, verify_results
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 HOSTILE = ("[bold]loud[/] [/] ![x](javascript:alert(1)) | `tick` <script>alert(1)</script>\nsecond line "
@@ -122,7 +123,7 @@ def test_hostile_record_text_shows_as_text_in_the_terminal(tmp_path: Path) -> No
         "entries:\n  - {protocol: gsc-mini, method: '[blink]lit[/blink] <b>', variant: null, metric: "
         "test_acc_reported, value: 90.0, source: \"\\e[2Jwiped [link=file:///etc/passwd]here[/link]\", "
         "status: quoted}\n")
-    _hostile_record(out)
+    path = _hostile_record(out)
     for tty in (False, True):
         buffer = io.StringIO()
         console = Console(file=buffer, width=200, force_terminal=tty)
@@ -138,6 +139,12 @@ def test_hostile_record_text_shows_as_text_in_the_terminal(tmp_path: Path) -> No
         assert "[link=file:///etc/passwd]here[/link]" in flat
         assert "\x1b[31m" not in raw and "\x1b[2J" not in raw and "\u202e" not in raw and "\x1b]8;" not in raw
         assert "<script>alert(1)</script> second line" in flat
+    copy = path.with_name("copy.json")  # a duplicate: verify warns naming the configuration, hostile label included
+    copy.write_text(path.read_text())
+    buffer = io.StringIO()
+    print_checks(verify_results(out, refs), file=buffer, verbose=True)
+    assert "\x1b" not in buffer.getvalue() and "\u202e" not in buffer.getvalue()
+    assert "WARNING" in buffer.getvalue() and "[bold]loud[/] [/] ![x](javascript:alert(1))" in buffer.getvalue()
 
 
 def _cells(row: str) -> list[str]:
