@@ -616,7 +616,7 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None, references
     warnings = list(collected.warnings)
     written: list[Path] = []
     for protocol, frame in collected.frames.items():
-        stem = f"leaderboard_{protocol}"
+        stem = f"leaderboard_{safetext.file_stem(protocol)}"  # a record's protocol name never picks the directory
         pngs: list[Path] = []
         for name, (column, plot) in PLOTS.items() if plots else ():
             done = plot(protocol, frame, out / f"{stem}_{name}.png")

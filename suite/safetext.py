@@ -42,3 +42,10 @@ def terminal(value: object) -> str:
 def markdown(value: object) -> str:
     """For a Markdown table cell or heading: one line, inline syntax backslash-escaped so it shows as text."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", one_line(value))
+
+
+def file_stem(value: object) -> str:
+    """A file-name part from untrusted text: letters, digits, '.', '_' and '-' kept, anything else (a '/', '..' as a
+    whole name) replaced by '_', so a name from a record cannot reach outside the directory it is joined to."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", str(value))
+    return "_" if stem.strip(".") == "" else stem

@@ -192,3 +192,16 @@ def test_progress_keeps_run_labels(tmp_path: Path) -> None:
     text = buffer.getvalue()
     assert "axonal[gsc-mini,torch,seed=0]: test 87.50% at best valid (epoch 2), valid 90.00%" in text
     assert "axonal[gsc-mini,torch,seed=0]  epoch 1/2 loss 1.500 valid 50.0%" in text
+
+
+def test_protocol_name_from_a_record_cannot_choose_where_files_go(tmp_path: Path) -> None:
+    out, refs = tmp_path / "results", tmp_path / "refs"
+    refs.mkdir()
+    path = make_record(out, "axonal", 0, 0.8, protocol="gsc-mini", kernel_size=15)
+    record = json.loads(path.read_text())
+    record["protocol"]["name"] = record["spec"]["protocol"] = "../../../escaped"
+    path.write_text(json.dumps(record))
+    written, _ = write_leaderboard(out, out / "leaderboard", refs, plots=False)
+    assert sorted(p.name for p in written) == ["leaderboard_.._.._.._escaped.csv", "leaderboard_.._.._.._escaped.md"]
+    assert all(p.parent == out / "leaderboard" for p in written)
+    assert not list(tmp_path.rglob("escaped*"))
