@@ -148,7 +148,8 @@ def render_terminal(frames: Mapping[str, pd.DataFrame], checks: Mapping[GroupKey
             index = [RUN_COLUMNS.index(c) for c in cols]
             return _table(title, cols, [([cells[j] for j in index], style) for cells, style in rows], wrap=("run",))
 
-        tables.append(_fit(console, build, shown, keep=min(len(shown), 4), width=width))
+        table = _fit(console, build, shown, keep=min(len(shown), 4), width=width)
+        tables.append(Padding(table, (1, 0, 0, 0), expand=False) if tables else table)  # a blank line between protocols
 
         published = frame[~is_ours(frame) & (frame["test_acc"].notna() | frame["official_acc"].notna())]
         published = published[~published["variant"].isin(set(ours["variant"]))]
@@ -166,5 +167,5 @@ def render_terminal(frames: Mapping[str, pd.DataFrame], checks: Mapping[GroupKey
         index = [REFERENCE_COLUMNS.index(c) for c in ref_shown]
         title = f"Published on {safetext.terminal(protocol)} (not run here; all columns in the Markdown)"
         rows = [([cells[j] for j in index], style) for cells, style in ref_rows]
-        tables.append(Padding(_table(title, ref_shown, rows, wrap=("method", "source")), (1, 0, 0, 0)))
+        tables.append(Padding(_table(title, ref_shown, rows, wrap=("method", "source")), (1, 0, 0, 0), expand=False))
     return tables
