@@ -205,3 +205,19 @@ def test_protocol_name_from_a_record_cannot_choose_where_files_go(tmp_path: Path
     assert sorted(p.name for p in written) == ["leaderboard_.._.._.._escaped.csv", "leaderboard_.._.._.._escaped.md"]
     assert all(p.parent == out / "leaderboard" for p in written)
     assert not list(tmp_path.rglob("escaped*"))
+
+
+def test_list_shows_hostile_plugin_metadata_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plug-in's name, description and origin are someone else's text: `list` shows them, markup and escapes
+    included, as text."""
+    from suite import cli, registry
+
+    monkeypatch.setattr(registry, "_VARIANTS", dict(registry.variants()))
+    registry.register_variant("evil[red]", description="[bold]big[/bold] \x1b]8;;http://x\x07link\x1b]8;;\x07",
+                              delay_type="axonal", origin="[link=http://x]pkg[/link]")
+    buffer = io.StringIO()
+    monkeypatch.setattr(cli, "console", lambda: Console(file=buffer, width=400, force_terminal=True))
+    assert cli.main(["list"]) == 0
+    text = ANSI.sub("", buffer.getvalue())
+    assert "evil[red]" in text and "[bold]big[/bold] \\x1b]8;;http://x\\x07link" in text
+    assert "[link=http://x]pkg[/link]" in text and "\x1b]8;" not in buffer.getvalue()
