@@ -1,5 +1,6 @@
 # One command for the main job, one for the tests; each creates .venv and installs what it needs on first use.
 PYTHON ?= python3
+TORCH_INDEX ?=  # e.g. https://download.pytorch.org/whl/cpu: install torch from there first (the CPU build)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -9,6 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(if $(TORCH_INDEX),$(PY) -m pip install -q torch torchaudio --index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

@@ -48,8 +48,8 @@ def _network(backend: str, delay_type: str):
 
 def _published(net, delay_type: str):
     try:
-        from baselines.convert import suite_to_official
-        from baselines.official import OfficialDelaySNN
+        from suite.baselines.convert import suite_to_official
+        from suite.baselines.official import OfficialDelaySNN
     except ImportError as err:
         raise NotImplementedError(f"published stack unavailable: {err}") from None
     model = OfficialDelaySNN(GSC_INPUTS, (HIDDEN,) * 3, OUTPUTS, delay_type=delay_type, kernel_size=KERNEL_SIZE)

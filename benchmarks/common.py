@@ -68,7 +68,8 @@ def prepare() -> None:
     configure_cpu_process()
 
 
-# The paper's sizes (protocol.md): GSC 40 inputs x 98 frames, SSC 140 x 100, hidden 512, outputs 35, batch 16 on CPU.
+# The paper's sizes (docs/protocol-facts.md): GSC 40 inputs x 98 frames, SSC 140 x 100, hidden 512, outputs 35,
+# batch 16 on CPU.
 GSC_INPUTS, GSC_STEPS = 40, 98
 SSC_INPUTS = 140
 HIDDEN, OUTPUTS = 512, 35

@@ -1,8 +1,8 @@
 """``python -m suite bench``: our kernels beside the published stack, in one process, on the paper's architectures.
 
 For each delay type (synaptic, axonal, dendritic) the command builds the suite model on each backend and the
-published stack (:class:`baselines.official.OfficialDelaySNN`, dcls + spikingjelly) with the same weights
-(:func:`baselines.convert.suite_to_official`), and then:
+published stack (:class:`suite.baselines.official.OfficialDelaySNN`, dcls + spikingjelly) with the same weights
+(:func:`suite.baselines.convert.suite_to_official`), and then:
 
 1. asserts equal outputs first, layer by layer with the published stack's layer inputs (teacher forcing), in eval
    mode with soft (Gaussian) and with hard (integer) delays: every neuron input (delays, weights, BatchNorm) and the
@@ -55,6 +55,7 @@ from suite.errors import SuiteError
 from suite.metrics.latency import make_train_step
 from suite.metrics.memory import MALLOC_ENV
 from suite.ops import native
+from suite.results import git_state
 from suite.runtime import configure_cpu_process, resolve_device
 
 PARITY_TOL = 1e-4
@@ -131,7 +132,7 @@ def model_spec(cfg: BenchConfig, delay_type: str) -> Any:
 
 
 def build_published(cfg: BenchConfig, delay_type: str, spec: Any) -> nn.Module:
-    from baselines.official import OfficialDelaySNN
+    from suite.baselines.official import OfficialDelaySNN
 
     return OfficialDelaySNN(cfg.n_inputs, tuple(cfg.n_hidden), cfg.n_outputs, delay_type=delay_type,
                             kernel_size=cfg.kernel_size, tau=spec.tau, dropout=spec.dropout)
@@ -139,7 +140,7 @@ def build_published(cfg: BenchConfig, delay_type: str, spec: Any) -> nn.Module:
 
 def build_pair(cfg: BenchConfig, delay_type: str, backends: Sequence[str]) -> tuple[dict[str, nn.Module], nn.Module]:
     """One suite model per backend and the published stack, all with the weights of the first suite model."""
-    from baselines.convert import suite_to_official
+    from suite.baselines.convert import suite_to_official
     from suite.models.network import DelayNetwork
 
     spec = model_spec(cfg, delay_type)
@@ -430,22 +431,12 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
-
-
 def environment(cfg: BenchConfig) -> dict[str, Any]:
     env: dict[str, Any] = {
         "python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(), "torch": torch.__version__, "dcls": _version("dcls"),
         "spikingjelly": _version("spikingjelly"), "torch_threads": torch.get_num_threads(),
-        "git_commit": _git_commit(), "cpu_kernels": native.status(),
+        "git_commit": git_state()[0], "cpu_kernels": native.status(),
     }
     if cfg.device == "cuda" and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
@@ -535,7 +526,7 @@ def run_bench(cfg: BenchConfig, say: Callable[[str], None] = lambda _: None) -> 
     """Run the whole comparison; returns the JSON-ready report."""
     for v in cfg.variants:
         if v not in DELAY_TYPES:
-            raise SuiteError(f"bench --variants: {v!r} has no published counterpart; expected some of {DELAY_TYPES}")
+            raise SuiteError(f"bench --variant: {v!r} has no published counterpart; expected some of {DELAY_TYPES}")
     resolve_device(cfg.device, "bench --device")
     process_settings = configure_cpu_process(cfg.retain_freed_memory)
     previous_threads = torch.get_num_threads()
@@ -692,7 +683,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             raise SuiteError(f"bench {flag}: must be {f'in {low}..{high}' if high else f'>= {low}'}, got {value}")
     return BenchConfig(
         protocol=args.protocol, n_inputs=n_inputs, n_hidden=(args.hidden,) * args.layers, kernel_size=args.kernel_size,
-        time_steps=time_steps, batch=batch, variants=tuple(args.variants),
+        time_steps=time_steps, batch=batch, variants=tuple(args.variants or DELAY_TYPES),
         backends=tuple(available_backends(args.backends, args.device)), repeats=args.repeats, warmup=args.warmup,
         device=args.device, threads=args.threads if args.device == "cpu" else None, memory=args.memory,
         retain_freed_memory=args.retain_freed_memory,
@@ -726,13 +717,13 @@ def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("--protocol", default="gsc", choices=sorted(PROTOCOL_SHAPES), help="architecture (default gsc)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default 16 on CPU, 128 on CUDA)")
-    p.add_argument("--variants", nargs="+", default=list(DELAY_TYPES), metavar="TYPE",
-                   help="delay types: synaptic axonal dendritic (default all)")
+    p.add_argument("--variant", action="append", dest="variants", default=None, metavar="TYPE",
+                   help="delay type: synaptic, axonal or dendritic (repeatable; default all three)")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--backends", nargs="+", default=None, metavar="NAME",
-                   help="our backends (default torch, plus numba-cuda on CUDA when available)")
+    p.add_argument("--backend", action="append", dest="backends", default=None, metavar="NAME",
+                   help="one of our backends (repeatable; default torch, plus numba-cuda on CUDA when available)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads on CPU (default 2)")
     p.add_argument("--time-steps", type=int, default=None, help="T (default 98 for gsc, 100 for ssc)")
     p.add_argument("--hidden", type=int, default=512, help="hidden layer width (default 512)")

@@ -1,28 +1,47 @@
 """Command line: list, describe, run, verify, leaderboard, data, doctor, bench.
 
 Every user-facing failure is a :class:`SuiteError`, printed as one line on stderr with exit code 2; Ctrl-C exits 130
-and a closed stdout pipe (``| head``) exits 141 without a message.
+and a closed stdout pipe (``| head``) exits 141 without a message. Building the parser imports nothing heavy (torch,
+pandas, matplotlib, rich): each command imports what it needs when it runs, and the commands that live with their
+subsystem are only imported when named, so ``--help`` and ``--version`` are instant. Text that comes from records,
+protocol files or plug-ins goes through :mod:`suite.safetext` before rich renders it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-
+from suite import __version__
 from suite.errors import SuiteError
+from suite.safetext import one_line, terminal
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 DEFAULT_OUT = Path("results")
 EMBEDDED_PROTOCOLS = ("gsc-mini", "ssc-mini")
+# Sub-commands that live with their subsystem: (module, function adding the sub-parser, one-line help for --help).
+SUBSYSTEM_COMMANDS = {
+    "data": ("suite.data.commands", "add_data_commands", "generate synthetic datasets or check a data root"),
+    "doctor": ("suite.doctor", "add_doctor_command", "check the numba-cuda backend against torch"),
+    "bench": ("suite.bench", "add_bench_command", "time our kernels against the published stack"),
+}
 
-console = Console()
+
+@functools.cache
+def console() -> Console:
+    """The CLI's rich console, created on first use (importing rich is not free)."""
+    from rich.console import Console
+
+    return Console()
 
 
 def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -44,6 +63,8 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
     from suite.ops.registry import BACKENDS
     from suite.registry import get_protocol, protocol_names, variants
 
@@ -51,22 +72,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     for col in ("variant", "delay type", "backends", "description", "from"):
         table.add_column(col)
     for v in variants().values():
-        table.add_row(v.name, v.delay_type, ", ".join(v.supported_backends()), v.description, v.origin)
-    console.print(table)
+        table.add_row(*map(terminal, (v.name, v.delay_type, ", ".join(v.supported_backends()), v.description,
+                                      v.origin)))
+    console().print(table)
     backends = Table(title="Backends", title_justify="left")
     backends.add_column("backend")
     backends.add_column("description")
     for b in BACKENDS.values():
-        backends.add_row(b.name, b.description)
-    console.print(backends)
+        backends.add_row(terminal(b.name), terminal(b.description))
+    console().print(backends)
     protocols = Table(title="Protocols", title_justify="left")
     for col in ("protocol", "version", "embedded", "seeds", "description"):
         protocols.add_column(col)
     for name in protocol_names():
         p = get_protocol(name)
-        protocols.add_row(p.name, str(p.version), "yes" if p.embedded else "no", ",".join(map(str, p.seeds)),
-                          p.description)
-    console.print(protocols)
+        protocols.add_row(*map(terminal, (p.name, p.version, "yes" if p.embedded else "no",
+                                          ",".join(map(str, p.seeds)), p.description)))
+    console().print(protocols)
     return 0
 
 
@@ -97,27 +119,30 @@ def describe(variant: str, protocol_name: str, overrides: dict[str, Any]) -> dic
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
     info = describe(args.variant, args.protocol, _overrides(args.set))
     if args.json:
         from suite.results import strict_json
 
         print(strict_json(info, indent=2, default=str))
         return 0
-    table = Table(title=f"{info['variant']} on {info['protocol']} (v{info['protocol_version']})", title_justify="left")
+    table = Table(title=terminal(f"{info['variant']} on {info['protocol']} (v{info['protocol_version']})"),
+                  title_justify="left")
     for col in ("layer", "N_in -> N_out", "delay", "D", "delayed lines", "BN", "trainable params"):
         table.add_column(col, justify="right" if col in ("layer", "D", "trainable params") else "left")
     for row in info["layers"]:
         table.add_row(str(row["layer"]), f"{row['n_in']} -> {row['n_out']}" + (" (output)" if row["output"] else ""),
                       row["delay"], str(row["kernel_size"] or "—"), str(row["delayed_lines"] or "—"),
                       "yes" if row["batchnorm"] else "no", f"{row['parameters']['trainable']:,}")
-    console.print(table)
+    console().print(table)
     static = info["static"]
     for key, value in static.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in value.items())
         elif isinstance(value, int):
             value = f"{value:,}"
-        console.print(f"{key}: {value}")
+        console().print(terminal(f"{key}: {value}"))
     return 0
 
 
@@ -177,7 +202,6 @@ def _seeds(text: str) -> list[int]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.progress import RichProgress
-    from suite.report import render_terminal
     from suite.results import find_record, load_record, record_path
     from suite.train import run_training
 
@@ -195,17 +219,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             try:
                 load_record(existing)
             except SuiteError as err:  # a torn or foreign file never blocks its run; the new record replaces it
-                console.print(f"{err}; rerunning (the file is replaced when the new record is written)",
-                              soft_wrap=True, markup=False)
+                console().print(terminal(f"{err}; rerunning (the file is replaced when the new record is written)"),
+                                soft_wrap=True)
                 todo.append((spec, protocol, existing))
                 continue
         if existing is not None and not args.force:
             continue
         todo.append((spec, protocol, existing))
     skipped = len(specs) - len(todo)
-    console.print(f"{len(specs)} run(s) planned, {skipped} already recorded in {out} (skipped; --force reruns), "
-                  f"{len(todo)} to run.", soft_wrap=True)
-    with RichProgress(console, len(todo)) as progress:
+    console().print(terminal(f"{len(specs)} run(s) planned, {skipped} already recorded in {out} (skipped; --force "
+                             f"reruns), {len(todo)} to run."), soft_wrap=True)
+    with RichProgress(console(), len(todo)) as progress:
         for spec, protocol, existing in todo:
             # A rerun replaces its old record only once its own is written (same file name, atomic rename), and the
             # old checkpoint only when it saves its first epoch: an interrupted --force loses nothing.
@@ -217,41 +241,37 @@ def cmd_run(args: argparse.Namespace) -> int:
                 try:
                     existing.unlink(missing_ok=True)  # the old record had another file name: the new one replaces it
                 except OSError as err:
-                    console.print(f"{existing}: left in place ({err.strerror})", markup=False)
-    frames, warnings = _leaderboard(out)
-    for table in render_terminal(frames):
-        console.print(table)
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return 0
+                    console().print(terminal(f"{existing}: left in place ({err.strerror})"))
+    return _leaderboard(out)
 
 
 def _print_plan(specs: list[tuple[Any, Any]], out: Path) -> int:
     """``run --dry-run``: each resolved protocol (what differs from the registered one) and each run's id."""
-    from rich.markup import escape
+    from rich.table import Table
 
     from suite.identity import comparability
     from suite.results import find_record
 
     shown: set[str] = set()
-    table = Table(title=f"Planned runs (dry run; records in {out})", title_justify="left")
+    table = Table(title=terminal(f"Planned runs (dry run; records in {out})"), title_justify="left")
     for col in ("run", "run id", "protocol", "data", "recorded"):
         table.add_column(col, overflow="fold")
     for spec, protocol in specs:
         label, reason = comparability(protocol.name, protocol.content())
         if protocol.protocol_hash not in shown:
             shown.add(protocol.protocol_hash)
-            console.print(f"protocol {label}: hash {protocol.protocol_hash}, epochs {protocol.optim['epochs']}, "
-                          f"batch {protocol.optim['batch_size']}, data {dict(protocol.data)}"
-                          + (f"; NOT COMPARABLE with published {protocol.name} numbers: {reason}" if reason else ""),
-                          soft_wrap=True, highlight=False)
+            console().print(terminal(
+                f"protocol {label}: hash {protocol.protocol_hash}, epochs {protocol.optim['epochs']}, "
+                f"batch {protocol.optim['batch_size']}, data {dict(protocol.data)}"
+                + (f"; NOT COMPARABLE with published {protocol.name} numbers: {reason}" if reason else "")),
+                soft_wrap=True, highlight=False)
         if not spec.data_fingerprint:  # a real dataset and no --data-root: the id needs the data's fingerprint
-            table.add_row(escape(spec.label), "— (needs --data-root)", escape(label), "—", "—")
+            table.add_row(terminal(spec.label), "— (needs --data-root)", terminal(label), "—", "—")
             continue
         recorded = find_record(out, spec.run_id)
-        table.add_row(escape(spec.label), spec.run_id, escape(label), spec.data_fingerprint,
+        table.add_row(terminal(spec.label), spec.run_id, terminal(label), spec.data_fingerprint,
                       recorded.name if recorded else "no")
-    console.print(table)
+    console().print(table)
     return 0
 
 
@@ -264,34 +284,49 @@ def _checkpoint_is_newer(out: Path, run_id: str, record: Path) -> bool:
     return checkpoint.exists() and checkpoint.stat().st_mtime_ns > record.stat().st_mtime_ns
 
 
-def _leaderboard(out: Path) -> tuple[dict[str, Any], list[str]]:
+def _leaderboard(out: Path, references: Path | None = None) -> int:
+    """Write the Markdown/CSV/plots, then print each protocol's table with verify's verdicts beside our runs."""
     from suite.report import build_leaderboard, write_leaderboard
+    from suite.terminal import render_terminal, verdicts
 
-    written, warnings = write_leaderboard(out)
-    frames, _ = build_leaderboard(out)  # second read is cheap: records are small JSON files
-    console.print(f"Leaderboard written: {', '.join(str(p) for p in written if p.suffix == '.md')}", soft_wrap=True)
-    return frames, warnings
+    written, warnings = write_leaderboard(out, references_dir=references)
+    frames, _ = build_leaderboard(out, references)  # second read is cheap: records are small JSON files
+    try:
+        checks = verdicts(out, references)
+    except SuiteError:  # broken reference files: already one warning from write_leaderboard
+        checks = {}
+    console().print(terminal(f"Leaderboard written: {', '.join(str(p) for p in written if p.suffix == '.md')}"),
+                    soft_wrap=True)
+    for table in render_terminal(frames, checks, console()):
+        console().print(table)
+    for warning in warnings:
+        print(f"warning: {one_line(warning)}", file=sys.stderr)
+    return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from suite.report import render_terminal
-
-    frames, warnings = _leaderboard(args.results)
-    for table in render_terminal(frames):
-        console.print(table)
-    for warning in warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    return 0
+    return _leaderboard(args.results, args.references)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from suite.verify import print_checks, verify_results
 
-    return print_checks(verify_results(args.results, args.references))
+    return print_checks(verify_results(args.results, args.references), verbose=args.verbose)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _results_arguments(p: argparse.ArgumentParser) -> None:
+    """RESULTS and --references, the same for every command that reads a results directory."""
+    p.add_argument("results", type=Path, nargs="?", default=DEFAULT_OUT, metavar="RESULTS",
+                   help=f"results directory, as given to run --out (default {DEFAULT_OUT})")
+    p.add_argument("--references", type=Path, default=None,
+                   help="directory of reference YAML files (default: the ones shipped in suite/reference_results/)")
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser. Of the subsystem commands only the one named in ``argv`` is imported and fully defined; the
+    others appear in ``--help`` with their one-line help (a parser for --help must not import torch)."""
     parser = argparse.ArgumentParser(prog="python -m suite", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s (delay-snn-suite) {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="variants, backends and protocols")
@@ -313,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="torch")
     p.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds (default: the protocol's)")
     p.add_argument("--data-root", type=Path, default=None, help="dataset root for the paper protocols")
-    p.add_argument("--cache-dir", type=Path, default=None, help="feature/synthetic-data cache (default OUT/.cache)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="synthetic-data and feature cache (default $SUITE_CACHE_DIR, else $XDG_CACHE_HOME/"
+                        "delay-snn-suite, else ~/.cache/delay-snn-suite)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--force", action="store_true", help="rerun runs that already have a record")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -328,30 +365,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("verify", help="compare run records with reference results")
-    p.add_argument("results", type=Path)
-    p.add_argument("--references", type=Path, default=Path(__file__).resolve().parent.parent / "reference_results")
+    _results_arguments(p)
+    p.add_argument("--verbose", action="store_true", help="one line per NOT COMPARABLE check (default: one summary)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("leaderboard", help="Markdown/CSV tables and plots from run records")
-    p.add_argument("results", type=Path)
+    _results_arguments(p)
     p.set_defaults(func=cmd_leaderboard)
 
-    for add in _optional_commands():
-        add(sub)
+    named = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
+    for name, (module, function, help_text) in SUBSYSTEM_COMMANDS.items():
+        if name == named:
+            getattr(importlib.import_module(module), function)(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
-def _optional_commands() -> list[Any]:
-    """Sub-commands that live with their subsystem (data, doctor, bench)."""
-    from suite.bench import add_bench_command
-    from suite.data.commands import add_data_commands
-    from suite.doctor import add_doctor_command
-
-    return [add_data_commands, add_doctor_command, add_bench_command]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

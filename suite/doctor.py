@@ -62,7 +62,7 @@ class Sizes:
 
 
 PAPER_SIZES = Sizes(n_inputs=40, n_hidden=(512, 512, 512), n_outputs=35, steps=98, batch=128, kernel_size=31)
-"""GSC model of the paper (protocol.md 'Network' and 'Delays')."""
+"""GSC model of the paper (docs/protocol-facts.md 'Network' and 'Delays')."""
 SMALL_SIZES = Sizes(n_inputs=4, n_hidden=(6,), n_outputs=3, steps=8, batch=2, kernel_size=5)
 """Small enough for the CUDA simulator (tens of seconds for the whole doctor)."""
 

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from suite.safetext import terminal
 from suite.specs import RunSpec
 from suite.train import Progress as RunnerProgress
 
@@ -40,7 +41,7 @@ class RichProgress(RunnerProgress):
         if self.current is not None:
             self.bars.remove_task(self.current)
         self.epochs, self.batches = epochs, batches
-        self.label = spec.label + (f" (resumed at epoch {start_epoch})" if start_epoch else "")
+        self.label = terminal(spec.label + (f" (resumed at epoch {start_epoch})" if start_epoch else ""))
         self.current = self.bars.add_task(self.label, total=epochs * batches, completed=start_epoch * batches)
 
     def batch_done(self, epoch: int, batch: int, loss: float) -> None:
@@ -52,8 +53,8 @@ class RichProgress(RunnerProgress):
 
     def run_done(self, record: dict[str, Any]) -> None:
         m = record["metrics"]
-        self.console.print(f"{record['label']}: test {100 * m['test_acc_at_best_valid']:.2f}% at best valid "
-                           f"(epoch {m['best_epoch']}, 0-based as in the record), valid "
-                           f"{100 * m['best_valid_acc']:.2f}%")
+        self.console.print(terminal(f"{record['label']}: test {100 * m['test_acc_at_best_valid']:.2f}% at best valid "
+                                    f"(epoch {m['best_epoch']}, 0-based as in the record), valid "
+                                    f"{100 * m['best_valid_acc']:.2f}%"))
         self.done += 1
         self.bars.update(self.runs, advance=1)

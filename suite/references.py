@@ -1,9 +1,10 @@
-"""Stored reference results (``reference_results/*.yaml``): published numbers, derived counts and measured bands.
+"""Stored reference results (``suite/reference_results/*.yaml``): published numbers, derived counts and measured bands.
 
 Every number carries its source, a status saying how we know it, and (where a run of ours can be compared with it) a
 tolerance, so ``suite verify`` can say PASS / FAIL / NOT COMPARABLE without guessing. The schema is documented in
-``reference_results/README.md``; the loader rejects anything else with a one-line error naming the file, the entry index
-and the key, because a silently ignored typo in a reference file would turn a failing check into a skipped one.
+``suite/reference_results/README.md``; the loader rejects anything else with a one-line error naming the file, the
+entry index and the key, because a silently ignored typo in a reference file would turn a failing check into a
+skipped one.
 
 Units: accuracy metrics (any metric whose name contains ``acc``) are stored in percent, as papers print them, with
 ``std`` and ``tolerance.abs`` in percentage points; run records hold fractions and are converted on comparison. All
@@ -22,7 +23,7 @@ from suite.errors import SuiteError
 from suite.results import read_regular_file
 from suite.specs import load_yaml
 
-REFERENCES_DIR = Path(__file__).resolve().parent.parent / "reference_results"
+REFERENCES_DIR = Path(__file__).resolve().parent / "reference_results"  # shipped inside the package
 PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"
 BUILTIN_PROTOCOLS = ("gsc", "ssc", "shd", "gsc-mini", "ssc-mini")
 STATUSES = ("quoted", "derived", "secondary", "measured")
@@ -233,7 +234,7 @@ def load_reference_file(path: Path) -> list[Reference]:
 
 
 def load_references(references_dir: Path | None = None) -> list[Reference]:
-    """Every entry of every ``*.yaml`` in ``references_dir`` (default: the repository's reference_results/)."""
+    """Every entry of every ``*.yaml`` in ``references_dir`` (default: the ones shipped in suite/reference_results/)."""
     directory = Path(references_dir) if references_dir is not None else REFERENCES_DIR
     if not directory.is_dir():
         raise SuiteError(f"{directory}: reference results directory does not exist")

@@ -2,9 +2,9 @@
 
 Records are grouped by everything that changes the model or its numbers (protocol and its version, variant, kernel
 size, overrides, backend) and aggregated over seeds as mean ± sample standard deviation (ddof = 1, what papers
-report). Published rows from ``reference_results/`` sit in the same table with their source and status, so a reader
-never mistakes a quoted number for one we measured. A broken or foreign record file costs one warning line naming it,
-never the whole leaderboard.
+report). Published rows from ``suite/reference_results/`` sit in the same table with their source and status, so a
+reader never mistakes a quoted number for one we measured. A broken or foreign record file costs one warning line
+naming it, never the whole leaderboard.
 
 Record metric keys are mapped to columns in exactly one place, :data:`METRIC_COLUMNS`; a key a record lacks shows
 as '—'.
@@ -16,6 +16,7 @@ import io
 import math
 import re
 import statistics
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from suite import safetext
 from suite.errors import SuiteError
 from suite.references import Reference, load_references
 from suite.results import atomic_write_bytes, atomic_write_text, iter_records
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from rich.table import Table
 
 # Leaderboard column -> record metric key (``record["metrics"][key]``; a dotted key reaches into nested objects).
 # The ONE place that names metric keys for reporting (keys as written by suite/metrics, docs/metrics.md); a record
@@ -68,8 +69,6 @@ ID_COLUMNS = ["method", "variant", "D", "overrides", "backend", "protocol_versio
 TAIL_COLUMNS = ["source", "status", "note"]
 COLUMNS = ID_COLUMNS + [c for col in METRIC_COLUMNS for c in (col, f"{col}_std")] + TAIL_COLUMNS
 ALWAYS_SHOWN = ("method", "seeds", "test_acc", "source", "status")
-TERMINAL_COLUMNS = ("method", "D", "overrides", "backend", "test_acc", "official_acc", "params", "buffer_bits",
-                    "synops", "source")  # the Markdown/CSV tables carry every column
 DEFAULT_OUT = "leaderboard"
 MISSING = "—"
 
@@ -366,12 +365,9 @@ def _shown_columns(frame: pd.DataFrame, candidates: Iterable[str]) -> list[str]:
     return shown
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def file_stem(protocol_label: str) -> str:
-    """``leaderboard_gsc`` or, for a protocol with other content, ``leaderboard_gsc_epochs-1``."""
+    """``leaderboard_gsc`` or, for a protocol with other content, ``leaderboard_gsc_epochs-1``; only letters, digits,
+    dots, dashes and underscores, so a record's protocol name never picks the directory."""
     return "leaderboard_" + re.sub(r"[^A-Za-z0-9.-]+", "_", protocol_label.replace("=", "-"))
 
 
@@ -381,58 +377,28 @@ def to_markdown(protocol: str, frame: pd.DataFrame, plots: Iterable[Path] = ()) 
     versions = sorted({int(v) for v in frame["protocol_version"].dropna()})
     backends = sorted(set(frame["backend"].dropna()))
     lines = [
-        f"# Leaderboard: {protocol}", "",
+        f"# Leaderboard: {safetext.markdown(protocol)}", "",
         "Test accuracy is per-sample accuracy on the test split of the checkpoint with the best validation accuracy, "
         "in percent, mean ± sample standard deviation (ddof = 1) over seeds. 'Official best test' is the official "
         "code's metric, max(test now, test at best valid) with per-batch means: it leaks the test set and is shown "
         "only to compare with numbers reported that way. Rows not measured here carry their source and status "
-        "(quoted, derived, secondary, measured); see reference_results/README.md.", "",
+        "(quoted, derived, secondary, measured); see suite/reference_results/README.md.", "",
     ]
     apart = sorted({str(n) for n in frame["note"].dropna() if str(n).startswith("NOT COMPARABLE")})
     if apart:
         lines += [f"**{apart[0]}**: these runs are not compared with published or reference numbers.", ""]
     if versions or backends:
         lines += [f"Protocol version: {', '.join(map(str, versions)) or MISSING}; backend: "
-                  f"{', '.join(backends) or MISSING}.", ""]
+                  f"{safetext.markdown(', '.join(backends)) or MISSING}.", ""]
     right = set(METRIC_COLUMNS) | {"D", "seeds", "protocol_version"}
     lines.append("| " + " | ".join(COLUMN_LABELS[c] for c in cols) + " |")
     lines.append("|" + "|".join("---:" if c in right else "---" for c in cols) + "|")
     for i in range(len(frame)):
-        lines.append("| " + " | ".join(_md_escape(format_cell(frame, i, c)) for c in cols) + " |")
+        lines.append("| " + " | ".join(safetext.markdown(format_cell(frame, i, c)) for c in cols) + " |")
     for plot in plots:
-        lines += ["", f"![{plot.stem.removeprefix(f'{file_stem(protocol)}_').replace('_', ' ')}]({plot.name})"]
+        alt = safetext.markdown(plot.stem.removeprefix(f"{file_stem(protocol)}_").replace("_", " "))
+        lines += ["", f"![{alt}]({urllib.parse.quote(plot.name)})"]
     return "\n".join(lines) + "\n"
-
-
-TERMINAL_LABELS = {"test_acc": "test %", "official_acc": "official %", "buffer_bits": "buffer bits",
-                   "synops": "synops", "protocol_version": "v"}  # short headers so 80 columns suffice
-
-
-def render_terminal(frames: dict[str, pd.DataFrame]) -> list[Table]:
-    """One rich Table per protocol with the headline columns, for the CLI."""
-    from rich.table import Table
-
-    tables = []
-    for protocol, frame in frames.items():
-        cols = _shown_columns(frame, TERMINAL_COLUMNS)
-        table = Table(title=f"Leaderboard: {protocol}", title_justify="left")
-        # The terminal shows our runs and published rows; this suite's own measured bands stay in the Markdown/CSV.
-        frame = frame[~frame["status"].astype(str).str.startswith("measured")
-                      | frame["source"].astype(str).str.startswith("this suite,")].reset_index(drop=True)
-        cells = [[format_cell(frame, i, c) for c in cols] for i in range(len(frame))]
-        for j, col in enumerate(cols):
-            label = TERMINAL_LABELS.get(col, COLUMN_LABELS[col])
-            if col == "source":  # long citations: one line each in the terminal, in full in the Markdown
-                table.add_column(label, overflow="fold", min_width=10, max_width=24)
-            else:  # never fold a value: give each column the width of its widest cell
-                right = col in METRIC_COLUMNS or col in ("D", "seeds", "protocol_version")
-                width = max([len(label), *(len(row[j]) for row in cells)])
-                table.add_column(label, justify="right" if right else "left", min_width=width)
-        for i, row in enumerate(cells):
-            ours = frame["status"].iloc[i] == "measured" and str(frame["source"].iloc[i]).startswith("this suite")
-            table.add_row(*row, style=None if ours else "dim")
-        tables.append(table)
-    return tables
 
 
 # ----------------------------------------------------------------------------------------------------------- plots
@@ -465,25 +431,123 @@ def _new_axes(title: str, width: float = 7.0) -> tuple[Any, Axes]:
     return fig, ax
 
 
+def is_ours(frame: pd.DataFrame) -> pd.Series:
+    """Rows measured from the records of this results directory: only they have a backend (reference rows have none,
+    even the suite's own measured bands)."""
+    return frame["backend"].notna()
+
+
 def _ours(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["source"].astype(str).str.startswith("this suite")]
+    return frame[is_ours(frame)]
+
+
+def _count_label(value: float, _pos: Any = None) -> str:
+    """Tick labels for counts: 900, 9k, 20k, 1.5M."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
+def _log_x(ax: Axes, values: Iterable[float]) -> None:
+    """Log x with a margin and labelled ticks dense enough for the range (1-9 x 10^k within half a decade, 1, 2, 3,
+    5, 7 within one and a half, else 1, 2, 5), so a 2x range still shows several labelled ticks."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    vals = [v for v in values if v > 0]
+    lo, hi = min(vals) / 1.3, max(vals) * 1.3
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    decades = math.log10(hi / lo)
+    subs = range(1, 10) if decades < 0.6 else (1, 2, 3, 5, 7) if decades < 1.5 else (1, 2, 5)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=tuple(float(s) for s in subs)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_count_label))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _dodge(xs: Iterable[float], ys: Iterable[float]) -> list[float]:
+    """x positions on a log axis with points that would cover each other (same x within 1 %, y within 6 % of the y
+    range) spread symmetrically by about half a marker, so none hides another (synaptic and dendritic share a buffer
+    size, the delay variants a parameter count). The shift is a fraction of the x range, small against the spread
+    between configurations."""
+    import math
+
+    xs, ys = [float(v) for v in xs], [float(v) for v in ys]
+    logs = [math.log10(x) for x in xs]
+    step = 0.04 * max(max(logs) - min(logs) + 2 * math.log10(1.3), 0.1)
+    y_tol = 0.06 * max(max(ys) - min(ys), 10.0)
+    out, placed = list(xs), set()
+    for i in sorted(range(len(xs)), key=lambda i: (logs[i], ys[i])):
+        if i in placed:
+            continue
+        group = [i]
+        for j in sorted(range(len(xs)), key=lambda j: ys[j]):
+            if j not in placed and j != i and abs(logs[j] - logs[i]) < 0.005 and abs(ys[j] - ys[group[-1]]) < y_tol:
+                group.append(j)
+        placed.update(group)
+        for rank, k in enumerate(group):
+            out[k] = xs[k] * 10 ** (step * (rank - (len(group) - 1) / 2))
+    return out
+
+
+def _reference_band(frame: pd.DataFrame, variant: str, kernel_size: Any) -> tuple[float, float] | None:
+    """(mean, sd) of the stored reference about ``variant`` at this D (e.g. the 10-seed bands of the embedded
+    protocols), sd 0 when the reference has none; None without one."""
+    refs = frame[~is_ours(frame) & frame["variant"].notna()].dropna(subset=["test_acc"])
+    for _, row in refs.iterrows():
+        if variant in str(row["variant"]).split("/") and (_missing(row["D"]) or row["D"] == kernel_size):
+            return float(row["test_acc"]), _nan0(float(row["test_acc_std"]))
+    return None
+
+
+BAND_STYLE = {"color": "grey", "alpha": 0.35, "elinewidth": 9, "capsize": 0, "fmt": "none", "zorder": 1}
+BAND_LABEL = "grey bar: stored reference, mean ± sd"
+
+
+def _plot_configs(ax: Axes, frame: pd.DataFrame, data: pd.DataFrame, x: str) -> list[Any]:
+    """Our configurations at (x, mean test accuracy) with ± sd over seeds, markers by D only when D varies, the
+    reference band of each behind it, points sharing an x dodged; returns the legend handles."""
+    from matplotlib.lines import Line2D
+
+    colors = _palette(frame)
+    kernel_sizes = sorted({int(d) for d in data["D"].dropna()})
+    markers = dict(zip(kernel_sizes, "osD^v", strict=False)) if len(kernel_sizes) > 1 else {}
+    xs = _dodge(data[x], data["test_acc"])
+    banded = False
+    for xv, (_, row) in zip(xs, data.iterrows(), strict=True):
+        color = colors[row["variant"]]
+        band = _reference_band(frame, row["variant"], row["D"])
+        if band is not None:
+            ax.errorbar([xv], [band[0]], yerr=[band[1]], **BAND_STYLE)
+            ax.plot([xv], [band[0]], marker="_", color="dimgrey", ms=12, zorder=1)
+            banded = True
+        ax.errorbar([xv], [row["test_acc"]], yerr=[_nan0(row["test_acc_std"])], fmt=markers.get(row["D"], "o"),
+                    color=color, mec="black", mew=0.7, ms=8, alpha=0.9, ecolor=color, elinewidth=1.2, capsize=3,
+                    zorder=3)
+    handles = [Line2D([], [], marker="o", ls="none", color=colors[v], mec="black", mew=0.7, label=v)
+               for v in dict.fromkeys(data["variant"])]
+    handles += [Line2D([], [], marker=m, ls="none", color="grey", mec="black", label=f"D = {d}")
+                for d, m in markers.items()]
+    if banded:
+        handles.append(Line2D([], [], color="grey", alpha=0.35, lw=9, label=BAND_LABEL))
+    return handles
 
 
 def _plot_acc_vs_buffer(protocol: str, frame: pd.DataFrame, path: Path) -> Path | None:
     """Accuracy against delay-buffer size (log x), the trade-off the paper is about; 0-bit runs as lines."""
-    import seaborn as sns
+    from matplotlib.lines import Line2D
 
     ours = _ours(frame).dropna(subset=["test_acc", "buffer_bits"])
     if ours.empty:
         return None
     colors = _palette(frame)
-    fig, ax = _new_axes(f"{protocol}: test accuracy vs delay buffer")
-    positive = ours[ours["buffer_bits"] > 0].assign(D=lambda f: f["D"].astype(str))
+    fig, ax = _new_axes(f"{protocol}: test accuracy (mean ± sd over seeds) vs delay buffer")
+    positive = ours[ours["buffer_bits"] > 0]
+    handles: list[Any] = []
     if not positive.empty:
-        sns.scatterplot(data=positive, x="buffer_bits", y="test_acc", hue="variant", style="D", palette=colors, s=70,
-                        ax=ax, zorder=3)
-        ax.errorbar(positive["buffer_bits"], positive["test_acc"], yerr=positive["test_acc_std"].fillna(0.0),
-                    fmt="none", ecolor="grey", elinewidth=1, capsize=3, zorder=2)
+        handles = _plot_configs(ax, frame, positive, "buffer_bits")
         learned = positive.dropna(subset=["buffer_bits_learned"])
         learned = learned[learned["buffer_bits_learned"] > 0]
         for _, row in learned.iterrows():
@@ -491,60 +555,74 @@ def _plot_acc_vs_buffer(protocol: str, frame: pd.DataFrame, path: Path) -> Path 
             ax.plot([row["buffer_bits_learned"], row["buffer_bits"]], [row["test_acc"]] * 2, color=color, lw=0.8)
             ax.scatter([row["buffer_bits_learned"]], [row["test_acc"]], facecolors="none", edgecolors=[color], s=50)
         if not learned.empty:
-            ax.plot([], [], marker="o", mfc="none", mec="grey", ls="-", color="grey", lw=0.8,
-                    label="open: learned size")
-        ax.set_xscale("log")
+            handles.append(Line2D([], [], marker="o", mfc="none", mec="grey", color="grey", lw=0.8,
+                                  label="open: learned size"))
+        _log_x(ax, list(positive["buffer_bits"]) + list(learned["buffer_bits_learned"]))
     for _, row in ours[ours["buffer_bits"] <= 0].iterrows():
-        ax.axhline(row["test_acc"], color=colors[row["variant"]], ls="--", lw=1,
-                   label=f"{row['method']} (0 bits)")
+        handles.append(ax.axhline(row["test_acc"], color=colors[row["variant"]], ls="--", lw=1,
+                                  label=f"{row['method']} (0 bits)"))
     ax.set_xlabel("delay buffer, allocated bits (log)")
     ax.set_ylabel("test accuracy % (best valid)")
-    ax.legend(fontsize="small", loc="best")
+    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
 def _plot_acc_vs_params(protocol: str, frame: pd.DataFrame, path: Path) -> Path | None:
     """Accuracy against trainable parameters (log x); reference rows appear when they give both numbers."""
-    import seaborn as sns
+    from matplotlib.lines import Line2D
 
-    data = frame.dropna(subset=["test_acc", "params"])
-    if data.empty:
+    ours = _ours(frame).dropna(subset=["test_acc", "params"])
+    if ours.empty:
         return None
-    data = data.assign(kind=["this suite" if s.startswith("this suite") else "reference"
-                             for s in data["source"].astype(str)],
-                       variant=data["variant"].fillna(data["method"]))
-    fig, ax = _new_axes(f"{protocol}: test accuracy vs trainable parameters")
-    sns.scatterplot(data=data, x="params", y="test_acc", hue="variant", style="kind", palette=_palette(frame),
-                    s=70, ax=ax, zorder=3)
-    ax.errorbar(data["params"], data["test_acc"], yerr=data["test_acc_std"].fillna(0.0), fmt="none", ecolor="grey",
-                elinewidth=1, capsize=3, zorder=2)
-    ax.set_xscale("log")
+    fig, ax = _new_axes(f"{protocol}: test accuracy (mean ± sd over seeds) vs trainable parameters")
+    handles = _plot_configs(ax, frame, ours, "params")
+    published = frame[~is_ours(frame)].dropna(subset=["test_acc", "params"])
+    colors = _palette(frame)
+    for _, row in published.iterrows():
+        key = row["variant"] if isinstance(row["variant"], str) else row["method"]
+        ax.scatter([row["params"]], [row["test_acc"]], marker="D", facecolors="none", edgecolors=[colors[key]], s=60,
+                   zorder=2)
+        handles.append(Line2D([], [], marker="D", ls="none", mfc="none", mec=colors[key],
+                              label=f"{row['method']} (reference)"))
+    _log_x(ax, list(ours["params"]) + list(published["params"]))
     ax.set_xlabel("trainable parameters (log)")
-    ax.set_ylabel("test accuracy %")
-    ax.legend(fontsize="small", loc="best")
+    ax.set_ylabel("test accuracy % (best valid)")
+    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
 def _plot_seeds(protocol: str, frame: pd.DataFrame, runs: pd.DataFrame, path: Path) -> Path | None:
-    """Per-configuration accuracy: every seed as a dot, mean ± sd, published accuracies as dashed lines."""
+    """Per-configuration accuracy: every seed as a dot, mean ± sd, the reference band of each configuration behind it,
+    published accuracies of other methods as dashed lines."""
     import seaborn as sns
+    from matplotlib.lines import Line2D
 
     if runs.empty:
         return None
     order = runs.groupby("label")["test_acc"].mean().sort_values(ascending=False).index.tolist()
-    fig, ax = _new_axes(f"{protocol}: test accuracy per configuration (dots: seeds)",
+    fig, ax = _new_axes(f"{protocol}: test accuracy per configuration (dots: seeds; black: mean ± sd)",
                         width=max(6.0, 1.1 * len(order) + 3))
     colors = _palette(frame)
-    sns.stripplot(data=runs, x="label", y="test_acc", hue="variant", order=order, palette=colors, size=6, alpha=0.7,
-                  jitter=0.15, ax=ax, legend=False, zorder=2)
+    handles: list[Any] = []
+    for i, label in enumerate(order):
+        first = runs[runs["label"] == label].iloc[0]
+        band = _reference_band(frame, first["variant"], first["D"])
+        if band is not None:
+            ax.fill_between([i - 0.38, i + 0.38], band[0] - band[1], band[0] + band[1], color="grey", alpha=0.25,
+                            lw=0, zorder=1)
+            ax.plot([i - 0.38, i + 0.38], [band[0]] * 2, color="dimgrey", lw=1, ls=":", zorder=1)
+            if not handles:
+                handles.append(Line2D([], [], color="grey", alpha=0.4, lw=8, label="stored reference, mean ± sd"))
+    sns.stripplot(data=runs, x="label", y="test_acc", hue="variant", order=order, palette=colors, size=6, alpha=0.75,
+                  jitter=0.15, ax=ax, legend=False, zorder=2, edgecolor="black", linewidth=0.4)
     sns.pointplot(data=runs, x="label", y="test_acc", order=order, errorbar="sd", color="black", markers="_",
                   markersize=14, linestyles="none", capsize=0.15, linewidth=1.2, ax=ax, zorder=3)
-    refs = frame[~frame["source"].astype(str).str.startswith("this suite")].dropna(subset=["test_acc"])
+    refs = frame[~is_ours(frame) & frame["variant"].isna()].dropna(subset=["test_acc"])
     for (_, row), color in zip(refs.iterrows(), sns.color_palette("Set2", max(len(refs), 1)), strict=False):
-        ax.axhline(row["test_acc"], color=color, ls="--", lw=1, label=f"{row['method']}: {row['test_acc']:.2f}")
-    if not refs.empty:
-        ax.legend(title="published (see table)", fontsize="x-small", title_fontsize="small",
-                  loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        handles.append(ax.axhline(row["test_acc"], color=color, ls="--", lw=1,
+                                  label=f"{row['method']}: {row['test_acc']:.2f}"))
+    if handles:
+        ax.legend(handles=handles, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xlabel("")
     ax.set_ylabel("test accuracy % (best valid)")
     ax.tick_params(axis="x", labelrotation=30)

@@ -38,17 +38,27 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9._+\-]{0,127}")
 MAX_RECORD_BYTES = 32 * 1024 * 1024
 
 
+def _umask() -> int:
+    """The process umask (POSIX offers no read-only call: set it and put it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename: readers never see half a file.
 
     A filesystem failure (disk full, file too large, read-only or unwritable folder, a file where a folder should be)
-    is a SuiteError naming the path; the previous file, if any, is left as it was.
+    is a SuiteError naming the path; the previous file, if any, is left as it was. The file gets the mode ``open()``
+    would give it (0666 minus the umask), not mkstemp's private 0600, so results directories can be shared as the
+    user's umask intends.
     """
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, 0o666 & ~_umask())
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -269,13 +279,28 @@ def load_trained_model(path: Path, record: dict[str, Any]) -> Any:
     return net
 
 
+CHECKOUT = Path(__file__).resolve().parent.parent  # the repository root when running from a checkout
+
+
 def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent.parent)
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=CHECKOUT)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_state() -> tuple[str | None, bool | None, str | None]:
+    """(commit, dirty, why not known) of the code that runs. An installed package (a wheel in site-packages) is not a
+    checkout even when site-packages lies inside some other repository, so the top level must be the package's own."""
+    top = _git("rev-parse", "--show-toplevel")
+    if top is None:
+        return None, None, "not a git checkout (installed package, or git unavailable)"
+    if Path(top).resolve() != CHECKOUT:
+        return None, None, f"not a git checkout (the package is installed inside another repository, {top})"
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return commit, bool(status) if status is not None else None, None if commit else "git rev-parse HEAD failed"
 
 
 def _version(package: str) -> str | None:
@@ -291,8 +316,7 @@ def environment(device: str) -> dict[str, Any]:
 
     from suite.ops import native
 
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    commit, dirty, git_note = git_state()
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -302,7 +326,8 @@ def environment(device: str) -> dict[str, Any]:
         "device": device,
         "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.machine(),
         "git_commit": commit,
-        "git_dirty": bool(status) if status is not None else None,
+        "git_dirty": dirty,
+        "git_note": git_note,  # why git_commit is null; null when it is known
         "packages": {p: _version(p) for p in ("delay-snn-suite", "torch", "torchaudio", "numpy", "numba",
                                               "numba-cuda", "dcls", "spikingjelly")},
         "cpu_kernels": native.status() if device == "cpu" else None,

@@ -72,7 +72,7 @@ def check_seed(value: Any, where: str) -> None:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Architecture of a feed-forward delay SNN (defaults: the paper's GSC model, protocol.md 'Network').
+    """Architecture of a feed-forward delay SNN (defaults: the paper's GSC model, docs/protocol-facts.md 'Network').
 
     ``passthrough`` only matters when ``delay_sparsity > 0``: ``official`` reproduces the released code (masked lines
     pass through the front-padded input, i.e. delayed by D - 1, and each layer grows by D - 1 + (D - 1) / 2 steps);

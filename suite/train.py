@@ -1,5 +1,5 @@
 """The protocol runner: fit with the official optimisation, select on validation with a hard-delay copy, score test
-once on the selected checkpoint, measure, and write one run record (protocol.md 'Optimisation', hazards 1-3).
+once on the selected checkpoint, measure, and write one run record (docs/protocol-facts.md 'Optimisation', hazards 1-3).
 
 Resumable: a checkpoint is written atomically after every epoch (model, optimisers, schedulers, RNG state, history),
 and a rerun of the same RunSpec continues from it, so an interrupted run ends with the same metrics as an
@@ -42,6 +42,7 @@ from suite.results import (
 )
 from suite.runtime import adam, configure_cpu_process, resolve_device
 from suite.specs import ProtocolSpec, RunSpec
+from suite.usercache import data_cache_dir
 
 
 class Progress:
@@ -180,7 +181,7 @@ def run_training(
     optim = dict(protocol.optim)
     epochs, batch_size = int(optim["epochs"]), int(optim["batch_size"])
     dev = resolve_device(device, "run --device")
-    cache_dir = cache_dir or out_dir / ".cache"
+    cache_dir = data_cache_dir(cache_dir)
     resolve_model_spec(spec.variant, protocol, dict(spec.overrides))  # a bad value fails before the data are built
 
     datasets = build_datasets(dict(protocol.data), data_root, cache_dir)

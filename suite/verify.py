@@ -250,7 +250,7 @@ def verify_results(results_dir: Path, references_dir: Path | None = None) -> lis
     for protocol in protocols:
         ours = [r for r in refs if r.protocol == protocol and r.variant is not None]
         if not ours:
-            where = references_dir if references_dir is not None else "reference_results/"
+            where = references_dir if references_dir is not None else "suite/reference_results/"
             checks.append(Check(NOT_COMPARABLE, protocol, f"no reference results for this protocol in {where}",
                                 protocol))
         for ref in ours:
@@ -276,15 +276,29 @@ def exit_code(checks: list[Check]) -> int:
     return EXIT_OK if any(c.status == PASS for c in checks) else EXIT_NOTHING_COMPARED
 
 
-def print_checks(checks: list[Check], file: TextIO | None = None) -> int:
-    """Print one line per check and a summary; return the process exit code (see :func:`exit_code`)."""
+def print_checks(checks: list[Check], file: TextIO | None = None, verbose: bool = False) -> int:
+    """Print one line per check and a summary; return the process exit code (see :func:`exit_code`).
+
+    NOT COMPARABLE checks (references about variants or protocols not run) are one summary line unless ``verbose``,
+    so the verdicts a user asked for are not buried among them.
+    """
     from rich.console import Console
     from rich.text import Text
 
+    from suite.safetext import one_line
+
     console = Console(file=file or sys.stdout, soft_wrap=True, highlight=False)
+    hidden = [c for c in checks if c.status == NOT_COMPARABLE and not verbose]
     for check in checks:
+        if check.status == NOT_COMPARABLE and not verbose:
+            continue
         line = Text(f"{check.status:<14}", style=STATUS_STYLES[check.status])
-        line.append(f" {check.subject}: {check.message}")
+        line.append(one_line(f" {check.subject}: {check.message}"))
+        console.print(line)
+    if hidden:
+        where = ", ".join(sorted({c.protocol or "?" for c in hidden}))
+        line = Text(f"{NOT_COMPARABLE:<14}", style=STATUS_STYLES[NOT_COMPARABLE])
+        line.append(f" {len(hidden)} reference(s) with nothing to compare ({one_line(where)}); --verbose lists them")
         console.print(line)
     counts = summarize(checks)
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status in (PASS, FAIL))

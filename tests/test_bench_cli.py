@@ -109,7 +109,7 @@ def test_broken_model_aborts_with_one_line(monkeypatch: pytest.MonkeyPatch, caps
         return ours, published
 
     monkeypatch.setattr(bench, "build_pair", broken)
-    assert main([*TINY, "--no-memory", "--variants", "axonal"]) == 2
+    assert main([*TINY, "--no-memory", "--variant", "axonal"]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err

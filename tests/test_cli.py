@@ -14,7 +14,7 @@ from conftest import write_band
 from suite.cli import main
 from suite.registry import variants
 
-PAPER_COUNTS = {  # protocol.md, 'Parameter counts of the official models'
+PAPER_COUNTS = {  # docs/protocol-facts.md, 'Parameter counts of the official models'
     ("synaptic", "gsc"): 1_128_448, ("synaptic", "ssc"): 1_230_848,
     ("axonal", "gsc"): 567_336, ("axonal", "ssc"): 618_636,
     ("dendritic", "gsc"): 567_331, ("dendritic", "ssc"): 618_531,

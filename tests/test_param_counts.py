@@ -1,5 +1,5 @@
 """Trainable parameter counts of the suite's DelayNetwork and of the rebuilt official model equal the published ones
-(protocol.md 'Parameter counts of the official models'). Builds only; no forward pass."""
+(docs/protocol-facts.md 'Parameter counts of the official models'). Builds only; no forward pass."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("DCLS")
 pytest.importorskip("spikingjelly")
 
-from baselines.official import OfficialDelaySNN
+from suite.baselines.official import OfficialDelaySNN
 from suite.models.network import DelayNetwork
 from suite.specs import ModelSpec
 

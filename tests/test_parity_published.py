@@ -1,5 +1,5 @@
 """Parity with the published stack (dcls 0.1.1 ``Dcls1d`` + spikingjelly ``LIFNode``), the oracle in
-``baselines/official.py``.
+``suite/baselines/official.py``.
 
 Tolerances (float32):
 - delay outputs: max absolute difference <= 1e-5;
@@ -29,13 +29,13 @@ from DCLS.construct.modules import Dcls1d
 from spikingjelly.activation_based import functional as sj_functional
 from spikingjelly.activation_based import neuron, surrogate
 
-from baselines.convert import (
+from suite.baselines.convert import (
     load_official_checkpoint,
     official_to_suite,
     suite_delay_masks,
     suite_to_official,
 )
-from baselines.official import OfficialDelaySNN
+from suite.baselines.official import OfficialDelaySNN
 from suite.errors import SuiteError
 from suite.models.delays import ChannelDelay, SynapticDelay
 from suite.models.lif import LIF, LeakyReadout

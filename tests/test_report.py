@@ -15,14 +15,7 @@ import pytest
 
 from suite.identity import protocol_block
 from suite.registry import get_protocol, protocol_names
-from suite.report import (
-    METRIC_COLUMNS,
-    build_leaderboard,
-    collect_runs,
-    format_cell,
-    render_terminal,
-    write_leaderboard,
-)
+from suite.report import METRIC_COLUMNS, build_leaderboard, collect_runs, format_cell, write_leaderboard
 from suite.results import SCHEMA, SCHEMA_VERSION, record_path, write_record
 from suite.specs import RunSpec
 
@@ -190,16 +183,13 @@ def test_duplicate_seed_counted_once(tmp_path: Path, refs_dir: Path) -> None:
     assert _row(frames["gsc"], "axonal")["test_acc"] == pytest.approx(80.0)  # the newer record wins
 
 
-def test_render_terminal_and_bad_references(results: Path, tmp_path: Path) -> None:
+def test_bad_references_cost_one_warning(results: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad_refs"
     bad.mkdir()
     (bad / "x.yaml").write_text("entries: [ {protocol: gsc\n")
     frames, warnings = build_leaderboard(results, bad)
     assert len(warnings) == 1 and "x.yaml" in warnings[0] and "malformed YAML" in warnings[0]
-    tables = render_terminal(frames)
-    assert len(tables) == 1 and tables[0].row_count == len(frames["gsc"])
-    headers = [c.header for c in tables[0].columns]
-    assert "test %" in headers and "source" in headers
+    assert list(frames["gsc"]["source"].str.startswith("this suite")) == [True] * len(frames["gsc"])
 
 
 def test_empty_results_dir(tmp_path: Path, refs_dir: Path) -> None:
@@ -219,3 +209,35 @@ def test_no_delay_rows_have_no_kernel_size(tmp_path: Path, refs_dir: Path) -> No
     frame = build_leaderboard(tmp_path / "results", refs_dir)[0]["gsc"]
     ours = frame.index[frame["method"] == "no-delay"][0]
     assert format_cell(frame, ours, "D") == "—"
+
+
+def test_plot_helpers_dodge_ticks_bands_legend(results: Path, refs_dir: Path) -> None:
+    """Coincident points are spread, distinct ones kept; a 2x log range gets several labelled ticks; the legend has
+    no single-value entries; a stored reference of a variant is found for its band."""
+    from matplotlib.figure import Figure
+
+    from suite.report import _dodge, _log_x, _plot_configs, _reference_band
+
+    xs = _dodge([1000.0, 1000.0, 1000.0, 5000.0], [90.0, 90.5, 50.0, 90.0])
+    assert xs[0] != xs[1] and xs[0] * xs[1] == pytest.approx(1000.0**2)  # symmetric about the true x
+    assert xs[2] == 1000.0 and xs[3] == 5000.0  # far in y, or alone at its x: not moved
+    ax = Figure().subplots()
+    _log_x(ax, [9152.0, 18048.0])
+    ax.figure.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()
+              and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]]
+    assert len(labels) >= 4 and "10k" in labels and "9k" in labels, labels
+    frames, _ = build_leaderboard(results, refs_dir)
+    gsc = frames["gsc"]
+    ours = gsc[gsc["backend"].notna()].dropna(subset=["test_acc", "params"])
+    handles = _plot_configs(Figure().subplots(), gsc, ours[ours["D"] == 31], "params")
+    assert sorted(h.get_label() for h in handles) == ["axonal", "no-delay", "synaptic"]  # one D: no "D = 31" entry
+    assert {h.get_label() for h in _plot_configs(Figure().subplots(), gsc, ours, "params")} >= {"D = 15", "D = 31"}
+    assert _reference_band(gsc, "axonal", 31) is None  # the reference there is a parameter count, not an accuracy
+    band_refs = refs_dir / "band.yaml"
+    band_refs.write_text("entries:\n  - {protocol: gsc, method: band, variant: axonal, kernel_size: 31, metric: "
+                         "test_acc_at_best_valid, value: 91.0, std: 1.5, source: s, status: measured, "
+                         "tolerance: {abs: 4.5}}\n")
+    frames, _ = build_leaderboard(results, refs_dir)
+    assert _reference_band(frames["gsc"], "axonal", 31) == (91.0, 1.5)
+    assert _reference_band(frames["gsc"], "axonal", 15) is None

@@ -95,7 +95,7 @@ def test_step_by_step_without_flush_is_a_prefix(variant: str) -> None:
 
 
 def _formula_bits(net: DelayNetwork, sizing: str) -> list[int]:
-    """DESIGN.md 'Buffer accounting', written out independently of suite.metrics.buffers."""
+    """docs/architecture.md 'Delay buffers', written out independently of suite.metrics.buffers."""
     bits = []
     for i, layer in enumerate(net.layers):
         delay = layer.delay

@@ -1,4 +1,4 @@
-"""Delay-buffer accounting (docs/metrics.md "Delay buffers"; DESIGN.md "Buffer accounting").
+"""Delay-buffer accounting (docs/metrics.md "Delay buffers"; docs/architecture.md "Delay buffers").
 
 A streaming implementation of a trained delay network needs memory for the values that are still "in flight":
 
@@ -12,8 +12,8 @@ A streaming implementation of a trained delay network needs memory for the value
 dendritic) or the largest delay over the neuron's synapses with a non-zero weight (synaptic ring).
 
 Sparse delays: in ``zero`` pass-through mode only the delayed lines (mask 1) are buffered. In ``official`` mode the
-pass-through lines are delayed by exactly D - 1 (released code, protocol.md hazard 4), so they are buffered too, at
-depth D - 1 in both sizings. :class:`suite.streaming.StreamingExecutor` holds exactly these buffers.
+pass-through lines are delayed by exactly D - 1 (released code, docs/protocol-facts.md hazard 4), so they are buffered
+too, at depth D - 1 in both sizings. :class:`suite.streaming.StreamingExecutor` holds exactly these buffers.
 """
 
 from __future__ import annotations

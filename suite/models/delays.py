@@ -1,4 +1,4 @@
-"""Learnable delay modules with DCLS semantics (protocol.md 'Delays').
+"""Learnable delay modules with DCLS semantics (docs/protocol-facts.md 'Delays').
 
 Positions ``P`` are learned; ``sig`` (the Gaussian SIG, not learned) is a buffer the runner decays once per epoch.
 ``hard = True`` switches a module to integer delays ``D // 2 - round(P)`` (what every evaluation scores). Time is padded

@@ -13,7 +13,7 @@ Delay convention (DCLS): the input is padded with ``pad_left`` zeros in front an
 cross-correlation with a kernel of length D runs over time. A kernel peak at tap ``i = pos + D // 2`` reads
 ``x[t - (D - 1 - i)]`` when ``pad_left = D - 1``, so the delay in steps is ``D // 2 - pos``.
 
-How the kernels are laid out for speed (docs/performance.md has the measurements behind each choice):
+How the kernels are laid out for speed (docs/kernels.md; current timings in docs/performance.md):
 
 - LIF and readout are whole-sequence autograd Functions. On CPU each direction is one compiled pass over the
   sequence (:mod:`suite.ops.native`: C compiled on first use, the neurons split across PyTorch's threads);

@@ -8,7 +8,7 @@
 
 Why C: the fast depthwise correlation keeps a tile of output vectors in registers across the D taps (Numba's loops
 reloaded and stored the accumulators every tap and were slower than oneDNN), and these kernels must run on PyTorch's
-own OpenMP pool: a second thread pool on the same cores makes both wait (docs/performance.md). The sources are
+own OpenMP pool: a second thread pool on the same cores makes both wait (docs/kernels.md). The sources are
 compiled with ``-O3 -march=native`` into a per-user cache keyed by the sources, the compiler and the CPU, loaded with
 ctypes, and given libgomp's entry points from the libgomp PyTorch loaded (``pool.h``).
 
@@ -33,6 +33,8 @@ from typing import NamedTuple
 
 import torch
 
+from suite.usercache import user_cache_root
+
 SOURCES = tuple(Path(__file__).with_name(name)
                 for name in ("depthwise.c", "recurrences.c", "batchnorm_lif.c", "gaussian.c"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("pool.h", "neuron.h"))
@@ -51,8 +53,7 @@ def cache_dir() -> Path:
     explicit = os.environ.get("SUITE_NATIVE_CACHE")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "delay-snn-suite" / "native"
+    return user_cache_root() / "native"
 
 
 def _cpu_identity() -> str:
