@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from suite.verify import Check
 
-GroupKey = tuple[Any, ...]  # RunGroup.key: protocol, version, variant, kernel size, overrides, backend
+GroupKey = tuple[Any, ...]  # protocol label, version, variant, kernel size, overrides, backend
 # Our runs: columns in display order, and in order of importance (the last ones go first when the console is narrow).
 RUN_COLUMNS = ("run", "D", "seeds", "test_acc", "reference", "verdict", "params", "buffer_bits", "synops",
                "official_acc")
@@ -39,7 +39,7 @@ SHORT_METRICS = {key: col.split("_")[0] for col, key in METRIC_COLUMNS.items()} 
 
 
 def verdicts(results_dir: Path, references_dir: Path | None = None) -> dict[GroupKey, list[Check]]:
-    """verify's checks of each configuration under ``results_dir``, keyed like :attr:`RunGroup.key`.
+    """verify's checks of each configuration under ``results_dir``, keyed like a leaderboard row (:func:`_row_key`).
 
     A check belongs to the configuration whose record files it compared; checks about no run (a protocol never run,
     a reference marked not comparable) belong to none and are left to ``suite verify``.
@@ -47,7 +47,8 @@ def verdicts(results_dir: Path, references_dir: Path | None = None) -> dict[Grou
     from suite.verify import verify_results
 
     groups, _, _ = collect_runs(Path(results_dir))
-    key_of = {path: group.key for group in groups for path, _ in group.records}
+    key_of = {path: (group.protocol_label, group.protocol_version, group.variant, group.kernel_size,
+                     group.overrides, group.backend) for group in groups for path, _ in group.records}
     result: dict[GroupKey, list[Check]] = {}
     for check in verify_results(results_dir, references_dir):
         keys = {key_of.get(path) for path in check.files}

@@ -1,10 +1,10 @@
 """Shared test set-up: one intra-op thread (CI machines have 2 cores and tests run beside each other) and a
 deterministic default seed."""
 
-from pathlib import Path
 
 import pytest
 import torch
+from tiny import TINY_PROTOCOL
 
 torch.set_num_threads(1)
 
@@ -16,28 +16,6 @@ def _seed():
     torch.manual_seed(0)
     yield
     torch.set_flush_denormal(False)
-
-
-TINY_PROTOCOL = """\
-name: tiny
-version: 1
-description: "test protocol: 10 synthetic SSC-schema classes, one 8-neuron hidden layer"
-embedded: true
-data:
-  kind: ssc
-  n_bins: 20
-  time_step_ms: 10
-  synthetic: {n_classes: 10, train_per_class: 4, valid_per_class: 2, test_per_class: 2, seed: 0}
-model:
-  n_hidden: [8]
-  kernel_size: 5
-  dropout: 0.1
-optim:
-  epochs: 4
-  batch_size: 16
-measure: {memory: false, training_latency: false, warmup: 1, repeats: 2}
-seeds: [0]
-"""
 
 
 @pytest.fixture(scope="session")
@@ -52,16 +30,6 @@ def tiny_protocol_path(tmp_path_factory: pytest.TempPathFactory):
 def data_cache(tmp_path_factory: pytest.TempPathFactory):
     """One synthetic-data cache for the whole session (generation is deterministic, so sharing is safe)."""
     return tmp_path_factory.mktemp("cache")
-
-
-def write_band(directory: Path, value: float, tolerance: float, method: str = "axonal band") -> Path:
-    """A reference directory holding one band on the tiny protocol's axonal test accuracy (percent)."""
-    directory.mkdir()
-    (directory / "tiny.yaml").write_text(
-        "entries:\n"
-        f"  - {{protocol: tiny, method: {method}, variant: axonal, metric: test_acc_at_best_valid, value: {value},"
-        f" source: tests, status: measured, tolerance: {{abs: {tolerance}}}}}\n")
-    return directory
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_band
+from tiny import write_band
 
 from suite.cli import main
 from suite.registry import variants

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import TINY_PROTOCOL, write_band
+from tiny import TINY_PROTOCOL, write_band
 
 from suite.cli import main
 from suite.data import synthetic
@@ -100,7 +100,7 @@ def test_override_of_a_registered_protocol_is_kept_apart(registered_tiny: Path, 
         "registered tiny (epochs=1)" in smoke and "NOT COMPARABLE" not in real
 
     refs = write_band(tmp_path / "refs", 100 * full["metrics"]["test_acc_at_best_valid"], 0.001)
-    assert main(["verify", str(out), "--references", str(refs)]) == 0
+    assert main(["verify", str(out), "--references", str(refs), "--verbose"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line for line in lines if line.startswith("PASS") and "(n=1)" in line]
     assert [line for line in lines if line.startswith("NOT COMPARABLE") and "tiny, epochs=1 · axonal D=5" in line

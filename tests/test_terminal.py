@@ -110,7 +110,7 @@ def _hostile_record(out: Path) -> Path:
     """A record whose free-text fields carry markup, Markdown, HTML, newlines and terminal escapes."""
     path = make_record(out, "axonal", 0, 0.8, protocol="gsc-mini", kernel_size=15, params_trainable=9320)
     record = json.loads(path.read_text())
-    record["spec"]["variant"] = HOSTILE
+    record["spec"]["variant"] = record["model_spec"]["variant"] = HOSTILE
     record["spec"]["overrides"] = {"note": "[red]x[/red]|y"}
     path.write_text(json.dumps(record))
     return path
@@ -179,7 +179,7 @@ def test_safetext_functions() -> None:
 def test_progress_keeps_run_labels(tmp_path: Path) -> None:
     """Labels with brackets survive in the progress bars and in the per-run result line."""
     buffer = io.StringIO()
-    console = Console(file=buffer, width=160, force_terminal=False)
+    console = Console(file=buffer, width=200, force_terminal=False)
     spec = RunSpec("axonal", "gsc-mini", "torch", 0)
     assert spec.label == "axonal[gsc-mini,torch,seed=0]"
     with RichProgress(console, 1) as progress:
@@ -190,8 +190,9 @@ def test_progress_keeps_run_labels(tmp_path: Path) -> None:
         progress.run_done({"label": spec.label, "metrics": {"test_acc_at_best_valid": 0.875, "best_epoch": 1,
                                                             "best_valid_acc": 0.9}})
     text = buffer.getvalue()
-    assert "axonal[gsc-mini,torch,seed=0]: test 87.50% at best valid (epoch 2), valid 90.00%" in text
-    assert "axonal[gsc-mini,torch,seed=0]  epoch 1/2 loss 1.500 valid 50.0%" in text
+    assert ("axonal[gsc-mini,torch,seed=0]: test 87.50% at best valid (epoch 1, 0-based as in the record), "
+            "valid 90.00%") in text
+    assert "axonal[gsc-mini,torch,seed=0]  1/2 epochs done, loss 1.500 valid 50.0%" in text
 
 
 def test_protocol_name_from_a_record_cannot_choose_where_files_go(tmp_path: Path) -> None:
@@ -201,9 +202,8 @@ def test_protocol_name_from_a_record_cannot_choose_where_files_go(tmp_path: Path
     record = json.loads(path.read_text())
     record["protocol"]["name"] = record["spec"]["protocol"] = "../../../escaped"
     path.write_text(json.dumps(record))
-    written, _ = write_leaderboard(out, out / "leaderboard", refs, plots=False)
-    assert sorted(p.name for p in written) == ["leaderboard_.._.._.._escaped.csv", "leaderboard_.._.._.._escaped.md"]
-    assert all(p.parent == out / "leaderboard" for p in written)
+    written, warnings = write_leaderboard(out, out / "leaderboard", refs, plots=False)
+    assert written == [] and any("escaped" in w and "protocol" in w for w in warnings)  # the record is refused
     assert not list(tmp_path.rglob("escaped*"))
 
 

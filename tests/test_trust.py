@@ -610,7 +610,7 @@ def test_unknown_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "unknown variant 'axonl'" in _one_line_error(capsys)
     assert main(["run", "--protocol", "ssc-min", "--variant", "axonal", "--out", str(tmp_path)]) == 2
     assert "unknown protocol 'ssc-min'" in _one_line_error(capsys)
-    assert main(["bench", "--backends", "tensorflow", "--no-memory"]) == 2
+    assert main(["bench", "--backend", "tensorflow", "--no-memory"]) == 2
     assert "unknown backend 'tensorflow'" in _one_line_error(capsys)
 
 
@@ -628,7 +628,7 @@ def test_unknown_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         (["--kernel-size", "0"], "bench --kernel-size"),
         (["--seed", "-1"], "bench --seed: must be in 0..4294967295"),
         (["--seed", "4294967296"], "bench --seed"),
-        (["--variants", "somatic"], "bench --variants: 'somatic'"),
+        (["--variant", "somatic"], "bench --variant: 'somatic' has no published counterpart"),
     ],
 )
 def test_bench_sizes(capsys: pytest.CaptureFixture[str], flags: list[str], needle: str) -> None:
