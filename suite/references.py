@@ -30,6 +30,7 @@ ENTRY_KEYS = ("protocol", "protocol_version", "method", "variant", "metric", "va
               "source", "status", "tolerance", "comparable", "select", "note")
 REQUIRED_KEYS = ("protocol", "method", "metric", "value", "source", "status")
 FILE_KEYS = ("entries", "description")
+CLAIMS_FILE = "claims.yaml"  # relations between methods (suite/claims.py), not reference entries
 
 
 def is_accuracy(metric: str) -> bool:
@@ -236,7 +237,7 @@ def load_references(references_dir: Path | None = None) -> list[Reference]:
     if not directory.is_dir():
         raise SuiteError(f"{directory}: reference results directory does not exist")
     refs: list[Reference] = []
-    for path in sorted(directory.glob("*.yaml")):
+    for path in sorted(p for p in directory.glob("*.yaml") if p.name != CLAIMS_FILE):
         refs.extend(load_reference_file(path))
     return refs
 
