@@ -101,8 +101,8 @@ class Verdict:
         """The numbers behind the verdict, or '' when there are none."""
         if self.a_stats is None or self.b_stats is None:
             return ""
-        text = f"{self.claim.a.label} {_stats_text(self.a_stats, self.claim.percent)} vs " \
-               f"{self.claim.b.label} {_stats_text(self.b_stats, self.claim.percent)}"
+        text = f"{self.claim.a.label} {stats_text(self.a_stats, self.claim.percent)} vs " \
+               f"{self.claim.b.label} {stats_text(self.b_stats, self.claim.percent)}"
         if self.diff is not None and self.se is not None:
             text += f"; difference {_num(self.diff, self.claim.percent, signed=True)} ± " \
                     f"{_num(self.se, self.claim.percent)} (SE)"
@@ -120,7 +120,7 @@ def _num(value: float, percent: bool, signed: bool = False) -> str:
     return f"{value:+,.6g}" if signed else f"{value:,.6g}"
 
 
-def _stats_text(stats: tuple[float, float, int], percent: bool) -> str:
+def stats_text(stats: tuple[float, float, int], percent: bool) -> str:
     mean, std, n = stats
     text = _num(mean, percent) + ("%" if percent else "")
     if not math.isnan(std) and (percent or std > 0):

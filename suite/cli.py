@@ -191,11 +191,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _leaderboard(out: Path) -> tuple[dict[str, Any], list[str]]:
+def _leaderboard(out: Path, references: Path | None = None) -> tuple[dict[str, Any], list[str]]:
     from suite.report import build_leaderboard, write_leaderboard
 
-    written, warnings = write_leaderboard(out)
-    frames, _ = build_leaderboard(out)  # second read is cheap: records are small JSON files
+    written, warnings = write_leaderboard(out, references_dir=references)
+    frames, _ = build_leaderboard(out, references)  # second read is cheap: records are small JSON files
     console.print(f"Leaderboard written: {', '.join(str(p) for p in written if p.suffix == '.md')}", soft_wrap=True)
     return frames, warnings
 
@@ -203,9 +203,15 @@ def _leaderboard(out: Path) -> tuple[dict[str, Any], list[str]]:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from suite.report import render_terminal
 
-    frames, warnings = _leaderboard(args.results)
+    frames, warnings = _leaderboard(args.results, args.references)
     for table in render_terminal(frames):
         console.print(table)
+    if args.html is not None:
+        from suite.site import write_site
+
+        _, site_warnings = write_site(args.results, args.html, args.references)
+        warnings += [w for w in site_warnings if w not in warnings]
+        console.print(f"HTML leaderboard written: {args.html / 'index.html'}", soft_wrap=True)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -252,8 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--references", type=Path, default=Path(__file__).resolve().parent.parent / "reference_results")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("leaderboard", help="Markdown/CSV tables and plots from run records")
+    p = sub.add_parser("leaderboard", help="Markdown/CSV tables and plots from run records (and a static HTML site)")
     p.add_argument("results", type=Path)
+    p.add_argument("--html", type=Path, default=None, metavar="DIR",
+                   help="also write a self-contained HTML leaderboard (index.html, one page per protocol and method)")
+    p.add_argument("--references", type=Path, default=None, help="reference results directory "
+                   "(default: the repository's reference_results/)")
     p.set_defaults(func=cmd_leaderboard)
 
     for add in _optional_commands():
