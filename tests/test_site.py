@@ -5,7 +5,6 @@ from records and reference files render as text. Plus the escaping and link rule
 from __future__ import annotations
 
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from test_report import make_record
 from suite.cli import main
 from suite.results import SCHEMA, SCHEMA_VERSION, write_record
 from suite.site import slug, source_html, write_site
+from suite.site_browser import find_browser, headless_chrome, screenshot_pages
 from suite.specs import RunSpec
 
 HOSTILE = "<script>window.__pwned = 1</script>\"'><img src=x onerror=\"window.__pwned = 2\">"
@@ -142,27 +142,12 @@ def test_site_without_plots_warns(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- real browser
-def _browser() -> Any:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    chromedriver = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists()
-                                                    else None)
-    if chromium is None or chromedriver is None:
-        pytest.skip("no Chromium browser and chromedriver installed (apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (dev extra)")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Any:
-    driver = _browser()
+    if find_browser() is None:
+        pytest.skip("no Chromium browser and chromedriver installed (apt-get install chromium chromium-driver)")
+    pytest.importorskip("selenium", reason="selenium is not installed (dev extra)")
+    driver = headless_chrome()
     yield driver
     driver.quit()
 
@@ -247,3 +232,14 @@ def test_browser_sorting_and_filtering(site: tuple[Path, list[Path]], browser: A
     claims = browser.find_element(By.ID, "claims-gsc").text
     assert "beats" in claims and "PASS" in claims and "delays <em>help</em>" in claims
     assert browser.get_log("browser") == []
+
+
+def test_screenshots_of_every_page(site: tuple[Path, list[Path]], browser: Any, tmp_path: Path) -> None:
+    _, pages = site
+    written = screenshot_pages(pages, tmp_path / "shots")
+    assert [p.name for p in written] == [f"{p.stem}.png" for p in pages]
+    for path in written:
+        data = path.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert width >= 1000 and height >= 300, (path.name, width, height)
