@@ -172,3 +172,20 @@ def test_shipped_claims_file() -> None:
     assert all("2602.09746" in c.source for c in claims)
     assert all(c.protocols is None or set(c.protocols) <= {"gsc", "ssc"} for c in claims)
     assert not any(r.file.endswith("claims.yaml") for r in load_references())  # not read as reference entries
+
+
+def test_reference_selection_is_validated_and_marks_leaks(tmp_path: Path) -> None:
+    """The literature rows' model selection: a closed vocabulary, and the leaking ones are known as such."""
+    entry = "{protocol: gsc, method: m, variant: null, metric: test_acc_reported, value: 96.9, source: s, " \
+            "status: secondary, selection: %s}"
+    (tmp_path / "lit.yaml").write_text("entries:\n  - " + entry % "best-test-epoch" + "\n  - " + entry % "best-valid")
+    leaky, clean = load_references(tmp_path)
+    assert leaky.leaks_test and leaky.selection == "best-test-epoch" and not clean.leaks_test
+    (tmp_path / "lit.yaml").write_text("entries:\n  - " + entry % "best-epoch")
+    with pytest.raises(SuiteError, match=r"lit\.yaml: entries\[0\]\.selection: 'best-epoch' is not one of best-valid"):
+        load_references(tmp_path)
+    shipped = {(r.protocol, r.method): r for r in load_references()}
+    assert shipped[("gsc", "SpikCommander")].leaks_test
+    assert not shipped[("gsc", "SpikCommander (best-valid epoch)")].leaks_test
+    assert shipped[("shd", "DCLS-delays (synaptic), valid = test")].selection == "valid-is-test"
+    assert shipped[("ssc", "DelRec")].value == 82.58 and shipped[("ssc", "DelRec")].std == 0.08
