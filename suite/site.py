@@ -107,7 +107,10 @@ table.sortable th[aria-sort=descending]::after { content: " \\25BC"; color: var(
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.ours td:first-child { font-weight: 600; }
 tr.ref { color: #394152; background: #fafbfd; }
-td.small, span.small { font-size: 12px; color: var(--muted); max-width: 46ch; }
+td.small, span.small { font-size: 12px; color: var(--muted); }
+td.wide { min-width: 17em; max-width: 34em; } td.method { min-width: 12em; }
+.scroll { overflow-x: auto; max-width: 100%; }
+details { margin: 8px 0 14px; } summary { cursor: pointer; color: var(--accent); }
 td.status-pass, span.status-pass { color: var(--pass); font-weight: 700; }
 td.status-fail, span.status-fail { color: var(--fail); font-weight: 700; }
 td.status-nc, span.status-nc { color: var(--nc); font-weight: 700; }
@@ -198,14 +201,14 @@ def table(table_id: str, headers: Sequence[tuple[str, bool]], rows: Iterable[tup
         out.append(f'<div class="tools"><input type="search" class="filter" data-table="{e(table_id)}" '
                    f'placeholder="filter rows" aria-label="filter rows"><span class="count" '
                    f'id="{e(table_id)}-count"></span></div>')
-    out.append(f'<table class="sortable" id="{e(table_id)}"><thead><tr>')
+    out.append(f'<div class="scroll"><table class="sortable" id="{e(table_id)}"><thead><tr>')
     out += [f'<th data-kind="{"num" if numeric else "text"}">{e(label)}</th>' for label, numeric in headers]
     out.append("</tr></thead><tbody>")
     for cls, cells in rows:
         out.append(f'<tr class="{e(cls)}">' + "".join(
             f'<td data-value="{e(c.sort)}"' + (f' class="{e(c.cls)}"' if c.cls else "") + f">{c.html}</td>"
             for c in cells) + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
@@ -244,9 +247,15 @@ def _selection(row: pd.Series, refs: dict[tuple[str, str], Reference]) -> tuple[
     return MODEL_SELECTIONS[ref.selection], ref.leaks_test
 
 
-def leaderboard_table(protocol: str, frame: pd.DataFrame, groups: list[RunGroup],
+def is_band(frame: pd.DataFrame) -> pd.Series:
+    """Rows of this suite's stored reference bands (``this suite @ commit``: earlier sweeps, not these runs)."""
+    source = frame["source"].astype(str)
+    return source.str.startswith("this suite") & ~source.str.startswith("this suite,")
+
+
+def leaderboard_table(table_id: str, frame: pd.DataFrame, groups: list[RunGroup],
                       refs: dict[tuple[str, str], Reference]) -> str:
-    """Our rows and the literature rows; a test accuracy selected with the test set is marked † and says so."""
+    """Our rows and the reference rows; a test accuracy selected with the test set is marked † and says so."""
     headers = [(label, numeric) for _, label, numeric in TABLE_COLUMNS] + [
         ("runs", False), ("source", False), ("status", False), ("model selection", False), ("note", False)]
     rows = []
@@ -260,7 +269,10 @@ def leaderboard_table(protocol: str, frame: pd.DataFrame, groups: list[RunGroup]
             if col == "test_acc" and leaks and text != "—":
                 text += " †"
             if col == "method" and ours:
-                cells.append(Cell(f'<a href="method-{e(slug(str(row["variant"])))}.html">{e(text)}</a>', text))
+                cells.append(Cell(f'<a href="method-{e(slug(str(row["variant"])))}.html">{e(text)}</a>', text,
+                                  "method"))
+            elif col == "method":
+                cells.append(text_cell(text, "method"))
             else:
                 cells.append(num_cell(text, row[col]) if numeric else text_cell(text))
         group = _group_of(row, groups) if ours else None
@@ -271,11 +283,11 @@ def leaderboard_table(protocol: str, frame: pd.DataFrame, groups: list[RunGroup]
             cells.append(Cell(links, " ".join(str(rec["run_id"]) for _, rec in group.records), "small"))
         else:
             cells.append(text_cell(""))
-        cells.append(Cell(source_html(str(row["source"])), str(row["source"]), "small"))
-        cells += [text_cell(row["status"]), text_cell(("† " if leaks else "") + selection, "small"),
-                  text_cell(_present(row["note"]), "small")]
+        cells.append(Cell(source_html(str(row["source"])), str(row["source"]), "small wide"))
+        cells += [text_cell(row["status"]), text_cell(("† " if leaks else "") + selection, "small wide"),
+                  text_cell(_present(row["note"]), "small wide")]
         rows.append(("ours" if ours else "ref", cells))
-    return table(f"board-{slug(protocol)}", headers, rows)
+    return table(table_id, headers, rows)
 
 
 def claims_table(table_id: str, verdicts: list[Verdict]) -> str:
@@ -293,8 +305,8 @@ def claims_table(table_id: str, verdicts: list[Verdict]) -> str:
         rows.append(("", [
             text_cell(c.id), text_cell(c.statement, "small"), num_cell(str(v.kernel_size or ""), v.kernel_size),
             text_cell(a), text_cell(b), num_cell(diff, v.diff), text_cell(v.status, f"status-{STATUS_CLASS[v.status]}"),
-            text_cell(v.reason + (f" ({c.note})" if c.note else ""), "small"),
-            Cell(f"“{e(c.claim)}” — {source_html(c.source)}", c.claim, "small")]))
+            text_cell(v.reason + (f" ({c.note})" if c.note else ""), "small wide"),
+            Cell(f"“{e(c.claim)}” — {source_html(c.source)}", c.claim, "small wide")]))
     return table(table_id, headers, rows)
 
 
@@ -413,6 +425,8 @@ def write_site(results_dir: Path, site_dir: Path, references_dir: Path | None = 
     ``write_leaderboard`` puts them); a protocol whose plots are not there gets a page without plots and a warning.
     """
     results_dir, site_dir = Path(results_dir), Path(site_dir)
+    if site_dir.exists() and not site_dir.is_dir():
+        raise SuiteError(f"--html {site_dir}: exists and is not a directory")
     board = Path(leaderboard_dir) if leaderboard_dir is not None else results_dir / DEFAULT_OUT
     frames, warnings = build_leaderboard(results_dir, references_dir)
     groups, _, _ = collect_runs(results_dir)
@@ -454,7 +468,13 @@ def write_site(results_dir: Path, site_dir: Path, references_dir: Path | None = 
                 "on the test set (best test epoch, or SHD's valid = test) is not comparable with ours and says so. "
                 "'Official best test' is the released code's test-leaking metric, shown only beside numbers "
                 "reported that way. Click a header to sort, type to filter.</p>",
-                leaderboard_table(protocol, frame, mine, refs)]
+                leaderboard_table(f"board-{slug(protocol)}", frame[~is_band(frame)].reset_index(drop=True), mine,
+                                  refs)]
+        bands = frame[is_band(frame)].reset_index(drop=True)
+        if len(bands):
+            body.append("<details><summary>This suite's stored reference bands for this protocol "
+                        f"({len(bands)} rows: earlier multi-seed sweeps that <code>verify</code> checks runs against)"
+                        "</summary>" + leaderboard_table(f"bands-{slug(protocol)}", bands, mine, refs) + "</details>")
         if has_csv:
             body.append(f'<p class="note">Every column: <a href="{e(csv)}">CSV</a>.</p>')
         body.append("<h2>Claims of arXiv:2602.09746</h2>")

@@ -59,8 +59,13 @@ def screenshot_pages(pages: Sequence[Path], out_dir: Path, width: int = 1400) ->
             logs = driver.get_log("browser")
             if logs:
                 raise SuiteError(f"{page}: browser console: {logs[0].get('message')}")
+            # Wide tables scroll inside their box on screen; let them spread so the screenshot shows every column.
+            driver.execute_script("document.querySelectorAll('.scroll').forEach(function (d) {"
+                                  " d.style.overflow = 'visible'; });")
+            wide = driver.execute_script("return document.documentElement.scrollWidth")
+            driver.set_window_size(max(width, int(wide)), 1000)
             height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.set_window_size(width, min(int(height) + 20, MAX_HEIGHT))
+            driver.set_window_size(max(width, int(wide)), min(int(height) + 20, MAX_HEIGHT))
             path = out_dir / f"{page.stem}.png"
             driver.save_screenshot(str(path))
             written.append(path)

@@ -141,6 +141,15 @@ def test_site_without_plots_warns(tmp_path: Path) -> None:
     assert "no plots" in (tmp_path / "html" / "index.html").read_text()
 
 
+def test_html_target_that_is_a_file_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "r"
+    make_record(results, "axonal", 0, 0.9)
+    (tmp_path / "taken").write_text("not a directory")
+    assert main(["leaderboard", str(results), "--html", str(tmp_path / "taken")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: --html {tmp_path / 'taken'}: exists and is " \
+        "not a directory"
+
+
 # ------------------------------------------------------------------------------------------------- real browser
 @pytest.fixture(scope="module")
 def browser() -> Any:
