@@ -31,10 +31,9 @@ claims:
 
 @pytest.fixture
 def claims_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "refs"
-    directory.mkdir()
-    (directory / "claims.yaml").write_text(CLAIMS)
-    return directory
+    """A references directory holding only the claims above (results go to subdirectories of it)."""
+    (tmp_path / "claims.yaml").write_text(CLAIMS)
+    return tmp_path
 
 
 def _seeds(out: Path, variant: str, accs: tuple[float, ...], protocol: str = "gsc", **metrics: float) -> None:
