@@ -373,8 +373,22 @@ def _kv_table(data: Any) -> str:
     return "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in flat) + "</table>"
 
 
+def _registered(variant: str) -> str:
+    """The registry's one-line description of a variant (plug-ins included), or why there is none."""
+    from suite.registry import variants
+
+    try:
+        found = variants().get(variant)
+    except SuiteError as err:
+        return f"registry unavailable: {err}"
+    if found is None:
+        return "not registered in this installation (the records are all there is)"
+    return f"{found.description} (delay type {found.delay_type}, from {found.origin})"
+
+
 def method_body(variant: str, groups: list[RunGroup]) -> str:
-    parts = [f"<h1>Method: {e(variant)}</h1>", '<p class="lead">Every configuration of this variant in the results '
+    parts = [f"<h1>Method: {e(variant)}</h1>", f"<p>{e(_registered(variant))}</p>",
+             '<p class="lead">Every configuration of this variant in the results '
              "directory: its model spec and environment (from the first seed's record), each seed with its run id, "
              "and accuracy per epoch (hard-delay evaluation on valid, soft delays and dropout on train).</p>"]
     for g in groups:

@@ -117,6 +117,7 @@ def test_pages_written_and_hostile_strings_escaped(site: tuple[Path, list[Path]]
     assert "96.50 †" in board and "† best test accuracy over epochs (leaks the test set)" in board
     assert "80.00 †" not in board
     method = (out / "method-axonal.html").read_text()
+    assert "one learnable delay per presynaptic neuron, before the weights (delay type axonal, from suite)" in method
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;&quot;&#x27;&gt;&lt;img src=x" in method
     assert (out / "plots" / "gsc_acc_vs_params.png").read_bytes()[:4] == b"\x89PNG"
 
