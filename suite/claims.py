@@ -103,9 +103,18 @@ class Verdict:
             return ""
         text = f"{self.claim.a.label} {stats_text(self.a_stats, self.claim.percent)} vs " \
                f"{self.claim.b.label} {stats_text(self.b_stats, self.claim.percent)}"
-        if self.diff is not None and self.se is not None:
-            text += f"; difference {_num(self.diff, self.claim.percent, signed=True)} ± " \
-                    f"{_num(self.se, self.claim.percent)} (SE)"
+        if self.difference:
+            text += f"; difference {self.difference}"
+        return text
+
+    @property
+    def difference(self) -> str:
+        """'d ± SE (SE)', or just d when there is no standard error (too few seeds), or ''."""
+        if self.diff is None:
+            return ""
+        text = _num(self.diff, self.claim.percent, signed=True)
+        if self.se is not None and not math.isnan(self.se):
+            text += f" ± {_num(self.se, self.claim.percent)} (SE)"
         return text
 
     @property

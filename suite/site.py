@@ -299,12 +299,9 @@ def claims_table(table_id: str, verdicts: list[Verdict]) -> str:
         c = v.claim
         a = f"{c.a.label}: {stats_text(v.a_stats, c.percent)}" if v.a_stats is not None else c.a.label
         b = f"{c.b.label}: {stats_text(v.b_stats, c.percent)}" if v.b_stats is not None else c.b.label
-        diff = ""
-        if v.diff is not None and v.se is not None and not math.isnan(v.se):
-            diff = f"{v.diff:+.2f} ± {v.se:.2f}" if c.percent else f"{v.diff:+,.6g} ± {v.se:,.6g}"
         rows.append(("", [
             text_cell(c.id), text_cell(c.statement, "small"), num_cell(str(v.kernel_size or ""), v.kernel_size),
-            text_cell(a), text_cell(b), num_cell(diff, v.diff), text_cell(v.status, f"status-{STATUS_CLASS[v.status]}"),
+            text_cell(a), text_cell(b), num_cell(v.difference, v.diff), text_cell(v.status, f"status-{STATUS_CLASS[v.status]}"),
             text_cell(v.reason + (f" ({c.note})" if c.note else ""), "small wide"),
             Cell(f"“{e(c.claim)}” — {source_html(c.source)}", c.claim, "small wide")]))
     return table(table_id, headers, rows)

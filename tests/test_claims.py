@@ -95,6 +95,7 @@ def test_greater_pass_fail_and_too_few_seeds(tmp_path: Path, claims_dir: Path) -
     (v,) = _verdicts(few, claims_dir)[("gsc", "beats")]
     assert v.status == NOT_COMPARABLE and "at least 3 seed(s)" in v.reason
     assert v.a_stats is not None and v.a_stats[2] == 2  # the numbers are still shown
+    assert "difference +69.50;" in v.message and "nan" not in v.message
 
 
 def test_less_on_a_deterministic_metric_and_equal_buffers_fail(tmp_path: Path, claims_dir: Path) -> None:
