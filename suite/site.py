@@ -301,7 +301,8 @@ def claims_table(table_id: str, verdicts: list[Verdict]) -> str:
         b = f"{c.b.label}: {stats_text(v.b_stats, c.percent)}" if v.b_stats is not None else c.b.label
         rows.append(("", [
             text_cell(c.id), text_cell(c.statement, "small"), num_cell(str(v.kernel_size or ""), v.kernel_size),
-            text_cell(a), text_cell(b), num_cell(v.difference, v.diff), text_cell(v.status, f"status-{STATUS_CLASS[v.status]}"),
+            text_cell(a), text_cell(b), num_cell(v.difference, v.diff),
+            text_cell(v.status, f"status-{STATUS_CLASS[v.status]}"),
             text_cell(v.reason + (f" ({c.note})" if c.note else ""), "small wide"),
             Cell(f"“{e(c.claim)}” — {source_html(c.source)}", c.claim, "small wide")]))
     return table(table_id, headers, rows)
