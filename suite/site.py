@@ -30,7 +30,7 @@ import pandas as pd
 from suite.claims import Verdict, judge_claims, load_claims, stats_text
 from suite.errors import SuiteError
 from suite.references import MODEL_SELECTIONS, Reference, load_references
-from suite.report import DEFAULT_OUT, PLOTS, RunGroup, build_leaderboard, collect_runs, format_cell, metric_value
+from suite.report import DEFAULT_OUT, RunGroup, build_leaderboard, collect_runs, format_cell, metric_value
 from suite.results import atomic_write_text
 
 OUR_SELECTION = "checkpoint of the best validation epoch; test scored once"
@@ -415,6 +415,18 @@ def method_body(variant: str, groups: list[RunGroup]) -> str:
     return "".join(parts)
 
 
+def plot_names(board: Path, protocol: str, protocols: list[str]) -> list[str]:
+    """The plots ``write_leaderboard`` wrote for ``protocol`` (``leaderboard_<protocol>_<plot>.png``), whatever plots
+    report.py draws, never those of another protocol whose name extends this one (``gsc`` vs ``gsc-mini``)."""
+    prefix = f"leaderboard_{protocol}_"
+    longer = [f"leaderboard_{p}_" for p in protocols if p != protocol and f"leaderboard_{p}_".startswith(prefix)]
+    if not board.is_dir():
+        return []
+    names = [p.name for p in board.iterdir() if p.suffix == ".png" and p.name.startswith(prefix)
+             and not any(p.name.startswith(other) for other in longer)]
+    return sorted(name.removeprefix(prefix).removesuffix(".png") for name in names)
+
+
 def _copy_inside(source_dir: Path, name: str, dest: Path) -> bool:
     """Copy ``source_dir/name`` to ``dest`` only if it is a regular file that resolves inside ``source_dir``."""
     path = source_dir / name
@@ -463,7 +475,7 @@ def write_site(results_dir: Path, site_dir: Path, references_dir: Path | None = 
         mine = [g for g in groups if g.protocol == protocol]
         verdicts_here = [v for v in verdicts if v.protocol == protocol]
         plots = []
-        for plot in (*PLOTS, "seeds"):
+        for plot in plot_names(board, protocol, list(frames)):
             file = f"leaderboard_{protocol}_{plot}.png"
             target = f"plots/{slug(protocol)}_{plot}.png"
             if _copy_inside(board, file, site_dir / target):

@@ -15,7 +15,7 @@ from test_report import make_record
 
 from suite.cli import main
 from suite.results import SCHEMA, SCHEMA_VERSION, write_record
-from suite.site import slug, source_html, write_site
+from suite.site import plot_names, slug, source_html, write_site
 from suite.site_browser import find_browser, headless_chrome, screenshot_pages
 from suite.specs import RunSpec
 
@@ -131,6 +131,15 @@ def test_source_links_and_slugs() -> None:
     assert slug("axonal-sparse") == "axonal-sparse"
     hostile = slug("../../etc/passwd")
     assert re.fullmatch(r"etc-passwd-[0-9a-f]{8}", hostile) and slug("../../etc/passwd") != slug("etc/passwd")
+
+
+def test_plot_names_keep_protocols_apart(tmp_path: Path) -> None:
+    for name in ("leaderboard_gsc_acc_vs_params.png", "leaderboard_gsc_seeds.png", "leaderboard_gsc_x_seeds.png",
+                 "leaderboard_gsc-mini_seeds.png", "leaderboard_gsc.csv"):
+        (tmp_path / name).write_bytes(b"")
+    assert plot_names(tmp_path, "gsc", ["gsc", "gsc_x", "gsc-mini"]) == ["acc_vs_params", "seeds"]
+    assert plot_names(tmp_path, "gsc_x", ["gsc", "gsc_x"]) == ["seeds"]
+    assert plot_names(tmp_path / "missing", "gsc", ["gsc"]) == []
 
 
 def test_site_without_plots_warns(tmp_path: Path) -> None:
