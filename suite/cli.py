@@ -284,8 +284,9 @@ def _checkpoint_is_newer(out: Path, run_id: str, record: Path) -> bool:
     return checkpoint.exists() and checkpoint.stat().st_mtime_ns > record.stat().st_mtime_ns
 
 
-def _leaderboard(out: Path, references: Path | None = None) -> int:
-    """Write the Markdown/CSV/plots, then print each protocol's table with verify's verdicts beside our runs."""
+def _leaderboard(out: Path, references: Path | None = None, html: Path | None = None) -> int:
+    """Write the Markdown/CSV/plots (and with ``html`` the static site), then print each protocol's table with
+    verify's verdicts beside our runs."""
     from suite.report import build_leaderboard, write_leaderboard
     from suite.terminal import render_terminal, verdicts
 
@@ -299,13 +300,19 @@ def _leaderboard(out: Path, references: Path | None = None) -> int:
                     soft_wrap=True)
     for table in render_terminal(frames, checks, console()):
         console().print(table)
+    if html is not None:
+        from suite.site import write_site
+
+        _, site_warnings = write_site(out, html, references)
+        warnings += [w for w in site_warnings if w not in warnings]
+        console().print(terminal(f"HTML leaderboard written: {html / 'index.html'}"), soft_wrap=True)
     for warning in warnings:
         print(f"warning: {one_line(warning)}", file=sys.stderr)
     return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    return _leaderboard(args.results, args.references)
+    return _leaderboard(args.results, args.references, args.html)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -371,6 +378,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("leaderboard", help="Markdown/CSV tables and plots from run records")
     _results_arguments(p)
+    p.add_argument("--html", type=Path, default=None, metavar="DIR",
+                   help="also write a self-contained HTML leaderboard (index.html, one page per protocol and method)")
     p.set_defaults(func=cmd_leaderboard)
 
     named = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)

@@ -29,10 +29,21 @@ BUILTIN_PROTOCOLS = ("gsc", "ssc", "shd", "gsc-mini", "ssc-mini")
 STATUSES = ("quoted", "derived", "secondary", "measured")
 SELECTIONS = ("mean", "best")
 ENTRY_KEYS = ("protocol", "protocol_version", "method", "variant", "metric", "value", "std", "seeds", "kernel_size",
-              "source", "status", "tolerance", "comparable", "select", "note")
+              "source", "status", "tolerance", "comparable", "select", "selection", "note")
+# How the source picked the model its test number belongs to; the leaderboard labels the ones that leak the test set.
+MODEL_SELECTIONS = {
+    "best-valid": "checkpoint of the best validation epoch, test scored once",
+    "last-epoch": "model after the last epoch",
+    "best-test-epoch": "best test accuracy over epochs (leaks the test set)",
+    "valid-is-test": "selected on a validation split that is the test split (leaks the test set)",
+    "official-max": "max(test now, test at best valid), the released code's metric (leaks the test set)",
+    "unstated": "the source does not say",
+}
+LEAKING_SELECTIONS = ("best-test-epoch", "valid-is-test", "official-max")
 REQUIRED_KEYS = ("protocol", "method", "metric", "value", "source", "status")
 FILE_KEYS = ("entries", "description")
 MAX_REFERENCE_BYTES = 8 * 1024 * 1024
+CLAIMS_FILE = "claims.yaml"  # relations between methods (suite/claims.py), not reference entries
 
 
 def is_accuracy(metric: str) -> bool:
@@ -58,6 +69,7 @@ class Reference:
     tolerance_rel: float | None = None
     comparable: bool = True
     select: str = "mean"
+    selection: str | None = None
     protocol_version: int | None = None
     note: str = ""
     file: str = ""
@@ -76,6 +88,11 @@ class Reference:
     @property
     def percent(self) -> bool:
         return is_accuracy(self.metric)
+
+    @property
+    def leaks_test(self) -> bool:
+        """The source selected its model with the test set: not comparable with a clean number."""
+        return self.selection in LEAKING_SELECTIONS
 
     @property
     def checkable(self) -> bool:
@@ -189,6 +206,10 @@ def _entry(raw: Any, file: str, index: int, protocols: set[str] | None) -> Refer
     if select not in SELECTIONS:
         raise _fail(f"{where}.select", f"{select!r} is not one of {', '.join(SELECTIONS)}")
 
+    selection = raw.get("selection")
+    if selection is not None and selection not in MODEL_SELECTIONS:
+        raise _fail(f"{where}.selection", f"{selection!r} is not one of {', '.join(MODEL_SELECTIONS)}")
+
     tol_abs = tol_rel = None
     tolerance = raw.get("tolerance")
     if tolerance is not None:
@@ -206,7 +227,7 @@ def _entry(raw: Any, file: str, index: int, protocols: set[str] | None) -> Refer
         protocol=protocol, method=raw["method"].strip(), variant=variant, metric=metric, value=float(value),
         source=raw["source"].strip(), status=raw["status"], std=None if std is None else float(std), seeds=seeds,
         kernel_size=kernel_size, tolerance_abs=tol_abs, tolerance_rel=tol_rel, comparable=comparable, select=select,
-        protocol_version=version, note=note.strip(), file=file, index=index,
+        selection=selection, protocol_version=version, note=note.strip(), file=file, index=index,
     )
 
 
@@ -239,7 +260,7 @@ def load_references(references_dir: Path | None = None) -> list[Reference]:
     if not directory.is_dir():
         raise SuiteError(f"{directory}: reference results directory does not exist")
     refs: list[Reference] = []
-    for path in sorted(directory.glob("*.yaml")):
+    for path in sorted(p for p in directory.glob("*.yaml") if p.name != CLAIMS_FILE):
         refs.extend(load_reference_file(path))
     return refs
 

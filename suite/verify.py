@@ -237,7 +237,8 @@ def verify_results(results_dir: Path, references_dir: Path | None = None) -> lis
     """Every check for the records under ``results_dir`` against the references in ``references_dir``.
 
     Order: file errors and warnings first, then per protocol with runs the checks in reference-file order. References
-    about protocols without any run collapse into one NOT COMPARABLE line per protocol. A malformed reference file
+    about protocols without any run collapse into one NOT COMPARABLE line per protocol. Last, the claims of
+    ``references_dir/claims.yaml`` on every protocol with runs (suite/claims.py). A malformed reference or claims file
     raises SuiteError (a broken yardstick is not a per-file problem).
     """
     refs = load_references(references_dir)
@@ -259,6 +260,10 @@ def verify_results(results_dir: Path, references_dir: Path | None = None) -> lis
         n = sum(1 for r in refs if r.protocol == protocol and r.variant is not None)
         checks.append(Check(NOT_COMPARABLE, protocol, f"no runs of this protocol ({n} reference(s) not checked)",
                             protocol))
+    from suite.claims import judge_claims, load_claims  # claims.py builds on this module's verdict names
+
+    checks += [Check(v.status, v.subject, v.message, v.protocol, v.claim.metric)
+               for v in judge_claims(groups, load_claims(references_dir))]
     return checks
 
 
