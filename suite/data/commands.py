@@ -155,7 +155,7 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{name:<8} {found:>8,} {official:>9,}  {'ok' if found == official else 'differs'}")
     differs = any(found != official for _, found, official in rows)
     if kind == "shd":
-        print("note: SHD has no valid file; the protocol validates on test")
+        print("note: SHD has no valid file; protocol shd holds out 20 % of train, shd-dcls validates on test")
     if differs:
         print("sizes differ from the official dataset" + (" (--strict: failing)" if args.strict else
                                                           " (expected for synthetic or partial data)"))
