@@ -7,6 +7,7 @@ preemption) and requeues itself through submitit; every record must equal that o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -148,11 +149,9 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
     finally:
         subprocess.run(["scancel", "--user", "root"], env=env, capture_output=True)
         if len(daemons) == len(commands):  # let slurmd see its jobs end, so no job step outlives the daemons
-            try:
+            with contextlib.suppress(AssertionError):
                 _wait(lambda: not subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True
                                                  ).stdout.strip(), 30, "the queue to drain")
-            except AssertionError:
-                pass
         for daemon in reversed(daemons):
             daemon.terminate()
         for daemon in reversed(daemons):
