@@ -130,7 +130,7 @@ def execute(job: Job) -> str:
             run_training(job.spec, job.out_dir, data_root=job.data_root, cache_dir=job.cache_dir, device=job.device,
                          protocol=get_protocol(job.protocol_ref))
         except Exception as err:
-            last = traceback.format_exception_only(err)[-1].strip()
+            last = " ".join(f"{type(err).__name__}: {err}".split())
             atomic_write_text(error_path(job.out_dir, run_id), f"{last}\n{traceback.format_exc()}")
             raise
         error_path(job.out_dir, run_id).unlink(missing_ok=True)

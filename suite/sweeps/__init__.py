@@ -79,7 +79,10 @@ def _expand(grid: Any, where: str, base: Path, backend: str) -> list[PlannedRun]
     refs = [_protocol_ref(p, base) for p in _list(grid["protocols"], f"{where}.protocols", str)]
     names = list(variants()) if grid["variants"] == "all" else _list(grid["variants"], f"{where}.variants", str)
     for name in names:
-        get_variant(name)
+        try:
+            get_variant(name)
+        except SuiteError as err:
+            raise SuiteError(f"{where}.variants: {err}") from None
     overrides = grid.get("overrides", {})
     if not isinstance(overrides, Mapping):
         raise SuiteError(f"{where}.overrides: expected a mapping of model key -> list of values")
@@ -93,9 +96,12 @@ def _expand(grid: Any, where: str, base: Path, backend: str) -> list[PlannedRun]
         protocol = get_protocol(ref)
         for variant in names:
             for combo in combos:
+                try:  # a bad override fails here, naming the sweep, not in a job hours later
+                    protocol.model_spec(get_variant(variant).defaults, variant, 1, 1, combo)
+                except SuiteError as err:
+                    raise SuiteError(f"{where}.overrides: {err}") from None
                 for seed in seeds if seeds is not None else protocol.seeds:
                     spec = RunSpec(variant, protocol.name, backend, seed, tuple(sorted(combo.items())))
-                    protocol.model_spec(get_variant(variant).defaults, variant, 1, 1, combo)  # bad override: fail now
                     runs.append(PlannedRun(spec, protocol, ref))
     return runs
 
