@@ -266,10 +266,11 @@ def _optional_commands() -> list[Any]:
     from suite.bench import add_bench_command
     from suite.data.commands import add_data_commands
     from suite.doctor import add_doctor_command
-    from suite.launch.commands import add_sweep_command
+    from suite.launch.commands import add_reproduce_command, add_sweep_command
     from suite.status import add_status_command
 
-    return [add_data_commands, add_doctor_command, add_bench_command, add_sweep_command, add_status_command]
+    return [add_data_commands, add_doctor_command, add_bench_command, add_sweep_command, add_reproduce_command,
+            add_status_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -145,3 +145,23 @@ def test_lock_error_file_and_status(tmp_path, tiny_protocol_path, data_cache, ca
     assert capsys.readouterr().out.splitlines()[-1] == "2 run(s): 2 done, 0 running, 0 failed, 0 interrupted, " \
                                                        "0 not started"
     assert main(["status", str(tmp_path / "missing")]) == 2
+
+
+def test_reproduce_checks_data_then_plans_both_paper_sweeps(tmp_path, capsys):
+    from suite.data import synthetic
+
+    tiny = {"n_classes": 3, "train_per_class": 2, "valid_per_class": 1, "test_per_class": 1}
+    for kind in ("gsc", "ssc"):
+        synthetic.write_format(kind, tmp_path / "data" / kind, tiny, 0)
+    out = tmp_path / "results"
+    assert main(["reproduce", "paper", "--data-root", str(tmp_path / "data"), "--dry-run", "--launcher", "slurm",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (f"data gsc at {tmp_path / 'data' / 'gsc'}: sizes differ from the official ones: "
+            "{'train': 6, 'valid': 3, 'test': 3} (numbers will not be comparable)") in printed
+    assert "60 run(s): 0 done, 0 running, 0 failed, 0 interrupted, 60 not started; 60 to launch" in printed
+    assert "360 run(s): 0 done, 0 running, 0 failed, 0 interrupted, 360 not started; 360 to launch" in printed
+    assert not out.exists()  # a dry run writes nothing
+    (tmp_path / "data" / "ssc" / "ssc_valid.h5").unlink()
+    assert main(["reproduce", "paper", "--data-root", str(tmp_path / "data"), "--dry-run"]) == 2
+    assert "ssc_valid.h5: missing" in capsys.readouterr().err

@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from suite.errors import SuiteError
 from suite.launch import Job
+from suite.status import run_state, summary
 from suite.sweeps import PlannedRun, Sweep, load_sweep, sweep_names
 
 DEFAULT_OUT = Path("results")
@@ -29,12 +31,17 @@ def add_sweep_command(subparsers: Any) -> None:
     p = subparsers.add_parser("sweep", help="run a named grid of runs here or on Slurm",
                               description=f"Run a sweep ({', '.join(sweep_names())}, or a sweep .yaml file).")
     p.add_argument("sweep", help="shipped sweep name or a sweep .yaml file")
+    _add_launch_options(p)
+
+
+def _add_launch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--launcher", choices=("local", "slurm"), default="local")
     p.add_argument("--dry-run", action="store_true",
                    help="list runs (done / to do) and the compute asked; launch nothing")
     p.add_argument("--jobs", type=_positive, default=1, help="local: runs at a time (cores split between them)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory (shared by all jobs)")
-    p.add_argument("--data-root", type=Path, default=None, help="dataset root for the paper protocols")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="dataset root, or a folder with gsc/, ssc/, shd/ (as `data download --root DIR/<kind>`)")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default OUT/.cache)")
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda for GPU jobs on Slurm, else cpu)")
@@ -45,6 +52,56 @@ def add_sweep_command(subparsers: Any) -> None:
     group.add_argument("--mem-gb", type=float, default=None)
     group.add_argument("--time-hours", type=float, default=None, help="time limit; a job reaching it is requeued")
     p.set_defaults(func=cmd_sweep)
+
+
+def add_reproduce_command(subparsers: Any) -> None:
+    p = subparsers.add_parser("reproduce", help="check the data, run the paper sweeps, verify, leaderboard",
+                              description="Reproduce the paper: data check, the paper and paper-sparsity sweeps, then "
+                                          "verify and the leaderboard. With Slurm, run it again when jobs are done.")
+    p.add_argument("target", choices=("paper",))
+    _add_launch_options(p)
+    p.set_defaults(func=cmd_reproduce)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """Each step as its own command would do it; the verification covers whatever runs are recorded so far."""
+    from suite.data import OFFICIAL_SIZES
+    from suite.data.commands import inspect_root
+    from suite.report import write_leaderboard
+    from suite.verify import print_checks, verify_results
+
+    if args.data_root is None:
+        raise SuiteError("reproduce paper: give --data-root (a folder with gsc/ and ssc/, see `data download`)")
+    for kind in ("gsc", "ssc"):
+        root = data_root_for(args.data_root, kind)
+        sizes, _ = inspect_root(root, kind, deep=False)  # structure: a bad root fails here, not in 420 jobs
+        differ = {split: n for split, n in sizes.items() if n != OFFICIAL_SIZES[kind][split]}
+        print(f"data {kind} at {root}: " + ("official sizes" if not differ else f"sizes differ from the official "
+                                            f"ones: {differ} (numbers will not be comparable)"))
+    waiting = 0
+    for name in ("paper", "paper-sparsity"):
+        args.sweep = name
+        rc = cmd_sweep(args)
+        if rc:
+            return rc
+        if args.launcher == "slurm":
+            waiting += sum(run_state(args.out, r.spec.run_id)[0] != "done" for r in load_sweep(name).runs)
+    if not args.out.exists():
+        return 0
+    write_leaderboard(args.out)
+    code = print_checks(verify_results(args.out))
+    if waiting:
+        print(f"{waiting} run(s) still queued or running on Slurm: run this command again when `python -m suite "
+              f"status {args.out}` shows them done; the checks above cover the runs recorded so far")
+    return code
+
+
+def data_root_for(root: Path | None, kind: str) -> Path | None:
+    """``root/<kind>`` when it exists (one --data-root for GSC and SSC, as `data download --root DIR/<kind>` fills
+    it), else ``root`` itself."""
+    if root is not None and (root / kind).is_dir():
+        return (root / kind).resolve()
+    return root.resolve() if root is not None else None
 
 
 def resources_from(args: argparse.Namespace, sweep: Sweep) -> dict[str, Any]:
@@ -85,7 +142,6 @@ def compute_lines(runs: Sequence[PlannedRun], todo: Sequence[PlannedRun], resour
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from suite.status import run_state, summary
 
     sweep = load_sweep(args.sweep, args.backend)
     resources = resources_from(args, sweep)
@@ -107,8 +163,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     gpu_job = args.launcher == "slurm" and int(resources["gpus"]) > 0
     device = args.device or ("cuda" if gpu_job else "cpu")
-    jobs = [Job(r.spec, r.protocol_ref, out.resolve(), args.data_root, args.cache_dir, device,
-                int(resources["cpus"]) if args.launcher == "slurm" else None) for r in todo]
+    jobs = [Job(r.spec, r.protocol_ref, out.resolve(), data_root_for(args.data_root, r.protocol.data["kind"]),
+                args.cache_dir, device, int(resources["cpus"]) if args.launcher == "slurm" else None) for r in todo]
     if args.launcher == "slurm":
         from suite.launch.slurm import LOGS_DIR, submit
 
