@@ -49,8 +49,9 @@ def _known_run_ids(out_dir: Path) -> dict[str, str]:
 
     ids: dict[str, str] = {}
     for path in sorted((out_dir / RECORDS_DIR).glob("*.json")):
-        protocol, variant, seed, run_id = path.stem.split("__")
-        ids[run_id] = f"{variant}[{protocol},{seed}]"
+        parts = path.stem.rsplit("__", 3)  # protocol__variant__seedN__runid (suite.results.record_path)
+        if len(parts) == 4:
+            ids[parts[3]] = f"{parts[1]}[{parts[0]},{parts[2]}]"
     for folder, suffix in ((LOCKS_DIR, ".lock"), (ERRORS_DIR, ".txt"), (CHECKPOINTS_DIR, ".pt")):
         for path in sorted((out_dir / folder).glob(f"*{suffix}")):
             ids.setdefault(path.stem, "")

@@ -117,8 +117,7 @@ def expected_hours(run: PlannedRun, resources: Mapping[str, Any]) -> float | Non
     return None if minutes is None else int(run.protocol.optim["epochs"]) * float(minutes) / 60
 
 
-def compute_lines(runs: Sequence[PlannedRun], todo: Sequence[PlannedRun], resources: Mapping[str, Any],
-                  launcher: str) -> list[str]:
+def compute_lines(todo: Sequence[PlannedRun], resources: Mapping[str, Any], launcher: str) -> list[str]:
     """What each job asks for and what the runs still to do add up to."""
     gpus, hours = int(resources["gpus"]), float(resources["time_hours"])
     if launcher == "local":
@@ -136,8 +135,9 @@ def compute_lines(runs: Sequence[PlannedRun], todo: Sequence[PlannedRun], resour
         if resources.get("epoch_minutes_source"):
             lines.append(f"epoch_minutes source: {resources['epoch_minutes_source']}")
     if launcher == "slurm":
-        lines.append(f"asked for per submission: {len(todo)} job(s) x {hours:g} h x {gpus} GPU = "
-                     f"{len(todo) * hours * gpus:,.1f} GPU-hours of allocation at most per slice")
+        count, unit = (gpus, "GPU") if gpus else (int(resources["cpus"]), "CPU")
+        lines.append(f"asked for per submission: {len(todo)} job(s) x {hours:g} h x {count} {unit} = "
+                     f"{len(todo) * hours * count:,.1f} {unit}-hours of allocation at most per slice")
     return lines
 
 
@@ -157,7 +157,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                   f"{run.spec.label}  epochs {run.protocol.optim['epochs']}"
                   + (f", ~{hours:.1f} h" if hours is not None else "") + (f"  ({state}: {detail})" if detail else ""))
     print(summary(s for s, _ in states.values()) + f"; {len(todo)} to launch")
-    for line in compute_lines(sweep.runs, todo, resources, args.launcher):
+    for line in compute_lines(todo, resources, args.launcher):
         print(line)
     if args.dry_run or not todo:
         return 0
