@@ -18,6 +18,7 @@ import pytest
 from suite.cli import main
 from suite.data import download as dl
 from suite.data import synthetic
+from suite.errors import SuiteError
 
 TINY = {"n_classes": 3, "train_per_class": 2, "valid_per_class": 1, "test_per_class": 1, "seed": 0}
 
@@ -153,7 +154,7 @@ def test_wrong_checksum_is_one_line_exit_2_and_leaves_nothing(tmp_path, server, 
 
     # an unpacked file whose published hash differs is refused too, even when the archive matches
     shd_h5 = {p.name: b"other bytes" for p in (tmp_path / "shd-src").glob("*.h5")}
-    with pytest.raises(dl.SuiteError, match=r"shd_test.h5 \(from shd_test.h5.zip\): sha256 checksum mismatch: "
+    with pytest.raises(SuiteError, match=r"shd_test.h5 \(from shd_test.h5.zip\): sha256 checksum mismatch: "
                                             r"expected [0-9a-f]{64}, got [0-9a-f]{64}"):
         dl.download("shd", root, url, _manifest("shd", archives, shd_h5))
     assert _visible(root) == []
@@ -165,7 +166,7 @@ def test_truncated_transfer_fails_and_leaves_nothing(tmp_path, server, capsys):
     handler.files.update(archives)
     handler.mode["speech_commands_v0.02.tar.gz"] = "truncate"
     root = tmp_path / "gsc"
-    with pytest.raises(dl.SuiteError, match=rf"^{url}speech_commands_v0.02.tar.gz: download failed \(.*"
+    with pytest.raises(SuiteError, match=rf"^{url}speech_commands_v0.02.tar.gz: download failed \(.*"
                                             r"(IncompleteRead|Connection broken)"):
         dl.download("gsc", root, url, _manifest("gsc", archives))
     assert _visible(tmp_path / "gsc") == [] and not [p for p in tmp_path.iterdir() if p.name.startswith(".gsc")]
