@@ -31,7 +31,7 @@ TIMING_KEYS = ("epoch_seconds", "train_seconds")
 PROTOCOL = """\
 name: tiny-slurm
 version: 1
-description: "test protocol: long enough (40 short epochs) to be interrupted mid-run"
+description: "test protocol: long enough (100 short epochs) to be interrupted mid-run"
 embedded: true
 data:
   kind: ssc
@@ -43,7 +43,7 @@ model:
   kernel_size: 5
   dropout: 0.1
 optim:
-  epochs: 40
+  epochs: 100
   batch_size: 16
 measure: {memory: false, training_latency: false, warmup: 1, repeats: 2}
 seeds: [0]
@@ -173,7 +173,7 @@ def _comparable(out: Path) -> dict[str, tuple[dict[str, object], list[dict[str, 
     return found
 
 
-@pytest.mark.slow  # 215 s on the shared 2-core machine (job start-ups dominate); .ci/run runs it after make test
+@pytest.mark.slow  # 213-262 s on the shared 2-core machine (job start-ups); .ci/run runs it after make test
 def test_sweep_on_slurm_cancel_requeue_resubmit_equal_local(slurm, tmp_path, monkeypatch, capsys):
     repo = str(Path(__file__).resolve().parent.parent)
     for key, value in slurm.items():
@@ -196,16 +196,20 @@ def test_sweep_on_slurm_cancel_requeue_resubmit_equal_local(slurm, tmp_path, mon
     logs = out / "slurm"
     ckpt = out / CHECKPOINTS_DIR
 
-    # both first tasks (2 CPUs) are mid-run: each has an epoch checkpoint and holds its lock
-    _wait(lambda: (ckpt / f"{cancelled}.pt").exists() and (ckpt / f"{preempted}.pt").exists(), 240,
-          "the first two runs' epoch checkpoints", logs)
-    assert run_state(out, cancelled)[0] == "running"
-    assert lock_held(out, cancelled).startswith(f"slurm job {array}_0 pid ")
-    # a second process for a running run skips it: two jobs never write one record
-    assert execute(Job(runs[0].spec, runs[0].protocol_ref, out, cache_dir=cache)) == "skipped"
-    subprocess.run(["scancel", f"{array}_0"], check=True)
-    subprocess.run(["scancel", "--signal=USR2", f"{array}_1"], check=True)
+    # each of the first two tasks (2 CPUs) is interrupted as soon as it has an epoch checkpoint, i.e. mid-run
+    signals = {cancelled: ["scancel", f"{array}_0"], preempted: ["scancel", "--signal=USR2", f"{array}_1"]}
 
+    def interrupt_when_checkpointed() -> bool:
+        for run_id in [r for r in signals if (ckpt / f"{r}.pt").exists()]:
+            if run_id == cancelled:
+                assert run_state(out, cancelled)[0] == "running"
+                assert lock_held(out, cancelled).startswith(f"slurm job {array}_0 pid ")
+                # a second process for a running run skips it: two jobs never write one record
+                assert execute(Job(runs[0].spec, runs[0].protocol_ref, out, cache_dir=cache)) == "skipped"
+            subprocess.run(signals.pop(run_id), check=True)
+        return not signals
+
+    _wait(interrupt_when_checkpointed, 300, "the first two runs' epoch checkpoints", logs)
     _wait(lambda: run_state(out, cancelled)[0] == "interrupted", 60, "the cancelled run to stop", logs)
     _wait(lambda: run_state(out, preempted)[0] == "done" and run_state(out, untouched)[0] == "done", 300,
           "the requeued and the untouched runs", logs)
@@ -232,4 +236,4 @@ def test_sweep_on_slurm_cancel_requeue_resubmit_equal_local(slurm, tmp_path, mon
     assert sorted(on_slurm) == sorted(here) == sorted(r.spec.run_id for r in runs)
     for run_id in here:
         assert on_slurm[run_id] == here[run_id], run_id
-    assert [row["epoch"] for row in here[cancelled][1]] == list(range(40))
+    assert [row["epoch"] for row in here[cancelled][1]] == list(range(100))
