@@ -1,4 +1,4 @@
-"""Command line: list, describe, run, verify, leaderboard, data, doctor, bench.
+"""Command line: list, describe, run, verify, leaderboard, data, doctor, bench, sweep, reproduce, status.
 
 Every user-facing failure is a :class:`SuiteError`, printed as one line on stderr with exit code 2; Ctrl-C exits 130
 and a closed stdout pipe (``| head``) exits 141 without a message. Building the parser imports nothing heavy (torch,
@@ -33,6 +33,9 @@ SUBSYSTEM_COMMANDS = {
     "data": ("suite.data.commands", "add_data_commands", "generate synthetic datasets or check a data root"),
     "doctor": ("suite.doctor", "add_doctor_command", "check the numba-cuda backend against torch"),
     "bench": ("suite.bench", "add_bench_command", "time our kernels against the published stack"),
+    "sweep": ("suite.launch.commands", "add_sweep_command", "run a named grid of runs here or on Slurm"),
+    "reproduce": ("suite.launch.commands", "add_reproduce_command", "check the data, run the paper sweeps, verify"),
+    "status": ("suite.status", "add_status_command", "done / running / failed / not started runs of a results folder"),
 }
 
 

@@ -25,7 +25,7 @@ from suite.specs import load_yaml
 
 REFERENCES_DIR = Path(__file__).resolve().parent / "reference_results"  # shipped inside the package
 PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"
-BUILTIN_PROTOCOLS = ("gsc", "ssc", "shd", "gsc-mini", "ssc-mini")
+BUILTIN_PROTOCOLS = ("gsc", "ssc", "shd", "shd-dcls", "gsc-mini", "ssc-mini")
 STATUSES = ("quoted", "derived", "secondary", "measured")
 SELECTIONS = ("mean", "best")
 ENTRY_KEYS = ("protocol", "protocol_version", "method", "variant", "metric", "value", "std", "seeds", "kernel_size",

@@ -2,8 +2,8 @@
 
 A self-contained site (inline CSS and JavaScript, no server, no CDN; it opens from ``file://`` with no network):
 ``index.html`` links one page per protocol (a sortable, filterable table of our runs and the literature, the claims
-of ``suite/reference_results/claims.yaml`` judged on those runs, the plots) and one page per method (its spec, environment,
-seeds with their run ids, and per-epoch curves drawn as inline SVG from the records' history).
+of ``suite/reference_results/claims.yaml`` judged on those runs, the plots) and one page per method (its spec,
+environment, seeds with their run ids, and per-epoch curves drawn as inline SVG from the records' history).
 
 The numbers come from :mod:`suite.report` (``build_leaderboard``, ``collect_runs``) and :mod:`suite.claims`; the PNG
 plots are the ones ``write_leaderboard`` already wrote, copied in. Everything read from records and reference files is

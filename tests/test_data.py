@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from suite.data import (
     validate_data_config,
 )
 from suite.errors import SuiteError
+from suite.registry import get_protocol
 
 torch.set_num_threads(1)
 
@@ -178,8 +180,34 @@ def test_spike_frame_rule(tmp_path: Path) -> None:
     c = ds["train"][2][0]  # all spikes at one time: one frame
     assert c.shape == (1, 140) and c[0, 0] == 2
     assert ds["train"][3][0].shape == (1, 140) and ds["train"][3][0].sum() == 0
-    assert ds["valid"] is ds["test"]  # SHD validates on test
+    assert ds["valid"] is ds["test"]  # no valid_holdout (shd-dcls): SHD validates on test
     assert ssc.spike_frames(np.array([0.0, 0.0123], np.float32), np.array([0, 1]), n_bins=1).shape == (2, 700)
+
+
+def test_shd_holdout_is_a_fixed_disjoint_part_of_train(tmp_path: Path) -> None:
+    """valid_holdout: round(f n) training samples by the fixed permutation, never trained on; test untouched."""
+    root = tmp_path / "shd"
+    root.mkdir()
+    keys = tuple(str(i) for i in range(10))
+    _write_h5(root / "shd_train.h5", [[0.01 * (i + 1)] for i in range(10)], [[i] for i in range(10)], list(range(10)),
+              keys)
+    _write_h5(root / "shd_test.h5", [[0.1]], [[1]], [1], keys)
+    ds = build_datasets({"kind": "shd", "valid_holdout": 0.2}, root, tmp_path / "cache")
+    valid = sorted(ds["valid"].indices)
+    assert len(ds["train"]) == 8 and len(valid) == 2 and len(ds["test"]) == 1
+    assert valid == sorted(np.random.default_rng(0).permutation(10)[:2].tolist())
+    assert sorted(ds["train"].indices + valid) == list(range(10))
+    assert [ds["valid"][i][1] for i in range(2)] == valid  # labels 0..9 = indices: the subsets address the file
+    again = build_datasets({"kind": "shd", "valid_holdout": 0.2}, root, tmp_path / "cache")
+    assert again["valid"].indices == ds["valid"].indices
+    for cfg, message in (({"kind": "ssc", "valid_holdout": 0.2}, "only for shd"),
+                         ({"kind": "shd", "valid_holdout": 1.5}, "expected a fraction of train in (0, 1)")):
+        with pytest.raises(SuiteError, match=re.escape(f"data.valid_holdout: {cfg['valid_holdout']!r}, {message}")):
+            build_datasets(cfg, root, tmp_path / "cache")
+    protocols = {name: get_protocol(name) for name in ("shd", "shd-dcls")}
+    assert protocols["shd"].data["valid_holdout"] == 0.2 and "valid_holdout" not in protocols["shd-dcls"].data
+    assert dict(protocols["shd"].model) == dict(protocols["shd-dcls"].model)
+    assert dict(protocols["shd"].optim) == dict(protocols["shd-dcls"].optim)
 
 
 # ---------------------------------------------------------------- batching

@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from suite.data import cache, gsc, ssc, synthetic
 from suite.errors import SuiteError
 
 KINDS = ("gsc", "ssc", "shd")
-DEFAULTS: dict[str, Any] = {"n_mels": 40, "n_bins": 5, "time_step_ms": 10, "synthetic": None}
+DEFAULTS: dict[str, Any] = {"n_mels": 40, "n_bins": 5, "time_step_ms": 10, "synthetic": None, "valid_holdout": None}
+HOLDOUT_SEED = 0  # the SHD hold-out split is one fixed permutation for every run seed (docs/protocols.md)
 CONFIG_KEYS = ("kind", *DEFAULTS)
 OFFICIAL_SIZES: dict[str, dict[str, int]] = {"gsc": dict(gsc.OFFICIAL_SIZES), **ssc.OFFICIAL_SIZES}
 OFFICIAL_CLASSES: dict[str, int] = {"gsc": gsc.OFFICIAL_CLASSES, **ssc.OFFICIAL_CLASSES}
@@ -103,6 +105,22 @@ def validate_data_config(data_cfg: Mapping[str, Any], where: str) -> None:
     syn = data_cfg.get("synthetic")
     if syn is not None:
         synthetic.resolve_settings(syn, kind, f"{where}.synthetic")
+    holdout = data_cfg.get("valid_holdout")
+    if holdout is not None:
+        if kind != "shd":
+            raise SuiteError(f"{where}.valid_holdout: {holdout!r}, only for shd (gsc and ssc have a validation file)")
+        if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 < holdout < 1:
+            raise SuiteError(f"{where}.valid_holdout: {holdout!r}, expected a fraction of train in (0, 1) or null")
+
+
+def holdout_split(train: Dataset, fraction: float) -> tuple[Subset, Subset]:
+    """(rest, held out): ``round(fraction * n)`` training samples chosen by a fixed permutation (HOLDOUT_SEED)."""
+    n = len(train)  # type: ignore[arg-type]
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(n)
+    n_valid = round(fraction * n)
+    if not 0 < n_valid < n:
+        raise SuiteError(f"data.valid_holdout: {fraction} of {n} training samples leaves an empty split")
+    return Subset(train, sorted(order[n_valid:].tolist())), Subset(train, sorted(order[:n_valid].tolist()))
 
 
 def _resolved(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,8 +155,9 @@ def build_datasets(data_cfg: Mapping[str, Any], root: Path | None, cache_dir: Pa
     """Return {'train', 'valid', 'test'} datasets of ``(features (T_i, C), label)``, features cached in cache_dir.
 
     With ``synthetic`` set, data are generated once into ``cache_dir/synthetic/<kind>-<hash>`` and read by the same
-    loaders as real data (``root`` is ignored). For SHD, 'valid' IS the test set: DCLS-delays (and the official code)
-    validate on the SHD test split because SHD has no validation file.
+    loaders as real data (``root`` is ignored). SHD has no validation file: with ``valid_holdout`` (protocol ``shd``)
+    that fraction of train, drawn by one fixed permutation (HOLDOUT_SEED), is the validation set and is not trained
+    on; without it (``shd-dcls``) 'valid' IS the test set, as in DCLS-delays, which selects on test.
     """
     cfg = _resolved(data_cfg)
     kind = cfg["kind"]
@@ -156,6 +175,8 @@ def build_datasets(data_cfg: Mapping[str, Any], root: Path | None, cache_dir: Pa
     for src in sources.values():
         check_class_count(len(src.class_names), n_classes(cfg), src.origin, kind)
     datasets: dict[str, Dataset] = {split: cache.load_or_build(src, cache_dir) for split, src in sources.items()}
-    if kind == "shd":
+    if kind == "shd" and cfg["valid_holdout"] is None:
         datasets["valid"] = datasets["test"]
+    elif kind == "shd":
+        datasets["train"], datasets["valid"] = holdout_split(datasets["train"], cfg["valid_holdout"])
     return {split: datasets[split] for split in ("train", "valid", "test")}

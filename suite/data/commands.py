@@ -1,4 +1,5 @@
-"""`python -m suite data synth|check`: write synthetic datasets and check a data root against the protocol.
+"""`python -m suite data synth|check|download`: write synthetic datasets, check a data root against the protocol,
+fetch the official archives (suite.data.download).
 
 ``data check`` exit codes: 0 when the files are structurally valid (sizes may differ from the official ones, as for
 synthetic data: the table says so), 1 with ``--strict`` when any split size or the class count differs from the
@@ -26,7 +27,7 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``data`` with ``synth`` and ``check`` to a parent's subparsers; each leaf sets ``func(args) -> int``."""
     data = subparsers.add_parser("data", help="generate synthetic datasets or check a data root",
                                  description="Generate synthetic datasets or check a data root.")
-    sub = data.add_subparsers(dest="data_command", metavar="{synth,check}", required=True)
+    sub = data.add_subparsers(dest="data_command", metavar="{synth,check,download}", required=True)
 
     synth = sub.add_parser("synth", help="write a synthetic dataset in the real GSC / SSC / SHD file format",
                            description="Write a delay-dependent synthetic dataset in a real file format.")
@@ -56,7 +57,26 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true", help="exit 1 when sizes differ from the official ones")
     check.add_argument("--quick", action="store_true", help="skip the per-file / per-sample checks")
     check.set_defaults(func=run_check)
+
+    fetch = sub.add_parser("download", help="fetch the official GSC / SSC / SHD archives, check their checksums",
+                           description="Download, verify and unpack a dataset into --root (atomic; a second call "
+                                       "with the files in place does nothing).")
+    fetch.add_argument("dataset", choices=("gsc", "ssc", "shd"))
+    fetch.add_argument("--root", type=Path, required=True, help="data root to fill (the protocols' --data-root)")
+    fetch.add_argument("--mirror", default=None, metavar="URL",
+                       help="base URL of a mirror holding the same archive names (default: $SUITE_DATA_MIRROR, "
+                            "else the official site)")
+    fetch.set_defaults(func=run_download)
     return data
+
+
+def run_download(args: argparse.Namespace) -> int:
+    """Fetch and check; errors (transfer, checksum) raise SuiteError, i.e. one line and exit 2."""
+    from suite.data.download import download
+
+    for line in download(args.dataset, args.root, args.mirror):
+        print(line)
+    return 0
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -157,7 +177,7 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{name:<8} {found:>8,} {official:>9,}  {'ok' if found == official else 'differs'}")
     differs = any(found != official for _, found, official in rows)
     if kind == "shd":
-        print("note: SHD has no valid file; the protocol validates on test")
+        print("note: SHD has no valid file; protocol shd holds out 20 % of train, shd-dcls validates on test")
     if differs:
         print("sizes differ from the official dataset" + (" (--strict: failing)" if args.strict else
                                                           " (expected for synthetic or partial data)"))
