@@ -149,3 +149,11 @@ def test_hard_delays_are_a_gather_equal_to_the_one_hot_kernel(steps: int, batch:
         ref = _one_hot_reference(real, weight, delays)
         err = (ops.synaptic_delay_hard(real, weight, delays, D, PAD_L, PAD_R).double() - ref).abs().max()
         assert float(err) <= 1e-6 * float(ref.abs().max())
+
+
+def test_window_taps_backward_is_the_derivative() -> None:
+    """The closed-form weight and position gradients of the window taps, by finite differences in float64."""
+    gen = torch.Generator().manual_seed(5)
+    weight = torch.randn(3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    pos = (torch.rand(3, 4, generator=gen, dtype=torch.float64) * (D - 1) - D // 2).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda w, p: ops.synaptic_window_taps(w, p, 0.5, D)[0], (weight, pos))

@@ -699,15 +699,41 @@ def synaptic_window_taps(weight: torch.Tensor, pos: torch.Tensor, sig: float, ke
     """The (N_out, N_in, W) kernel taps of every synapse's window and the windows' first taps (N_out, N_in) int32.
 
     ``taps[o, i, j] = W[o, i] g_{start + j}`` with g normalised over the window (DCLS 'gauss' otherwise; the taps left
-    out sum to below D * WINDOW_TOLERANCE of the peak). Differentiable in weight and pos (a small element-wise graph).
+    out sum to below 2 WINDOW_TOLERANCE of the peak). Differentiable in weight and pos (:class:`_WindowTaps`).
     """
     window, radius = synaptic_window(sig, kernel_size)
-    centre = pos + kernel_size // 2
-    start = torch.ceil(centre.detach() - radius).clamp_(0, kernel_size - window)
-    taps = start.unsqueeze(-1) + torch.arange(window, device=pos.device, dtype=pos.dtype)
-    e = torch.exp(-0.5 * ((taps - centre.unsqueeze(-1)) / (abs(sig) + SIGMA_OFFSET)).square())
-    g = e / (e.sum(-1, keepdim=True) + KERNEL_NORM_EPS)
-    return weight.unsqueeze(-1) * g, start.to(torch.int32)
+    centre = pos.detach() + kernel_size // 2
+    start = torch.ceil(centre - radius).clamp_(0, kernel_size - window)
+    taps = _WindowTaps.apply(weight, pos, start, abs(sig) + SIGMA_OFFSET, window, kernel_size)
+    return taps, start.to(torch.int32)
+
+
+class _WindowTaps(torch.autograd.Function):
+    """(weight, pos) -> W g over each synapse's window, g_j = e_j / (sum_j e_j + eps), e_j = exp(-z_j^2 / 2),
+    z_j = (start + j - c) / s; saves z and g. Backward in closed form (as :class:`_SynapticDelay`'s):
+    dL/dW = sum_j G_j g_j, dL/dc = W (sum_j G_j g_j z_j - (sum_j G_j g_j)(sum_j g_j z_j)) / s."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, pos: torch.Tensor, start: torch.Tensor, sigma: float,  # type: ignore[override]
+                window: int, kernel_size: int) -> torch.Tensor:
+        offsets = torch.arange(window, device=pos.device, dtype=pos.dtype)
+        z = (start.unsqueeze(-1) + offsets).sub_((pos + kernel_size // 2).unsqueeze(-1)).div_(sigma)
+        g = z.square().mul_(-0.5).exp_()
+        g.div_(g.sum(-1, keepdim=True).add_(KERNEL_NORM_EPS))
+        ctx.save_for_backward(weight, z, g)
+        ctx.sigma = sigma
+        return g * weight.unsqueeze(-1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_taps: torch.Tensor):  # type: ignore[override]
+        weight, z, g = ctx.saved_tensors
+        weighted = grad_taps * g
+        acc_g = weighted.sum(-1)
+        acc_gz = weighted.mul_(z).sum(-1)
+        acc_z = (g * z).sum(-1)
+        grad_pos = acc_gz.sub_(acc_g * acc_z).mul_(weight).div_(ctx.sigma) if ctx.needs_input_grad[1] else None
+        return (acc_g if ctx.needs_input_grad[0] else None), grad_pos, None, None, None, None
 
 
 class _WindowedSynapticDelay(torch.autograd.Function):
