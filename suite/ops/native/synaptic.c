@@ -12,11 +12,13 @@
  * The caller pads every source with zero rows so that t0 + start + k + TILE <= R_src for every tile start t0 < T_out
  * (a last, partial tile reads whole tiles).
  *
- * Blocking: the correlation keeps TILE output rows of one destination in registers while it runs over all sources
- * (per tap one broadcast weight and TILE fused multiply-adds with a memory operand); destinations are visited for one
- * CHUNK of output rows at a time, so that the sources' rows of that chunk are reused from cache across destinations.
- * The tap gradient handles OUT_BLOCK destinations per source, so each source series is read from memory once per
- * block; W is a compile-time constant there (one instantiation per W <= MAX_WINDOW) so the W sums stay in registers.
+ * Blocking: the correlation keeps TILE output rows of one destination in registers while it runs over all sources;
+ * per source it holds the W taps in registers and loads each of the TILE + W - 1 source rows once (W fused
+ * multiply-adds per load). Destinations are visited for one CHUNK of output rows at a time, so that the sources' rows
+ * of that chunk are reused from cache across destinations. The tap gradient handles OUT_BLOCK destinations per
+ * source, so each source series is read from memory once per block, and keeps the W sums and the last W gradient
+ * rows in registers (each input row loaded once, W multiply-adds). W is a compile-time constant in both (one
+ * instantiation per W <= MAX_WINDOW).
  *
  * Threads: see pool.h (destinations are split across the team).
  */
@@ -66,14 +68,17 @@ static inline __attribute__((always_inline)) void tile_sources(const float *src,
     }
 }
 
+/* One switch case per window size 1..MAX_WINDOW, so that W is a constant inside each instantiation. */
+#define EACH_WINDOW(CASE) \
+    CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12)
+
 #define TILE_CASE(n) \
     case n: tile_sources(src, series, ad, sd, n_src, row0, Bp, n, acc); break;
 
 static void tile_sources_any(const float *src, size_t series, const float *ad, const int *sd, int n_src, size_t row0,
                              size_t Bp, int W, vec *acc) {
     switch (W) {
-        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4) TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
-        TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12)
+        EACH_WINDOW(TILE_CASE)
         default: break; /* the caller never passes W > MAX_WINDOW */
     }
 }
@@ -154,8 +159,7 @@ static inline __attribute__((always_inline)) void window_dots(const float *g, co
 
 static void window_dots_any(const float *g, const float *x, int T_out, size_t Bp, int W, float *ga) {
     switch (W) {
-        WINDOW_CASE(1) WINDOW_CASE(2) WINDOW_CASE(3) WINDOW_CASE(4) WINDOW_CASE(5) WINDOW_CASE(6) WINDOW_CASE(7)
-        WINDOW_CASE(8) WINDOW_CASE(9) WINDOW_CASE(10) WINDOW_CASE(11) WINDOW_CASE(12)
+        EACH_WINDOW(WINDOW_CASE)
         default: break; /* the caller never passes W > MAX_WINDOW */
     }
 }
