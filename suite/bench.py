@@ -163,10 +163,8 @@ def set_sig(model: nn.Module, sig: float) -> None:
         model.set_sig(sig)
 
 
-def build_pair(cfg: BenchConfig, delay_type: str, backends: Sequence[str], sig: float | None = None
-               ) -> tuple[dict[str, nn.Module], nn.Module]:
-    """One suite model per backend and the published stack, all with the weights of the first suite model, and with
-    every delay's SIG set to ``sig`` when given."""
+def build_pair(cfg: BenchConfig, delay_type: str, backends: Sequence[str]) -> tuple[dict[str, nn.Module], nn.Module]:
+    """One suite model per backend and the published stack, all with the weights of the first suite model."""
     from baselines.convert import suite_to_official
     from suite.models.network import DelayNetwork
 
@@ -180,9 +178,6 @@ def build_pair(cfg: BenchConfig, delay_type: str, backends: Sequence[str], sig: 
         ours[backend] = other
     published = build_published(cfg, delay_type, spec)
     published.load_state_dict(suite_to_official(first.state_dict(), delay_type), strict=True)
-    if sig is not None:
-        for model in [*ours.values(), published]:
-            set_sig(model, sig)
     device = torch.device(cfg.device)
     return {k: m.to(device) for k, m in ours.items()}, published.to(device)
 
@@ -377,7 +372,8 @@ def _memory_worker(request: Mapping[str, Any]) -> dict[str, Any]:
         from suite.models.network import DelayNetwork
 
         model = DelayNetwork(spec, stack)
-    set_sig(model, float(request["sig"]))
+    if request.get("sig") is not None:
+        set_sig(model, float(request["sig"]))
     x, labels = bench_inputs(cfg, "cpu")
     step = make_train_step(model, x, labels)
     if request["run"]:
@@ -417,8 +413,8 @@ def _run_worker(request: Mapping[str, Any], timeout: float = 1800.0) -> dict[str
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def cpu_train_peak_memory(cfg: BenchConfig, delay_type: str, stack: str, sig: float) -> dict[str, Any]:
-    """Max RSS of (build + one step at SIG ``sig``) - max RSS of (build only), each in a fresh process."""
+def cpu_train_peak_memory(cfg: BenchConfig, delay_type: str, stack: str, sig: float | None = None) -> dict[str, Any]:
+    """Max RSS of (build + one step, at SIG ``sig`` if given) - max RSS of (build only), each in a fresh process."""
     base = {"config": _config_json(cfg), "delay_type": delay_type, "stack": stack, "threads": cfg.threads, "sig": sig}
     baseline = _run_worker({**base, "run": False})["maxrss_bytes"]
     stepped = _run_worker({**base, "run": True})["maxrss_bytes"]
@@ -516,7 +512,9 @@ def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None],
                   ) -> dict[str, Any]:
     device = torch.device(cfg.device)
     sig = width_sig(cfg, delay_type, width)
-    ours, published = build_pair(cfg, delay_type, cfg.backends, sig)
+    ours, published = build_pair(cfg, delay_type, cfg.backends)
+    for model in [*ours.values(), published]:
+        set_sig(model, sig)
     x, labels = bench_inputs(cfg, device)
     result: dict[str, Any] = {"width": width, "sig": sig, "parity": {}}
     case = variant_key(delay_type, width)
@@ -618,10 +616,11 @@ def _x(value: float | None, spread: Sequence[float] | None = None) -> str:
 def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (shared by the terminal table and the Markdown file)."""
     backends = list(report["config"]["backends"])
-    cpu = report["environment"]["cpu"]
+    cpu = report.get("environment", {}).get("cpu")
+    on = f" ({cpu})" if cpu else ""  # the machine beside every ratio
     header = ["variant", "measure", "published"]
     for b in backends:
-        header += [b, f"published / {b} ({cpu})"]
+        header += [b, f"published / {b}{on}"]
     rows = []
     for dt, res in report["variants"].items():
         measures: list[tuple[str, str, Callable[[str], str], str | None]] = [
@@ -642,7 +641,7 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         for _ in backends:
             row += [_ms(res["dense_matmuls"]), ""]
         rows.append(row)
-        row = [dt, f"training step / dense matmuls ({cpu})", _x(res["ratios"][PUBLISHED]["train_over_dense"],
+        row = [dt, f"training step / dense matmuls{on}", _x(res["ratios"][PUBLISHED]["train_over_dense"],
                                                          spread.get(PUBLISHED, {}).get("train_over_dense"))]
         for b in backends:
             row += [_x(res["ratios"][b]["train_over_dense"], spread.get(b, {}).get("train_over_dense")), ""]
