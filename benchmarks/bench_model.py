@@ -107,6 +107,9 @@ class TrainStep(_PaperNetwork):
 
     def setup(self, backend: str, delay_type: str) -> None:
         self._build(backend, delay_type)
+        self._make_step()
+
+    def _make_step(self) -> None:
         gen = torch.Generator().manual_seed(1)
         self.labels = torch.randint(0, OUTPUTS, (BATCH,), generator=gen).to(self.device)
         self.step = _train_step(self.net, self.x, self.labels)
@@ -140,6 +143,40 @@ class TrainStep(_PaperNetwork):
         else:
             dense = make_dense_reference(cfg, self.device, input_needs_grad(delay_type))
         return median_time(self.step, self.device, 3) / median_time(dense, self.device, 3)
+
+    track_train_over_dense.unit = "ratio"
+
+
+class SynapticTrainStepAtWidth(TrainStep):
+    """The synaptic network's training step at three points of the official SIG schedule: start (D // 2), the
+    decay's geometric middle, final (0.23, held for the last three quarters of training). The torch backend runs the
+    full kernel at the first two and each synapse's window of active taps at the last; the published stack's cost
+    does not depend on the width. asv records the machine's CPU model with every result."""
+
+    params: ClassVar[list] = [backends(), ["start", "middle", "final"]]
+    param_names: ClassVar[list] = ["backend", "width"]
+
+    def setup(self, backend: str, width: str) -> None:
+        try:
+            from suite.models.delays import schedule_widths
+        except ImportError:
+            raise NotImplementedError("suite.models.delays.schedule_widths is not in this commit") from None
+        self.sig = schedule_widths(float(KERNEL_SIZE // 2), 0.23)[width]
+        self._build(backend, "synaptic")
+        for delay in self.net.delay_modules():
+            delay.sig.fill_(self.sig)
+        self._make_step()
+
+    def track_speedup_vs_published(self, backend: str, width: str) -> float:
+        model = _published(self.net, "synaptic")
+        model.set_sig(self.sig)
+        published = _train_step(model, self.x, self.labels)
+        return median_time(published, self.device, 2) / median_time(self.step, self.device, 2)
+
+    track_speedup_vs_published.unit = "ratio"
+
+    def track_train_over_dense(self, backend: str, width: str) -> float:
+        return super().track_train_over_dense(backend, "synaptic")
 
     track_train_over_dense.unit = "ratio"
 

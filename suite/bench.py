@@ -66,6 +66,8 @@ PROTOCOL_SHAPES: dict[str, tuple[int, int]] = {"gsc": (40, 98), "ssc": (140, 100
 N_OUTPUTS = 35
 PUBLISHED = "published"
 DENSE = "dense matmuls"
+WIDTHS = ("start", "middle", "final")
+"""Points of the official SIG schedule a variant can be timed at (suite.models.delays.schedule_widths)."""
 SCHEMA = 1
 
 
@@ -79,6 +81,7 @@ class BenchConfig:
     time_steps: int = 98
     batch: int = 16
     variants: tuple[str, ...] = DELAY_TYPES
+    widths: tuple[str, ...] = ("start",)
     backends: tuple[str, ...] = ("torch",)
     repeats: int = 5
     warmup: int = 1
@@ -136,6 +139,29 @@ def build_published(cfg: BenchConfig, delay_type: str, spec: Any) -> nn.Module:
 
     return OfficialDelaySNN(cfg.n_inputs, tuple(cfg.n_hidden), cfg.n_outputs, delay_type=delay_type,
                             kernel_size=cfg.kernel_size, tau=spec.tau, dropout=spec.dropout)
+
+
+def width_sig(cfg: BenchConfig, delay_type: str, width: str) -> float:
+    """SIG at a named point of the official schedule for this variant's model spec."""
+    from suite.models.delays import schedule_widths
+
+    spec = model_spec(cfg, delay_type)
+    return schedule_widths(spec.sig_init, spec.sig_final)[width]
+
+
+def variant_key(delay_type: str, width: str) -> str:
+    """The report's key of one timed case: the delay type alone at the schedule's start (its initial SIG, what the
+    models are built with), ``type@width`` elsewhere."""
+    return delay_type if width == "start" else f"{delay_type}@{width}"
+
+
+def set_sig(model: nn.Module, sig: float) -> None:
+    """SIG of every delay of a suite model or of the published stack."""
+    if hasattr(model, "delay_modules"):
+        for delay in model.delay_modules():
+            delay.sig.fill_(sig)
+    else:
+        model.set_sig(sig)
 
 
 def build_pair(cfg: BenchConfig, delay_type: str, backends: Sequence[str]) -> tuple[dict[str, nn.Module], nn.Module]:
@@ -336,6 +362,7 @@ def _memory_worker(request: Mapping[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(int(request["threads"]))
     cfg = BenchConfig(**{**request["config"], "n_hidden": tuple(request["config"]["n_hidden"]),
                          "variants": tuple(request["config"]["variants"]),
+                         "widths": tuple(request["config"]["widths"]),
                          "backends": tuple(request["config"]["backends"])})
     delay_type, stack = request["delay_type"], request["stack"]
     torch.manual_seed(cfg.seed)
@@ -346,6 +373,8 @@ def _memory_worker(request: Mapping[str, Any]) -> dict[str, Any]:
         from suite.models.network import DelayNetwork
 
         model = DelayNetwork(spec, stack)
+    if request.get("sig") is not None:
+        set_sig(model, float(request["sig"]))
     x, labels = bench_inputs(cfg, "cpu")
     step = make_train_step(model, x, labels)
     if request["run"]:
@@ -385,9 +414,9 @@ def _run_worker(request: Mapping[str, Any], timeout: float = 1800.0) -> dict[str
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def cpu_train_peak_memory(cfg: BenchConfig, delay_type: str, stack: str) -> dict[str, Any]:
-    """Max RSS of (build + one step) - max RSS of (build only), each in a fresh process."""
-    base = {"config": _config_json(cfg), "delay_type": delay_type, "stack": stack, "threads": cfg.threads}
+def cpu_train_peak_memory(cfg: BenchConfig, delay_type: str, stack: str, sig: float | None = None) -> dict[str, Any]:
+    """Max RSS of (build + one step, at SIG ``sig`` if given) - max RSS of (build only), each in a fresh process."""
+    base = {"config": _config_json(cfg), "delay_type": delay_type, "stack": stack, "threads": cfg.threads, "sig": sig}
     baseline = _run_worker({**base, "run": False})["maxrss_bytes"]
     stepped = _run_worker({**base, "run": True})["maxrss_bytes"]
     return {"peak_bytes": max(0, stepped - baseline), "baseline_maxrss_bytes": baseline,
@@ -470,15 +499,20 @@ def _paired_ratios(numerator: Mapping[str, Any], denominator: Mapping[str, Any])
     return [a / b for a, b in zip(numerator["wall_each_s"], denominator["wall_each_s"], strict=True) if b > 0]
 
 
-def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None]) -> dict[str, Any]:
+def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None], width: str = "start"
+                  ) -> dict[str, Any]:
     device = torch.device(cfg.device)
+    sig = width_sig(cfg, delay_type, width)
     ours, published = build_pair(cfg, delay_type, cfg.backends)
+    for model in [*ours.values(), published]:
+        set_sig(model, sig)
     x, labels = bench_inputs(cfg, device)
-    result: dict[str, Any] = {"parity": {}}
+    result: dict[str, Any] = {"width": width, "sig": sig, "parity": {}}
+    case = variant_key(delay_type, width)
     for name, model in ours.items():
-        result["parity"][name] = check_parity(name, delay_type, model, published, x)
+        result["parity"][name] = check_parity(name, case, model, published, x)
     worst = ", ".join(f"{n} {max(e['max_abs'] for e in modes.values()):.2g}" for n, modes in result["parity"].items())
-    say(f"{delay_type}: parity ok (max abs {worst}); timing training steps and the dense matmuls alone")
+    say(f"{case}: parity ok (max abs {worst}); timing training steps and the dense matmuls alone")
     steps = {name: make_train_step(copy.deepcopy(m), x, labels) for name, m in ours.items()}
     steps[PUBLISHED] = make_train_step(copy.deepcopy(published), x, labels)
     # interleaved with the steps: the same load for the ratio
@@ -487,13 +521,13 @@ def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None])
     result["dense_matmuls"] = timed.pop(DENSE)
     result["train_step"] = timed
     del steps
-    say(f"{delay_type}: timing hard-delay inference")
+    say(f"{case}: timing hard-delay inference")
     infer = {name: make_inference(m.hard_copy(), x) for name, m in ours.items()}
     infer[PUBLISHED] = make_inference(published_hard_copy(published), x)
     result["inference_hard"] = time_interleaved(infer, device, cfg.warmup, cfg.repeats)
     del infer
     if cfg.memory:
-        say(f"{delay_type}: peak training memory")
+        say(f"{case}: peak training memory")
         memory = {}
         for name in [*ours, PUBLISHED]:
             if device.type == "cuda":
@@ -501,7 +535,7 @@ def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None])
                 memory[name] = cuda_train_peak_memory(model, x, labels)
                 del model
             else:
-                memory[name] = cpu_train_peak_memory(cfg, delay_type, name)
+                memory[name] = cpu_train_peak_memory(cfg, delay_type, name, sig)
         result["peak_memory_train"] = memory
     ratios: dict[str, Any] = {}
     spread: dict[str, Any] = {}
@@ -527,6 +561,9 @@ def run_bench(cfg: BenchConfig, say: Callable[[str], None] = lambda _: None) -> 
     for v in cfg.variants:
         if v not in DELAY_TYPES:
             raise SuiteError(f"bench --variant: {v!r} has no published counterpart; expected some of {DELAY_TYPES}")
+    for w in cfg.widths:
+        if w not in WIDTHS:
+            raise SuiteError(f"bench --width: {w!r} is not a point of the SIG schedule; expected some of {WIDTHS}")
     resolve_device(cfg.device, "bench --device")
     process_settings = configure_cpu_process(cfg.retain_freed_memory)
     previous_threads = torch.get_num_threads()
@@ -534,7 +571,7 @@ def run_bench(cfg: BenchConfig, say: Callable[[str], None] = lambda _: None) -> 
         torch.set_num_threads(cfg.threads)
     try:
         load_before = os.getloadavg()
-        variants = {dt: bench_variant(cfg, dt, say) for dt in cfg.variants}
+        variants = {variant_key(dt, w): bench_variant(cfg, dt, say, w) for dt in cfg.variants for w in cfg.widths}
         load_after = os.getloadavg()
     finally:
         torch.set_num_threads(previous_threads)
@@ -570,9 +607,11 @@ def _x(value: float | None, spread: Sequence[float] | None = None) -> str:
 def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (shared by the terminal table and the Markdown file)."""
     backends = list(report["config"]["backends"])
+    cpu = report.get("environment", {}).get("cpu")
+    on = f" ({cpu})" if cpu else ""  # the machine beside every ratio
     header = ["variant", "measure", "published"]
     for b in backends:
-        header += [b, f"published / {b}"]
+        header += [b, f"published / {b}{on}"]
     rows = []
     for dt, res in report["variants"].items():
         measures: list[tuple[str, str, Callable[[str], str], str | None]] = [
@@ -593,7 +632,7 @@ def table_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         for _ in backends:
             row += [_ms(res["dense_matmuls"]), ""]
         rows.append(row)
-        row = [dt, "training step / dense matmuls", _x(res["ratios"][PUBLISHED]["train_over_dense"],
+        row = [dt, f"training step / dense matmuls{on}", _x(res["ratios"][PUBLISHED]["train_over_dense"],
                                                          spread.get(PUBLISHED, {}).get("train_over_dense"))]
         for b in backends:
             row += [_x(res["ratios"][b]["train_over_dense"], spread.get(b, {}).get("train_over_dense")), ""]
@@ -684,7 +723,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(
         protocol=args.protocol, n_inputs=n_inputs, n_hidden=(args.hidden,) * args.layers, kernel_size=args.kernel_size,
         time_steps=time_steps, batch=batch, variants=tuple(args.variants or DELAY_TYPES),
-        backends=tuple(available_backends(args.backends, args.device)), repeats=args.repeats, warmup=args.warmup,
+        widths=tuple(args.widths or ("start",)), backends=tuple(available_backends(args.backends, args.device)),
+        repeats=args.repeats, warmup=args.warmup,
         device=args.device, threads=args.threads if args.device == "cpu" else None, memory=args.memory,
         retain_freed_memory=args.retain_freed_memory,
         seed=args.seed)
@@ -719,6 +759,9 @@ def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None, help="batch size (default 16 on CPU, 128 on CUDA)")
     p.add_argument("--variant", action="append", dest="variants", default=None, metavar="TYPE",
                    help="delay type: synaptic, axonal or dendritic (repeatable; default all three)")
+    p.add_argument("--width", action="append", dest="widths", default=None, metavar="WIDTH",
+                   help="point of the official SIG schedule to time each variant at (repeatable): start (SIG = D // 2, "
+                        "the default), middle (the decay's geometric middle), final (0.23)")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

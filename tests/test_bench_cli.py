@@ -137,3 +137,24 @@ def test_dense_reference_has_the_networks_products(delay_type: str) -> None:
     products = sum(e.count for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::bmm"))
     layers = len(bench.dense_layers(cfg))  # forward, input gradient, weight gradient of each
     assert products == 3 * layers - (0 if bench.input_needs_grad(delay_type) else 1)
+
+
+def test_bench_at_schedule_widths(tmp_path) -> None:
+    """``--width start --width final``: the synaptic model and the published stack are timed at both SIGs, parity
+    holds at each (the final width runs the windowed delay), and the table names the CPU beside every ratio."""
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    assert main([*TINY, "--no-memory", "--variant", "synaptic", "--width", "start", "--width", "final",
+                 "--out", str(out), "--markdown", str(md)]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["variants"]) == ["synaptic", "synaptic@final"]
+    assert [v["sig"] for v in report["variants"].values()] == [3.0, 0.23]
+    assert all(v["parity"]["torch"]["soft"]["max_abs"] <= bench.PARITY_TOL for v in report["variants"].values())
+    text = md.read_text()
+    assert "| synaptic@final | training step (ms) |" in text
+    assert f"published / torch ({report['environment']['cpu']})" in text
+    assert f"training step / dense matmuls ({report['environment']['cpu']})" in text
+
+
+def test_bench_rejects_an_unknown_width(capsys: pytest.CaptureFixture) -> None:
+    assert main([*TINY, "--no-memory", "--width", "late"]) == 2
+    assert "bench --width: 'late' is not a point of the SIG schedule" in capsys.readouterr().err

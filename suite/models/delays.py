@@ -124,3 +124,9 @@ class SynapticDelay(_DelayBase):
 def sigma_decay_factor(sig_init: float, sig_final: float, decay_epochs: int) -> float:
     """Official per-epoch SIG factor: (0.23 / SIG_init) ** (1 / final_epoch), final_epoch = epochs // 4."""
     return math.pow(sig_final / sig_init, 1.0 / decay_epochs)
+
+
+def schedule_widths(sig_init: float, sig_final: float) -> dict[str, float]:
+    """SIG at three points of the official decay: its start, its geometric middle (half the decay epochs, where the
+    per-epoch factor has been applied half the times) and its final value (held for the last three quarters)."""
+    return {"start": sig_init, "middle": math.sqrt(sig_init * sig_final), "final": sig_final}

@@ -30,13 +30,19 @@ How the kernels are laid out for speed (docs/kernels.md; current timings in docs
   time-major (T, B, C) tensor *is* the channels-last layout of a (1, C, T, B) image, so ``conv2d`` with a
   (C, 1, D, 1) kernel runs oneDNN's NHWC depthwise kernel with no permute copy, and the backward calls
   ``convolution_backward`` in the same layout.
-- Soft synaptic delays are D accumulating matrix products over shifted time slices (contiguous in the time-major
-  layout, no padding copy, rows that would only read padding skipped). The (D, N_in, N_out) kernel is never stored:
-  it is rebuilt from (weight, pos) a chunk of taps (8 MiB) at a time when it is needed, in the forward and in the
-  backward, whose weight and position gradients are reduced chunk by chunk in closed form.
+- Soft synaptic delays take one of two algorithms, chosen by the width alone (:func:`synaptic_delay`). Wide kernels
+  (SIG above ~0.75 at D = 31, the first fifth of the official schedule): D accumulating matrix products over shifted
+  time slices (contiguous in the time-major layout, no padding copy, rows that would only read padding skipped); the
+  (D, N_in, N_out) kernel is never stored: it is rebuilt from (weight, pos) a chunk of taps (8 MiB) at a time when it
+  is needed, in the forward and in the backward, whose weight and position gradients are reduced chunk by chunk in
+  closed form. Narrow kernels (on CPU float32 with the compiled kernels): only each synapse's window of taps that can
+  contribute (:func:`synaptic_window`: 6 of 31 at the final width), as W short correlations per synapse in
+  ``native/synaptic.c``; the (N_out, N_in, W) window taps come from (weight, pos) by a small element-wise autograd
+  graph.
 - Hard per-channel delays are the same depthwise convolution with one-hot kernels (faster than a gather there).
-- Hard synaptic delays without autograd group the synapses by delay into D sparse CSR matrices (one tap per synapse
-  instead of D); with autograd they keep the dense one-product-per-delay form.
+- Hard synaptic delays without autograd are a gather on CPU (the window kernel with one tap per synapse); without
+  the compiled kernels they group the synapses by delay into D sparse CSR matrices; with autograd they keep the
+  dense one-product-per-delay form.
 """
 
 from __future__ import annotations
@@ -667,6 +673,106 @@ class _SynapticDelay(torch.autograd.Function):
         return grad_x, grad_w, grad_p, None, None, None, None
 
 
+WINDOW_TOLERANCE = 2.0**-25
+"""A synapse's window leaves out only taps whose Gaussian value is below this fraction of the kernel's peak tap (half
+float32's unit roundoff 2^-24): what the windowed delay drops is below the rounding of the peak term itself."""
+WINDOW_MAX_TAPS = 12
+"""The windowed delay runs while a synapse's window has at most this many taps (the compiled kernels keep a window's
+taps in registers, ``MAX_WINDOW`` in synaptic.c); wider windows (SIG above ~0.75 at D = 31) take the full kernel."""
+
+
+def synaptic_window(sig: float, kernel_size: int) -> tuple[int, float]:
+    """(W, R): the taps per synapse that can contribute at width ``|sig| + 0.27``, and the radius they cover.
+
+    Rule: tap k is dropped only if |k - c| > R with R^2 = 1/4 + 2 s^2 ln(1 / WINDOW_TOLERANCE). The peak tap is
+    within 1/2 of the centre c, so a dropped tap's value relative to it is below
+    exp(-(R^2 - 1/4) / (2 s^2)) = WINDOW_TOLERANCE. At most floor(2R) + 1 taps lie within R of c, so W is that (at
+    most D); the window starts at clamp(ceil(c - R), 0, D - W).
+    """
+    sigma = abs(sig) + SIGMA_OFFSET
+    radius = math.sqrt(0.25 + 2.0 * sigma * sigma * math.log(1.0 / WINDOW_TOLERANCE))
+    return min(kernel_size, math.floor(2.0 * radius) + 1), radius
+
+
+def synaptic_window_taps(weight: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (N_out, N_in, W) kernel taps of every synapse's window and the windows' first taps (N_out, N_in) int32.
+
+    ``taps[o, i, j] = W[o, i] g_{start + j}`` with g normalised over the window (DCLS 'gauss' otherwise; the taps left
+    out sum to below 2 WINDOW_TOLERANCE of the peak). Differentiable in weight and pos (:class:`_WindowTaps`).
+    """
+    window, radius = synaptic_window(sig, kernel_size)
+    centre = pos.detach() + kernel_size // 2
+    start = torch.ceil(centre - radius).clamp_(0, kernel_size - window)
+    taps = _WindowTaps.apply(weight, pos, start, abs(sig) + SIGMA_OFFSET, window, kernel_size)
+    return taps, start.to(torch.int32)
+
+
+class _WindowTaps(torch.autograd.Function):
+    """(weight, pos) -> W g over each synapse's window, g_j = e_j / (sum_j e_j + eps), e_j = exp(-z_j^2 / 2),
+    z_j = (start + j - c) / s; saves z and g. Backward in closed form (as :class:`_SynapticDelay`'s):
+    dL/dW = sum_j G_j g_j, dL/dc = W (sum_j G_j g_j z_j - (sum_j G_j g_j)(sum_j g_j z_j)) / s."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, pos: torch.Tensor, start: torch.Tensor, sigma: float,  # type: ignore[override]
+                window: int, kernel_size: int) -> torch.Tensor:
+        offsets = torch.arange(window, device=pos.device, dtype=pos.dtype)
+        z = (start.unsqueeze(-1) + offsets).sub_((pos + kernel_size // 2).unsqueeze(-1)).div_(sigma)
+        g = z.square().mul_(-0.5).exp_()
+        g.div_(g.sum(-1, keepdim=True).add_(KERNEL_NORM_EPS))
+        ctx.save_for_backward(weight, z, g)
+        ctx.sigma = sigma
+        return g * weight.unsqueeze(-1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_taps: torch.Tensor):  # type: ignore[override]
+        weight, z, g = ctx.saved_tensors
+        weighted = grad_taps * g
+        acc_g = weighted.sum(-1)
+        acc_gz = weighted.mul_(z).sum(-1)
+        acc_z = (g * z).sum(-1)
+        grad_pos = acc_gz.sub_(acc_g * acc_z).mul_(weight).div_(ctx.sigma) if ctx.needs_input_grad[1] else None
+        return (acc_g if ctx.needs_input_grad[0] else None), grad_pos, None, None, None, None
+
+
+class _WindowedSynapticDelay(torch.autograd.Function):
+    """y[t, :, o] = sum_i sum_j x_pad[t + start[o, i] + j, :, i] taps[o, i, j] with the compiled window kernels
+    (:mod:`suite.ops.native`, ``synaptic.c``); saves the padded channel-major input, the taps and the starts."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, taps: torch.Tensor, start: torch.Tensor, kernel_size: int,  # type: ignore[override]
+                pad_left: int, pad_right: int) -> torch.Tensor:
+        t_in, batch, _ = x.shape
+        t_out = t_in + pad_left + pad_right - kernel_size + 1
+        src = native.window_series(x, pad_left, t_in + pad_left + pad_right)
+        taps = taps.detach().contiguous()
+        y = native.time_major(native.window_correlate(src, taps, start, t_out), batch)
+        ctx.save_for_backward(src, taps, start)
+        ctx.shape, ctx.kernel_size, ctx.pad_left = x.shape, kernel_size, pad_left
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
+        src, taps, start = ctx.saved_tensors
+        t_in, batch, _ = ctx.shape
+        t_out = grad_y.shape[0]
+        window = taps.shape[2]
+        grad_x = grad_taps = None
+        if ctx.needs_input_grad[0]:
+            # the transposed correlation: dL/dx[t, i] = sum_o sum_j taps[o, i, W-1-j] gy_pad[t + start'[i, o] + j, o],
+            # gy_pad = grad_y behind D - 1 zero rows, start' = pad_left + D - W - start
+            lead = ctx.kernel_size - 1
+            grad_src = native.window_series(grad_y, lead, t_out + 2 * lead)
+            flipped = taps.permute(1, 0, 2).flip(2).contiguous()
+            start_t = (ctx.pad_left + lead - (window - 1) - start).t().contiguous()
+            grad_x = native.time_major(native.window_correlate(grad_src, flipped, start_t, t_in), batch)
+        if ctx.needs_input_grad[1]:
+            grad_taps = native.window_tap_grad(src, grad_y, start, window)
+        return grad_x, grad_taps, None, None, None, None
+
+
 def synaptic_delay(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -676,7 +782,16 @@ def synaptic_delay(
     pad_left: int,
     pad_right: int,
 ) -> torch.Tensor:
-    """One soft delay per synapse: x (T, B, Cin), weight and pos (Cout, Cin) -> (T', B, Cout)."""
+    """One soft delay per synapse: x (T, B, Cin), weight and pos (Cout, Cin) -> (T', B, Cout).
+
+    Two algorithms, chosen by the width alone: while a synapse's window (:func:`synaptic_window`) has at most
+    ``WINDOW_MAX_TAPS`` taps and the compiled kernels take the input (CPU float32), the windowed delay over each
+    synapse's active taps; otherwise the full kernel, D matrix products (:class:`_SynapticDelay`).
+    """
+    window = synaptic_window(sig, kernel_size)[0]
+    if window <= WINDOW_MAX_TAPS and native.window_eligible(x, window) and weight.dtype == pos.dtype == torch.float32:
+        taps, start = synaptic_window_taps(weight, pos, float(sig), kernel_size)
+        return _WindowedSynapticDelay.apply(x.contiguous(), taps, start, kernel_size, pad_left, pad_right)
     return _SynapticDelay.apply(x.contiguous(), weight, pos, float(sig), kernel_size, pad_left, pad_right)
 
 
@@ -739,9 +854,19 @@ def _sparse_products(y_cm: torch.Tensor, x_cm: torch.Tensor, crow: torch.Tensor,
 def synaptic_delay_hard(
     x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor, kernel_size: int, pad_left: int, pad_right: int
 ) -> torch.Tensor:
-    """Integer synaptic delays: each synapse reads its input ``delay`` steps back (sparse per-delay products on CPU
-    without autograd; one dense product per distinct delay otherwise)."""
+    """Integer synaptic delays: each synapse reads its input ``delay`` steps back.
+
+    Without autograd on CPU: a gather, the compiled window kernel with one tap per synapse (tap D - 1 - delay, the
+    weight as its value); without the compiled kernels, sparse per-delay products. With autograd or elsewhere: one
+    dense product per distinct delay. All equal the one-hot kernel's result but for the order of the sums over inputs.
+    """
     grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     if grad or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return _synaptic_hard_dense(x, weight, delays, kernel_size, pad_left, pad_right)
+    if native.window_eligible(x, 1) and weight.dtype == torch.float32:
+        start = (kernel_size - 1 - delays).to(torch.int32).contiguous()
+        src = native.window_series(x.contiguous(), pad_left, x.shape[0] + pad_left + pad_right)
+        t_out = x.shape[0] + pad_left + pad_right - kernel_size + 1
+        taps = weight.detach().unsqueeze(-1).contiguous()
+        return native.time_major(native.window_correlate(src, taps, start, t_out), x.shape[1])
     return _synaptic_hard_sparse(x, weight, delays, kernel_size, pad_left, pad_right)

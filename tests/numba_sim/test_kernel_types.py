@@ -39,9 +39,9 @@ SIGNATURES: dict[str, tuple[Any, ...]] = {
     "synaptic_kernel_grad": (_A2, _A2, _A2, _A2, _A2, _F64),
     "shifted_gemm": (_A2, _A2, _A2, _I, _I),
     "shifted_gemm_tn": (_A2, _A2, _A2, _I, _I),
-    "synaptic_hard_forward": (_A3, _A2, _I2, _A3, _I, _I),
-    "synaptic_hard_backward_input": (_A3, _A2, _I2, _A3, _I, _I),
-    "synaptic_hard_backward_weight": (_A3, _A3, _I2, _A2, _I, _I),
+    "synaptic_window_forward": (_A3, _A3, _I2, _A3, _I),
+    "synaptic_window_backward_input": (_A3, _A3, _I2, _A3, _I),
+    "synaptic_window_backward_taps": (_A3, _A3, _I2, _A3, _I),
 }
 """Argument types of every kernel as the wrappers launch them (float32 tensors, int64 delays, Python scalars)."""
 
@@ -70,7 +70,8 @@ def test_wrappers_launch_the_recorded_signatures(monkeypatch: pytest.MonkeyPatch
         nb.leaky_readout(x, 1.5),
         nb.channel_delay(x, pos_c, 1.0, 3, 2, 1),
         nb.channel_delay_hard(x, delays_from_positions(pos_c.detach(), 3), 3, 2, 1),
-        nb.synaptic_delay(x, w, pos_s, 1.0, 3, 2, 1),
+        nb.synaptic_delay(x, w, pos_s, 1.0, 3, 2, 1),  # a window of 3 taps
+        nb.synaptic_delay(x, w, pos_s, 5.0, 15, 14, 7),  # wide: the full kernel
         nb.synaptic_delay_hard(x, w, delays_from_positions(pos_s.detach(), 3), 3, 2, 1),
     ]
     torch.autograd.grad(sum(o.sum() for o in outputs), [x, w, pos_c, pos_s])

@@ -105,6 +105,19 @@ def test_synaptic_delay(nb, sig: float) -> None:
              lambda x, w, p: nb.synaptic_delay(x, w, p, sig, D, PAD_L, PAD_R), [x, w, pos])
 
 
+@pytest.mark.parametrize("sig", [0.23, 0.0])
+def test_synaptic_delay_windowed(nb, sig: float) -> None:
+    """D = 15 at the final widths: the window op (6 and 4 of 15 taps) against the torch backend's full kernel."""
+    kernel_size = 15
+    assert ref.synaptic_window(sig, kernel_size)[0] < kernel_size
+    x, w = torch.randn(T, B, C_IN), 0.5 * torch.randn(C_OUT, C_IN)
+    pos = torch.empty(C_OUT, C_IN).uniform_(-7, 7)
+    pos[0, :2] = torch.tensor([-7.0, 7.0])
+    left, right = kernel_size - 1, (kernel_size - 1) // 2
+    _compare(lambda x, w, p: ref._SynapticDelay.apply(x, w, p, sig, kernel_size, left, right),
+             lambda x, w, p: nb.synaptic_delay(x, w, p, sig, kernel_size, left, right), [x, w, pos])
+
+
 def test_synaptic_delay_without_input_gradient(nb) -> None:
     x, w, pos = torch.randn(T, B, C_IN), 0.5 * torch.randn(C_OUT, C_IN), _positions(C_OUT, C_IN)
     _compare(lambda x, w, p: ref.synaptic_delay(x, w, p, 1.0, D, PAD_L, PAD_R),

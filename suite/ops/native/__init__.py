@@ -5,6 +5,8 @@
 - ``batchnorm_lif.c``: a hidden layer's BatchNorm (batch statistics) -> LIF -> dropout in two passes each way.
 - ``gaussian.c``: the Gaussian per-channel delay kernels in the depthwise kernels' layout, and their position
   gradient from the depthwise backward's partial sums (the soft axonal/dendritic delay as one op).
+- ``synaptic.c``: per-synapse delays over a window of taps (the soft synaptic delay at its active taps, and the
+  hard synaptic delay as a gather), forward, input gradient and the gradient of the window's taps.
 
 Why C: the fast depthwise correlation keeps a tile of output vectors in registers across the D taps (Numba's loops
 reloaded and stored the accumulators every tap and were slower than oneDNN), and these kernels must run on PyTorch's
@@ -36,7 +38,7 @@ import torch
 from suite.usercache import user_cache_root
 
 SOURCES = tuple(Path(__file__).with_name(name)
-                for name in ("depthwise.c", "recurrences.c", "batchnorm_lif.c", "gaussian.c"))
+                for name in ("depthwise.c", "recurrences.c", "batchnorm_lif.c", "gaussian.c", "synaptic.c"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("pool.h", "neuron.h"))
 FLAGS = ("-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast", "-shared", "-fPIC")
 LIBRARIES = ("-lm",)
@@ -127,6 +129,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.suite_lif_delay_backward.argtypes = [pointer] * 16 + [double] * 4 + [int_] * 6 + pool
     lib.suite_lif_delay_forward.restype = lib.suite_lif_delay_backward.restype = None
     lib.suite_set_team_barrier.argtypes, lib.suite_set_team_barrier.restype = [pointer], None
+    lib.suite_window_correlate.argtypes = [pointer] * 4 + [int_] * 6 + pool
+    lib.suite_window_tap_grad.argtypes = [pointer] * 4 + [int_] * 7 + pool
+    lib.suite_window_correlate.restype = lib.suite_window_tap_grad.restype = None
 
 
 def _load() -> None:
@@ -153,7 +158,8 @@ def _load() -> None:
     except Exception as err:  # any failure to build or load means: use the PyTorch ops (status() says why)
         _state["reason"] = f"{type(err).__name__}: {err}"
         return
-    _state.update(lib=lib, vector_width=lib.suite_vector_width(), threads=threads, pool=entries)
+    _state.update(lib=lib, vector_width=lib.suite_vector_width(), threads=threads, pool=entries,
+                  window_tile=lib.suite_window_tile(), window_max=lib.suite_window_max())
 
 
 def library() -> ctypes.CDLL | None:
@@ -568,3 +574,54 @@ def lif_delay_backward(z: torch.Tensor, channel: torch.Tensor, keep: torch.Tenso
         channels, kernel_size, pad_left, grad_y.shape[0], *pool)
     grad_weight, grad_bias = grad_weight.to(weight.dtype), grad_bias.to(weight.dtype)
     return grad_z, _position_grad(pos, taps, dw_partial, sigma), grad_weight, grad_bias
+
+
+# ---------------------------------------------------------------------------------------------- synaptic windows
+
+
+def window_eligible(x: torch.Tensor, window: int) -> bool:
+    """CPU float32 (T, B, N_in) input, a window of at most the kernels' ``MAX_WINDOW`` taps, library available."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 3 and library() is not None
+            and 1 <= window <= _state["window_max"])
+
+
+def window_series(x: torch.Tensor, front: int, rows: int, source: bool = True) -> torch.Tensor:
+    """x (T, B, C) as the window kernels read it: channel-major (C, rows, Bp) with x[t] at row ``front + t`` and
+    zeros elsewhere, Bp = B rounded up to whole vectors. A ``source`` of :func:`window_correlate` gets TILE more zero
+    rows (what a last, partial tile of outputs reads)."""
+    steps, batch, channels = x.shape
+    _loaded()
+    width = _state["vector_width"]
+    out = x.new_zeros(channels, rows + (_state["window_tile"] if source else 0), -(-batch // width) * width)
+    out[:, front: front + steps, :batch] = x.detach().permute(2, 0, 1)
+    return out
+
+
+def time_major(series: torch.Tensor, batch: int) -> torch.Tensor:
+    """(C, T, Bp) channel-major series back to a (T, B, C) tensor."""
+    return series[:, :, :batch].permute(1, 2, 0).contiguous()
+
+
+def window_correlate(src: torch.Tensor, taps: torch.Tensor, start: torch.Tensor, steps_out: int) -> torch.Tensor:
+    """``dst[d, t] = sum_s sum_k taps[d, s, k] src[s, t + start[d, s] + k]`` for t < steps_out: (n_dst, steps_out,
+    Bp) from :func:`window_series` sources, taps (n_dst, n_src, W) float32 and start (n_dst, n_src) int32."""
+    lib = _loaded()
+    n_src, rows, padded = src.shape
+    n_dst, _, window = taps.shape
+    dst = src.new_empty(n_dst, steps_out, padded)
+    lib.suite_window_correlate(src.data_ptr(), taps.data_ptr(), start.data_ptr(), dst.data_ptr(), n_dst, n_src,
+                               window, rows, steps_out, padded // _state["vector_width"], *_pool())
+    return dst
+
+
+def window_tap_grad(x: torch.Tensor, grad_y: torch.Tensor, start: torch.Tensor, window: int) -> torch.Tensor:
+    """``ga[o, i, k] = sum_t <grad_y[t, :, o], x[i, t + start[o, i] + k]>``: (n_out, n_in, window) from a
+    :func:`window_series` input ``x`` and the (T_out, B, n_out) output gradient."""
+    lib = _loaded()
+    n_in, rows, padded = x.shape
+    steps_out, _, n_out = grad_y.shape
+    series = window_series(grad_y, 0, steps_out + window - 1, source=False)
+    ga = x.new_empty(n_out, n_in, window)
+    lib.suite_window_tap_grad(x.data_ptr(), series.data_ptr(), start.data_ptr(), ga.data_ptr(), n_out, n_in, window,
+                              rows, steps_out, padded // _state["vector_width"], series.shape[1], *_pool())
+    return ga

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from suite.errors import SuiteError
-from suite.ops.pytorch import KERNEL_NORM_EPS, SIGMA_OFFSET
+from suite.ops.pytorch import KERNEL_NORM_EPS, SIGMA_OFFSET, WINDOW_MAX_TAPS, synaptic_window, synaptic_window_taps
 
 try:
     from numba import cuda
@@ -324,9 +324,7 @@ class _SynapticDelay(torch.autograd.Function):
         x, weight, pos = _prepare("synaptic_delay", x, weight, pos)
         t_in, n_batch, n_in = x.shape
         n_out = weight.shape[0]
-        if tuple(weight.shape) != (n_out, n_in) or pos.shape != weight.shape:
-            raise SuiteError(f"synaptic_delay: weight {tuple(weight.shape)} and pos {tuple(pos.shape)} must both be "
-                             f"(N_out, {n_in})")
+        _check_synaptic("synaptic_delay", x, weight, pos)
         t_out = _out_length("synaptic_delay", t_in, kernel_size, pad_left, pad_right)
         sigma = _sigma(sig)
         operand = x.new_empty(kernel_size * n_in, n_out)
@@ -371,43 +369,49 @@ class _SynapticDelay(torch.autograd.Function):
         return grad_x, grad_w, grad_pos, None, None, None, None
 
 
-class _SynapticDelayHard(torch.autograd.Function):
-    """Integer per-synapse delays as a direct gather-sum (D times less work than a one-hot convolution)."""
+class _SynapticWindow(torch.autograd.Function):
+    """Per-synapse delays over a window of W taps from each synapse's first tap ``start`` (the soft delay at a narrow
+    width, :func:`suite.ops.pytorch.synaptic_window`; the hard delay with W = 1): a direct gather-sum, W instead of D
+    multiply-adds per synapse and output element. The taps' gradient flows back to weight and positions through the
+    caller's torch graph."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor,  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, taps: torch.Tensor, start: torch.Tensor,  # type: ignore[override]
                 kernel_size: int, pad_left: int, pad_right: int) -> torch.Tensor:
-        x, weight = _prepare("synaptic_delay_hard", x, weight)
-        t_in, n_batch, n_in = x.shape
-        n_out = weight.shape[0]
-        if tuple(weight.shape) != (n_out, n_in):
-            raise SuiteError(f"synaptic_delay_hard: weight {tuple(weight.shape)} must be (N_out, {n_in})")
-        delays = _check_delays("synaptic_delay_hard", delays, kernel_size, tuple(weight.shape))
-        _prepare("synaptic_delay_hard", x, delays)
-        t_out = _out_length("synaptic_delay_hard", t_in, kernel_size, pad_left, pad_right)
-        y = x.new_empty(t_out, n_batch, n_out)
+        x, taps = _prepare("synaptic_delay", x, taps)
+        t_in, n_batch, _ = x.shape
+        t_out = _out_length("synaptic_delay", t_in, kernel_size, pad_left, pad_right)
+        start = start.to(torch.int64).contiguous()
+        y = x.new_empty(t_out, n_batch, taps.shape[0])
         with _stream(x) as stream:
-            _launch(_k.synaptic_hard_forward, y.numel(), stream, _arr(x), _arr(weight.t().contiguous()),
-                    _arr(delays.t().contiguous()), _arr(y), kernel_size, pad_left)
-        ctx.save_for_backward(x, weight, delays)
-        ctx.kernel_size, ctx.pad_left = kernel_size, pad_left
+            _launch(_k.synaptic_window_forward, y.numel(), stream, _arr(x), _arr(taps.permute(1, 0, 2).contiguous()),
+                    _arr(start.t().contiguous()), _arr(y), pad_left)
+        ctx.save_for_backward(x, taps, start)
+        ctx.pad_left = pad_left
         return y
 
     @staticmethod
     def backward(ctx: Any, grad_y: torch.Tensor):  # type: ignore[override]
-        x, weight, delays = ctx.saved_tensors
-        (grad_y,) = _prepare("synaptic_delay_hard backward", grad_y)
-        grad_x = grad_w = None
+        x, taps, start = ctx.saved_tensors
+        (grad_y,) = _prepare("synaptic_delay backward", grad_y)
+        grad_x = grad_taps = None
         with _stream(grad_y) as stream:
             if ctx.needs_input_grad[0]:
                 grad_x = torch.empty_like(x)
-                _launch(_k.synaptic_hard_backward_input, grad_x.numel(), stream, _arr(grad_y), _arr(weight),
-                        _arr(delays), _arr(grad_x), ctx.kernel_size, ctx.pad_left)
+                _launch(_k.synaptic_window_backward_input, grad_x.numel(), stream, _arr(grad_y), _arr(taps),
+                        _arr(start), _arr(grad_x), ctx.pad_left)
             if ctx.needs_input_grad[1]:
-                grad_w = torch.empty_like(weight)
-                _launch(_k.synaptic_hard_backward_weight, grad_w.numel(), stream, _arr(grad_y), _arr(x), _arr(delays),
-                        _arr(grad_w), ctx.kernel_size, ctx.pad_left)
-        return grad_x, grad_w, None, None, None, None
+                grad_taps = torch.empty_like(taps)
+                _launch(_k.synaptic_window_backward_taps, start.numel(), stream, _arr(grad_y), _arr(x), _arr(start),
+                        _arr(grad_taps), ctx.pad_left)
+        return grad_x, grad_taps, None, None, None, None
+
+
+def _check_synaptic(op: str, x: torch.Tensor, weight: torch.Tensor, pos: torch.Tensor | None = None) -> None:
+    n_in = x.shape[-1]
+    if weight.dim() != 2 or weight.shape[1] != n_in or (pos is not None and pos.shape != weight.shape):
+        shapes = f"weight {tuple(weight.shape)}" + (f" and pos {tuple(pos.shape)}" if pos is not None else "")
+        raise SuiteError(f"{op}: {shapes} must {'both ' if pos is not None else ''}be (N_out, {n_in})")
 
 
 def synaptic_delay(
@@ -419,12 +423,27 @@ def synaptic_delay(
     pad_left: int,
     pad_right: int,
 ) -> torch.Tensor:
-    """One soft delay per synapse: x (T, B, Cin), weight and pos (Cout, Cin) -> (T', B, Cout)."""
+    """One soft delay per synapse: x (T, B, Cin), weight and pos (Cout, Cin) -> (T', B, Cout).
+
+    The same rule as the torch backend, chosen by the width alone: while a synapse's window
+    (:func:`suite.ops.pytorch.synaptic_window`) has at most ``WINDOW_MAX_TAPS`` taps, the gather over each synapse's
+    window; otherwise the full kernel as a tap-shifted GEMM.
+    """
+    window = synaptic_window(sig, kernel_size)[0]
+    if window <= WINDOW_MAX_TAPS:
+        _prepare("synaptic_delay", x, weight, pos)
+        _check_synaptic("synaptic_delay", x, weight, pos)
+        taps, start = synaptic_window_taps(weight, pos, float(sig), kernel_size)
+        return _SynapticWindow.apply(x, taps, start, kernel_size, pad_left, pad_right)
     return _SynapticDelay.apply(x, weight, pos, sig, kernel_size, pad_left, pad_right)
 
 
 def synaptic_delay_hard(
     x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor, kernel_size: int, pad_left: int, pad_right: int
 ) -> torch.Tensor:
-    """Integer synaptic delays (Cout, Cin) in [0, D-1]."""
-    return _SynapticDelayHard.apply(x, weight, delays, kernel_size, pad_left, pad_right)
+    """Integer synaptic delays (Cout, Cin) in [0, D-1]: the window op with one tap per synapse, D - 1 - delay."""
+    x, weight = _prepare("synaptic_delay_hard", x, weight)
+    _check_synaptic("synaptic_delay_hard", x, weight)
+    delays = _check_delays("synaptic_delay_hard", delays, kernel_size, tuple(weight.shape))
+    _prepare("synaptic_delay_hard", x, delays)
+    return _SynapticWindow.apply(x, weight.unsqueeze(-1), kernel_size - 1 - delays, kernel_size, pad_left, pad_right)

@@ -14,8 +14,9 @@ neighbouring threads touch neighbouring addresses):
   chunks deterministically and applies the chain rule through the normalised Gaussian.
 - Synaptic delay (soft): a 2-D tiled shared-memory GEMM, one thread per output element (row (t, b), column), tiles of
   ``TILE`` x ``TILE``; the weighted Gaussian kernels are built by one thread per synapse.
-- Synaptic delay (hard): one thread per output element (t, b, o) looping over the inputs (a gather, no D factor);
-  one thread per input element for the input gradient and one per synapse for the weight gradient.
+- Synaptic delay over each synapse's window of W taps (the soft delay at a narrow width, W of D taps; the hard delay,
+  W = 1, a gather): one thread per output element (t, b, o) looping over the inputs and the window; one thread per
+  input element for the input gradient and one per synapse for the gradient of its window's taps.
 """
 
 from __future__ import annotations
@@ -377,9 +378,11 @@ def shifted_gemm_tn(a, g, out, offset, shift):
 
 
 @cuda.jit
-def synaptic_hard_forward(x, weight_t, delays_t, y, n_taps, pad_left):
-    """y[t, b, o] = sum_c w[o, c] x[t + D - 1 - d[o, c] - pad_left, b, c]; weight_t, delays_t are (Cin, Cout) so
-    neighbouring threads (o fastest) read neighbouring weights. One thread per (t, b, o)."""
+def synaptic_window_forward(x, taps_t, start_t, y, pad_left):
+    """y[t, b, o] = sum_c sum_j taps[o, c, j] x[t + start[o, c] + j - pad_left, b, c] (x = 0 outside its steps): each
+    synapse's window of W taps from its first tap ``start``; taps_t (Cin, Cout, W) and start_t (Cin, Cout) so that
+    neighbouring threads (o fastest) read neighbouring synapses. One thread per (t, b, o). W = 1 with
+    start = D - 1 - delay and the weights as taps is the hard delay (a gather)."""
     q = cuda.grid(1)
     t_out, n_batch, n_out = y.shape
     if q >= t_out * n_batch * n_out:
@@ -390,15 +393,18 @@ def synaptic_hard_forward(x, weight_t, delays_t, y, n_taps, pad_left):
     t = tb // n_batch
     acc = float32(0.0)
     for c in range(x.shape[2]):
-        s = t + n_taps - 1 - delays_t[c, o] - pad_left
-        if 0 <= s < x.shape[0]:
-            acc += weight_t[c, o] * x[s, b, c]
+        s0 = t + start_t[c, o] - pad_left
+        for j in range(taps_t.shape[2]):
+            s = s0 + j
+            if 0 <= s < x.shape[0]:
+                acc += taps_t[c, o, j] * x[s, b, c]
     y[t, b, o] = acc
 
 
 @cuda.jit
-def synaptic_hard_backward_input(grad_y, weight, delays, grad_x, n_taps, pad_left):
-    """grad_x[s, b, c] = sum_o w[o, c] grad_y[s + pad_left - (D - 1 - d[o, c]), b, o]: one thread per (s, b, c)."""
+def synaptic_window_backward_input(grad_y, taps, start, grad_x, pad_left):
+    """grad_x[s, b, c] = sum_o sum_j taps[o, c, j] grad_y[s + pad_left - start[o, c] - j, b, o]: one thread per
+    (s, b, c)."""
     q = cuda.grid(1)
     t_in, n_batch, n_in = grad_x.shape
     if q >= t_in * n_batch * n_in:
@@ -408,27 +414,31 @@ def synaptic_hard_backward_input(grad_y, weight, delays, grad_x, n_taps, pad_lef
     b = sb % n_batch
     s = sb // n_batch
     acc = float32(0.0)
-    for o in range(weight.shape[0]):
-        t = s + pad_left - (n_taps - 1 - delays[o, c])
-        if 0 <= t < grad_y.shape[0]:
-            acc += weight[o, c] * grad_y[t, b, o]
+    for o in range(taps.shape[0]):
+        t0 = s + pad_left - start[o, c]
+        for j in range(taps.shape[2]):
+            t = t0 - j
+            if 0 <= t < grad_y.shape[0]:
+                acc += taps[o, c, j] * grad_y[t, b, o]
     grad_x[s, b, c] = acc
 
 
 @cuda.jit
-def synaptic_hard_backward_weight(grad_y, x, delays, grad_w, n_taps, pad_left):
-    """grad_w[o, c] = sum_{t, b} grad_y[t, b, o] x[t + D - 1 - d[o, c] - pad_left, b, c]: one thread per synapse."""
+def synaptic_window_backward_taps(grad_y, x, start, grad_taps, pad_left):
+    """grad_taps[o, c, j] = sum_{t, b} grad_y[t, b, o] x[t + start[o, c] + j - pad_left, b, c]: one thread per
+    synapse, its W taps in turn."""
     q = cuda.grid(1)
-    n_out, n_in = grad_w.shape
+    n_out, n_in, n_window = grad_taps.shape
     if q >= n_out * n_in:
         return
     c = q % n_in
     o = q // n_in
-    shift = n_taps - 1 - delays[o, c] - pad_left
-    acc = float32(0.0)
-    for t in range(grad_y.shape[0]):
-        s = t + shift
-        if 0 <= s < x.shape[0]:
-            for b in range(grad_y.shape[1]):
-                acc += grad_y[t, b, o] * x[s, b, c]
-    grad_w[o, c] = acc
+    for j in range(n_window):
+        shift = start[o, c] + j - pad_left
+        acc = float32(0.0)
+        for t in range(grad_y.shape[0]):
+            s = t + shift
+            if 0 <= s < x.shape[0]:
+                for b in range(grad_y.shape[1]):
+                    acc += grad_y[t, b, o] * x[s, b, c]
+        grad_taps[o, c, j] = acc
