@@ -149,3 +149,14 @@ def test_model_file_of_a_record_loads_as_weights_only(tmp_path: Path) -> None:
     with pytest.raises(SuiteError, match=r"cannot load into no-delay \(UnpicklingError\)"):
         load_trained_model(results / "records" / "x.json", record)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", ".hidden", 7])
+def test_protocol_names_that_would_steer_files_are_refused(tmp_path: Path, name: object) -> None:
+    """A protocol file's name becomes part of record and leaderboard file names: it is checked when the file loads."""
+    from tiny import TINY_PROTOCOL
+
+    path = tmp_path / "p.yaml"
+    path.write_text(TINY_PROTOCOL.replace("name: tiny", f"name: {json.dumps(name)}"))
+    with pytest.raises(SuiteError, match=r"p.yaml: name: .* cannot name files"):
+        get_protocol(str(path))
