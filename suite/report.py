@@ -494,10 +494,12 @@ def _dodge(xs: Iterable[float], ys: Iterable[float]) -> list[float]:
 
 def _reference_band(frame: pd.DataFrame, variant: str, kernel_size: Any) -> tuple[float, float] | None:
     """(mean, sd) of the stored reference about ``variant`` at this D (e.g. the 10-seed bands of the embedded
-    protocols), sd 0 when the reference has none; None without one."""
+    protocols), sd 0 when the reference has none; None without one. A network without delays has no D (missing):
+    any reference about its variant applies."""
     refs = frame[~is_ours(frame) & frame["variant"].notna()].dropna(subset=["test_acc"])
     for _, row in refs.iterrows():
-        if variant in str(row["variant"]).split("/") and (_missing(row["D"]) or row["D"] == kernel_size):
+        same_d = _missing(row["D"]) or _missing(kernel_size) or row["D"] == kernel_size
+        if variant in str(row["variant"]).split("/") and same_d:
             return float(row["test_acc"]), _nan0(float(row["test_acc_std"]))
     return None
 

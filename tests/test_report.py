@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from suite.identity import protocol_block
@@ -241,3 +242,4 @@ def test_plot_helpers_dodge_ticks_bands_legend(results: Path, refs_dir: Path) ->
     frames, _ = build_leaderboard(results, refs_dir)
     assert _reference_band(frames["gsc"], "axonal", 31) == (91.0, 1.5)
     assert _reference_band(frames["gsc"], "axonal", 15) is None
+    assert _reference_band(frames["gsc"], "axonal", pd.NA) == (91.0, 1.5)  # no D (a no-delay row): any D's band
