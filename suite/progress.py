@@ -55,6 +55,6 @@ class RichProgress(RunnerProgress):
         m = record["metrics"]
         self.console.print(terminal(f"{record['label']}: test {100 * m['test_acc_at_best_valid']:.2f}% at best valid "
                                     f"(epoch {m['best_epoch']}, 0-based as in the record), valid "
-                                    f"{100 * m['best_valid_acc']:.2f}%"))
+                                    f"{100 * m['best_valid_acc']:.2f}%"), soft_wrap=True)  # one line per run in logs
         self.done += 1
         self.bars.update(self.runs, advance=1)
