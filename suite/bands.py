@@ -26,7 +26,7 @@ import yaml
 
 from suite.data.synthetic import resolve_settings
 from suite.errors import SuiteError
-from suite.registry import get_protocol
+from suite.registry import get_protocol, protocol_names
 from suite.report import RunGroup, collect_runs
 from suite.results import atomic_write_text
 
@@ -112,8 +112,9 @@ def measure_bands(results_dir: Path) -> tuple[list[dict[str, Any]], list[int]]:
     groups, errors, _warnings = collect_runs(results_dir)
     if errors:
         raise SuiteError(errors[0][1])
+    embedded = {name for name in protocol_names() if get_protocol(name).embedded}
     chosen = [g for g in groups if not g.overrides and not g.not_comparable and g.backend == "torch"
-              and g.protocol.endswith("-mini")]
+              and g.protocol in embedded]
     if not chosen:
         raise SuiteError(f"bands: no torch-backend runs of an embedded protocol under {results_dir}")
     entries: list[dict[str, Any]] = []
@@ -128,8 +129,10 @@ def measure_bands(results_dir: Path) -> tuple[list[dict[str, Any]], list[int]]:
 
 
 def render(entries: list[dict[str, Any]], seeds: list[int]) -> str:
-    body = yaml.safe_dump({"description": "measured reference bands for the embedded protocols (gsc-mini, ssc-mini)",
-                           "entries": entries}, sort_keys=False, width=120, default_flow_style=None)
+    protocols = sorted({entry["protocol"] for entry in entries})
+    description = f"measured reference bands for the embedded protocols ({', '.join(protocols)})"
+    body = yaml.safe_dump({"description": description, "protocols": protocols, "entries": entries},
+                          sort_keys=False, width=120, default_flow_style=None)
     return HEADER.format(seeds=",".join(map(str, seeds))) + body
 
 

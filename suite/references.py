@@ -24,8 +24,6 @@ from suite.results import read_regular_file
 from suite.specs import load_yaml
 
 REFERENCES_DIR = Path(__file__).resolve().parent / "reference_results"  # shipped inside the package
-PROTOCOLS_DIR = Path(__file__).resolve().parent / "protocols"
-BUILTIN_PROTOCOLS = ("gsc", "ssc", "shd", "shd-dcls", "gsc-mini", "ssc-mini")
 STATUSES = ("quoted", "derived", "secondary", "measured")
 SELECTIONS = ("mean", "best")
 ENTRY_KEYS = ("protocol", "protocol_version", "method", "variant", "metric", "value", "std", "seeds", "kernel_size",
@@ -41,7 +39,7 @@ MODEL_SELECTIONS = {
 }
 LEAKING_SELECTIONS = ("best-test-epoch", "valid-is-test", "official-max")
 REQUIRED_KEYS = ("protocol", "method", "metric", "value", "source", "status")
-FILE_KEYS = ("entries", "description")
+FILE_KEYS = ("entries", "description", "protocols")
 MAX_REFERENCE_BYTES = 8 * 1024 * 1024
 CLAIMS_FILE = "claims.yaml"  # relations between methods (suite/claims.py), not reference entries
 
@@ -138,8 +136,25 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _known_protocols() -> set[str]:
-    return set(BUILTIN_PROTOCOLS) | {p.stem for p in PROTOCOLS_DIR.glob("*.yaml")}
+def _declared_protocols(data: Mapping[str, Any], file: str, builtin: bool) -> set[str] | None:
+    """The protocols a file says its entries are about (``protocols: [gsc, ssc]``), or None when it does not say.
+
+    The suite's own files may only name registered protocols (suite/protocols/*.yaml): a typo is an error, and a new
+    protocol needs only its YAML file and its entries here, no code.
+    """
+    from suite.registry import protocol_names
+
+    declared = data.get("protocols")
+    registered = set(protocol_names())
+    if declared is None:
+        return registered if builtin else None
+    if not isinstance(declared, list) or not declared or not all(isinstance(p, str) and p for p in declared):
+        raise SuiteError(f"{file}: protocols: must be a non-empty list of protocol names, got {declared!r}")
+    for i, name in enumerate(declared):
+        if builtin and name not in registered:
+            raise SuiteError(f"{file}: protocols[{i}]: unknown protocol {name!r}; registered: "
+                             f"{', '.join(sorted(registered))}")
+    return set(declared)
 
 
 def _entry(raw: Any, file: str, index: int, protocols: set[str] | None) -> Reference:
@@ -247,10 +262,10 @@ def load_reference_file(path: Path) -> list[Reference]:
     entries = data.get("entries")
     if not isinstance(entries, list):
         raise SuiteError(f"{file}: 'entries' must be a list (possibly empty), got {type(entries).__name__}")
-    # The suite's own reference files may only name its protocols (catches typos); a user's reference directory may
-    # describe protocols of their own, which then simply have no runs until they are run.
-    builtin = Path(file).resolve().parent == REFERENCES_DIR.resolve()
-    protocols = _known_protocols() if builtin else None
+    # Entries may only name the protocols their file declares, and the suite's own files only registered protocols
+    # (catches typos); a user's reference directory may describe protocols of their own, which then simply have no
+    # runs until they are run.
+    protocols = _declared_protocols(data, file, Path(file).resolve().parent == REFERENCES_DIR.resolve())
     return [_entry(raw, file, i, protocols) for i, raw in enumerate(entries)]
 
 

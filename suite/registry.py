@@ -1,7 +1,8 @@
 """Registries of model variants, backends and protocols (timm-style ``register_variant`` + ``create_model``).
 
 Third-party packages add variants without editing the suite: they declare an entry point in the group
-``suite.variants`` whose target is a module (imported for its ``register_variant`` calls) or a callable (called once).
+``suite.variants`` whose target is a module (imported for its ``register_variant`` and
+``suite.data.kinds.register_dataset_kind`` calls) or a callable (called once).
 A plug-in that fails (import error, registration error, a name already taken) costs one warning line on stderr naming
 its distribution and entry point; its partial registrations are undone and everything else keeps working.
 """
@@ -117,9 +118,12 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
+    from suite.data import kinds as data_kinds
+
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
         before = dict(_VARIANTS)
+        kinds_before = dict(data_kinds._KINDS)
         _loading_origin = dist
         try:
             target = ep.load()
@@ -128,10 +132,22 @@ def _load_entry_points() -> None:
         except Exception as err:  # a broken plug-in must not take the suite down: one line, then carry on
             _VARIANTS.clear()
             _VARIANTS.update(before)
+            data_kinds._KINDS.clear()
+            data_kinds._KINDS.update(kinds_before)
             print(f"warning: plug-in {dist} (entry point {ep.name} = {ep.value} in group {ENTRY_POINT_GROUP}) "
                   f"skipped: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
         finally:
             _loading_origin = None
+
+
+def load_plugins() -> None:
+    """Load the entry points of group ``suite.variants`` once; they register variants and dataset kinds."""
+    _load_entry_points()
+
+
+def plugin_origin() -> str | None:
+    """The distribution whose entry point is loading (the default origin of what it registers), else None."""
+    return _loading_origin
 
 
 def variants() -> dict[str, Variant]:

@@ -16,7 +16,7 @@ import torch
 import torchaudio.compliance.kaldi as kaldi
 
 from suite.cli import main
-from suite.data import OFFICIAL_SIZES, cache, gsc, synthetic
+from suite.data import cache, gsc, synthetic
 from suite.errors import SuiteError
 
 LENGTHS = (400, 401, 559, 560, 561, 719, 720, 721, 880, 1000, 4000, 8000, 12345, 15999, 16000, 16001, 20000)
@@ -119,12 +119,12 @@ def test_default_workers() -> None:
 
 
 def test_counts_for_total_gsc_size() -> None:
-    counts = synthetic.counts_for_total(105829, 35, OFFICIAL_SIZES["gsc"])
+    counts = synthetic.counts_for_total(105829, 35, gsc.OFFICIAL_SIZES)
     assert counts == {"train": 2424, "valid": 285, "test": 314}
     assert sum(counts.values()) * 35 == 105805
-    assert synthetic.counts_for_total(10, 35, OFFICIAL_SIZES["gsc"]) == {"train": 1, "valid": 1, "test": 1}
+    assert synthetic.counts_for_total(10, 35, gsc.OFFICIAL_SIZES) == {"train": 1, "valid": 1, "test": 1}
     with pytest.raises(SuiteError, match="total files 0: expected a positive integer"):
-        synthetic.counts_for_total(0, 35, OFFICIAL_SIZES["gsc"])
+        synthetic.counts_for_total(0, 35, gsc.OFFICIAL_SIZES)
 
 
 def test_data_synth_files_and_clip_ms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

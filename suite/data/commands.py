@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from suite.data import OFFICIAL_CLASSES, OFFICIAL_SIZES, check_class_count, gsc, ssc, synthetic
+from suite.data import check_class_count, dataset_kinds, get_dataset_kind, synthetic
+from suite.data.download import manifest
 from suite.errors import SuiteError
 
 
@@ -29,9 +30,10 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
                                  description="Generate synthetic datasets or check a data root.")
     sub = data.add_subparsers(dest="data_command", metavar="{synth,check,download}", required=True)
 
+    kinds = tuple(dataset_kinds())
     synth = sub.add_parser("synth", help="write a synthetic dataset in the real GSC / SSC / SHD file format",
                            description="Write a delay-dependent synthetic dataset in a real file format.")
-    synth.add_argument("--format", dest="format", choices=("gsc", "ssc", "shd"), required=True)
+    synth.add_argument("--format", dest="format", choices=kinds, required=True)
     synth.add_argument("--out", type=Path, required=True, help="folder to create (must not exist or be empty)")
     synth.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     synth.add_argument("--per-class", type=int, default=None, metavar="K",
@@ -52,7 +54,7 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
     check.add_argument("--root", dest="root_option", type=Path, default=None, help="data root (same as ROOT)")
     check.add_argument("--protocol", default=None,
                        help="protocol whose data format to check (gsc, ssc, shd, ...); sets --format")
-    check.add_argument("--format", dest="format", choices=("gsc", "ssc", "shd"), default=None,
+    check.add_argument("--format", dest="format", choices=kinds, default=None,
                        help="data format (default: detected from the files)")
     check.add_argument("--strict", action="store_true", help="exit 1 when sizes differ from the official ones")
     check.add_argument("--quick", action="store_true", help="skip the per-file / per-sample checks")
@@ -61,7 +63,7 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
     fetch = sub.add_parser("download", help="fetch the official GSC / SSC / SHD archives, check their checksums",
                            description="Download, verify and unpack a dataset into --root (atomic; a second call "
                                        "with the files in place does nothing).")
-    fetch.add_argument("dataset", choices=("gsc", "ssc", "shd"))
+    fetch.add_argument("dataset", choices=tuple(manifest()))
     fetch.add_argument("--root", type=Path, required=True, help="data root to fill (the protocols' --data-root)")
     fetch.add_argument("--mirror", default=None, metavar="URL",
                        help="base URL of a mirror holding the same archive names (default: $SUITE_DATA_MIRROR, "
@@ -96,8 +98,8 @@ def run_synth(args: argparse.Namespace) -> int:
     if args.files is not None:
         if args.per_class is not None:
             raise SuiteError("--files and --per-class both set: give one of them")
-        n_classes = args.classes or synthetic.DEFAULT_CLASSES[kind]
-        counts = synthetic.counts_for_total(args.files, n_classes, OFFICIAL_SIZES[kind])
+        n_classes = args.classes or get_dataset_kind(kind).official_classes
+        counts = synthetic.counts_for_total(args.files, n_classes, get_dataset_kind(kind).official_sizes)
         values.update({f"{split}_per_class": n for split, n in counts.items()})
     if args.clip_ms is not None:
         values.update(clip_min_ms=args.clip_ms, clip_max_ms=args.clip_ms)
@@ -123,29 +125,14 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def detect_format(root: Path) -> str:
-    """gsc if the split lists are there, else ssc / shd by their train file."""
+    """The first registered kind whose files are at ``root`` (gsc: split lists; ssc / shd: their train file)."""
     if not root.is_dir():
         raise SuiteError(f"{root}: data root not found")
-    if (root / gsc.LIST_FILES["valid"]).is_file() or (root / gsc.LIST_FILES["test"]).is_file():
-        return "gsc"
-    for kind in ("ssc", "shd"):
-        if ssc.h5_path(root, kind, "train").is_file():
-            return kind
-    raise SuiteError(f"{root}: cannot tell the format (no validation_list.txt, ssc_train.h5 or shd_train.h5); "
-                     "pass --format")
-
-
-def inspect_root(root: Path, kind: str, deep: bool) -> tuple[dict[str, int], int]:
-    """Split sizes and class count; raises SuiteError on any structural problem."""
-    if kind == "gsc":
-        layout = gsc.scan_tree(root)
-        if deep:
-            gsc.check_files(layout)
-        return {split: len(files) for split, files in layout.files.items()}, len(layout.class_names)
-    heads = ssc.headers(root, kind)
-    if deep:
-        ssc.check_files(root, kind)
-    return {split: head.n_samples for split, head in heads.items()}, len(next(iter(heads.values())).class_names)
+    kinds = dataset_kinds()
+    for name, kind in kinds.items():
+        if kind.detect(root):
+            return name
+    raise SuiteError(f"{root}: cannot tell the format (no files of kind {', '.join(kinds)}); pass --format")
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -162,22 +149,21 @@ def run_check(args: argparse.Namespace) -> int:
             protocol = get_protocol(args.protocol)
             args.format = args.format or protocol.data["kind"]
             expected = n_classes(protocol.data)
-        kind = args.format or detect_format(root)
-        sizes, classes = inspect_root(root, kind, deep=not args.quick)
-        names = root if kind == "gsc" else ssc.h5_path(root, kind, ssc.SPLITS[kind][0])  # as training names it
-        check_class_count(classes, expected or OFFICIAL_CLASSES[kind], str(names), kind)
+        kind = get_dataset_kind(args.format or detect_format(root), "--format")
+        sizes, classes = kind.inspect(root, deep=not args.quick)
+        check_class_count(classes, expected or kind.official_classes, str(kind.class_origin(root)), kind.name)
     except SuiteError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rows = [(split, n, OFFICIAL_SIZES[kind][split]) for split, n in sizes.items()]
-    rows.append(("classes", classes, OFFICIAL_CLASSES[kind]))
-    print(f"{kind} data at {root}: structure ok" + (" (quick: files not opened)" if args.quick else ""))
+    rows = [(split, n, kind.official_sizes[split]) for split, n in sizes.items()]
+    rows.append(("classes", classes, kind.official_classes))
+    print(f"{kind.name} data at {root}: structure ok" + (" (quick: files not opened)" if args.quick else ""))
     print(f"{'split':<8} {'found':>8} {'official':>9}  status")
     for name, found, official in rows:
         print(f"{name:<8} {found:>8,} {official:>9,}  {'ok' if found == official else 'differs'}")
     differs = any(found != official for _, found, official in rows)
-    if kind == "shd":
-        print("note: SHD has no valid file; protocol shd holds out 20 % of train, shd-dcls validates on test")
+    if kind.check_note:
+        print(f"note: {kind.check_note}")
     if differs:
         print("sizes differ from the official dataset" + (" (--strict: failing)" if args.strict else
                                                           " (expected for synthetic or partial data)"))

@@ -6,14 +6,11 @@ and renames, so a half-finished or corrupt file never appears under its real nam
 (``.suite-download.json``) written last lists what was fetched, the archive hashes and the SHA-256 of every unpacked
 ``.h5``; a second call that finds the stamp and the files does nothing.
 
-Sources of the checksums (read from the code, not computed here):
-- GSC v0.02: torchaudio 2.11 ``torchaudio/datasets/speechcommands.py`` ``_CHECKSUMS`` (SHA-256 of the TensorFlow
-  archive, itself from tensorflow_datasets' url_checksums/speech_commands.txt).
-- SSC, SHD: tonic ``tonic/datasets/hsd.py`` (neuromorphs/tonic@0aa6c86), classes ``SSC`` and ``SHD``: MD5 of the
-  Zenke lab's ``*.h5.zip`` files at https://zenkelab.org/datasets/.
-No published hash of the decompressed ``.h5`` files was found (tonic, spytorch and the Zenke lab list only archive
-hashes), so ``unpacked_sha256`` is None for them: the SHA-256 of each unpacked file is computed and recorded in the
-stamp, and checked against the manifest wherever one is given.
+Each dataset kind declares its archives (``DatasetKind.download``) with the checksum published by a well-kept loader
+and says where it read it (GSC: suite/data/gsc.py; SSC, SHD: suite/data/ssc.py). No published hash of the
+decompressed ``.h5`` files was found (tonic, spytorch and the Zenke lab list only archive hashes), so
+``unpacked_sha256`` is None for them: the SHA-256 of each unpacked file is computed and recorded in the stamp, and
+checked against the manifest wherever one is given.
 """
 
 from __future__ import annotations
@@ -62,19 +59,11 @@ class Source:
     files: tuple[Remote, ...]
 
 
-ZENKE = "https://zenkelab.org/datasets/"
-MANIFEST: dict[str, Source] = {
-    "gsc": Source("http://download.tensorflow.org/data/", (
-        Remote("speech_commands_v0.02.tar.gz",
-               "sha256:af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"),)),
-    "ssc": Source(ZENKE, (
-        Remote("ssc_train.h5.zip", "md5:d102be95e7144fcc0553d1f45ba94170", "ssc_train.h5"),
-        Remote("ssc_valid.h5.zip", "md5:b4eee3516a4a90dd0c71a6ac23a8ae43", "ssc_valid.h5"),
-        Remote("ssc_test.h5.zip", "md5:a35ff1e9cffdd02a20eb850c17c37748", "ssc_test.h5"))),
-    "shd": Source(ZENKE, (
-        Remote("shd_train.h5.zip", "md5:f3252aeb598ac776c1b526422d90eecb", "shd_train.h5"),
-        Remote("shd_test.h5.zip", "md5:1503a5064faa34311c398fb0a1ed0a6f", "shd_test.h5"))),
-}
+def manifest() -> dict[str, Source]:
+    """The archives of every registered dataset kind that has a download (suite.data.kinds)."""
+    from suite.data.kinds import dataset_kinds
+
+    return {name: kind.download for name, kind in dataset_kinds().items() if kind.download is not None}
 
 
 def file_hash(path: Path, algorithm: str) -> str:
@@ -175,15 +164,17 @@ def is_complete(root: Path, kind: str, source: Source) -> bool:
 
 
 def download(kind: str, root: Path, mirror: str | None = None,
-             manifest: Mapping[str, Source] = MANIFEST) -> list[str]:
+             sources: Mapping[str, Source] | None = None) -> list[str]:
     """Fetch, check and unpack ``kind`` into ``root``; returns one line per action for the user.
 
-    ``mirror`` (or the SUITE_DATA_MIRROR environment variable) replaces the source's base URL. ``manifest`` is the
-    table of sources and checksums; tests pass their own for archives they build.
+    ``mirror`` (or the SUITE_DATA_MIRROR environment variable) replaces the source's base URL. ``sources`` is the
+    table of archives and checksums (default: the dataset kinds' own, :func:`manifest`); tests pass their own for
+    archives they build.
     """
-    if kind not in manifest:
-        raise SuiteError(f"data download {kind!r}: unknown dataset, expected one of {', '.join(manifest)}")
-    source = manifest[kind]
+    sources = manifest() if sources is None else sources
+    if kind not in sources:
+        raise SuiteError(f"data download {kind!r}: unknown dataset, expected one of {', '.join(sources)}")
+    source = sources[kind]
     base = (mirror or os.environ.get(MIRROR_ENV) or source.base_url).rstrip("/") + "/"
     root = Path(root)
     if is_complete(root, kind, source):

@@ -16,10 +16,12 @@ import os
 import struct
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import soundfile
@@ -28,6 +30,9 @@ import torch.nn.functional as F
 import torchaudio.compliance.kaldi as kaldi
 
 from suite.data.cache import SplitSource
+from suite.data.download import Remote, Source
+from suite.data.kinds import DatasetKind, check_int_setting, check_time_step, register_dataset_kind
+from suite.data.synthetic import SyntheticSettings, write_gsc_tree
 from suite.errors import SuiteError
 
 SAMPLE_RATE = 16000
@@ -340,3 +345,50 @@ def feature_chunks(paths: Sequence[Path], n_mels: int, time_step_ms: float,
             yield pending.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class GscKind(DatasetKind):
+    """Google Speech Commands v0.02: word-folder WAV tree, Kaldi fbank features (real values feed layer 1)."""
+
+    name = "gsc"
+    label = "Google Speech Commands v0.02: 16 kHz WAV word folders, Kaldi log mel fbank"
+    splits = SPLITS
+    official_sizes = OFFICIAL_SIZES
+    official_classes = OFFICIAL_CLASSES
+    root_hint = ROOT_HINT
+    settings = MappingProxyType({"n_mels": 40, "time_step_ms": 10})
+    class_source = "word folders"
+    # SHA-256 from torchaudio 2.11 torchaudio/datasets/speechcommands.py _CHECKSUMS (itself from tensorflow_datasets'
+    # url_checksums/speech_commands.txt).
+    download = Source("http://download.tensorflow.org/data/", (
+        Remote("speech_commands_v0.02.tar.gz",
+               "sha256:af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"),))
+
+    def validate(self, cfg: Mapping[str, Any], where: str) -> None:
+        check_int_setting(cfg, "n_mels", 1, 512, where)
+        check_time_step(cfg, where, WINDOW_MS, f"exceeds the {WINDOW_MS:g} ms fbank window, expected <= "
+                                               f"{WINDOW_MS:g} for gsc")
+
+    def n_inputs(self, cfg: Mapping[str, Any]) -> int:
+        return int(cfg["n_mels"])
+
+    def sources(self, root: Path, cfg: Mapping[str, Any]) -> dict[str, SplitSource]:
+        return sources(root, cfg["n_mels"], cfg["time_step_ms"])
+
+    def inspect(self, root: Path, deep: bool) -> tuple[dict[str, int], int]:
+        layout = scan_tree(root)
+        if deep:
+            check_files(layout)
+        return {split: len(files) for split, files in layout.files.items()}, len(layout.class_names)
+
+    def detect(self, root: Path) -> bool:
+        return any((root / name).is_file() for name in LIST_FILES.values())
+
+    def class_origin(self, root: Path) -> Path:
+        return root
+
+    def write_synthetic(self, out_dir: Path, settings: SyntheticSettings, seed: int) -> None:
+        write_gsc_tree(out_dir, settings, seed)
+
+
+register_dataset_kind(GscKind())

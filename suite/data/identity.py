@@ -13,25 +13,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from suite.data import DEFAULTS, ROOT_HINTS, gsc, ssc, synthetic, validate_data_config
+from suite.data import synthetic, validate_data_config
 from suite.errors import SuiteError
 
 
 def data_fingerprint(data_cfg: Mapping[str, Any], root: Path | None) -> str:
     """16-hex fingerprint of the data a protocol's ``data:`` mapping reads (``root`` is ignored for synthetic)."""
-    validate_data_config(data_cfg, "data")
-    cfg = {**DEFAULTS, **data_cfg}
-    kind = cfg["kind"]
+    kind = validate_data_config(data_cfg, "data")
+    cfg = kind.resolved(data_cfg)
     if cfg["synthetic"] is not None:
-        settings = synthetic.resolve_settings(cfg["synthetic"], kind)
-        return f"synthetic-{synthetic.settings_hash(kind, settings)}"
+        settings = synthetic.resolve_settings(cfg["synthetic"], kind.name)
+        return f"synthetic-{synthetic.settings_hash(kind.name, settings)}"
     if root is None:
-        raise SuiteError(f"protocol data {kind} needs --data-root pointing at {ROOT_HINTS[kind]}")
-    if kind == "gsc":
-        sources = gsc.sources(Path(root), cfg["n_mels"], cfg["time_step_ms"])
-    else:
-        sources = ssc.sources(Path(root), kind, cfg["n_bins"], cfg["time_step_ms"])
+        raise SuiteError(f"protocol data {kind.name} needs --data-root pointing at {kind.root_hint}")
+    sources = kind.sources(Path(root), cfg)
     payload = {split: {"fingerprint": src.fingerprint, "class_names": list(src.class_names)}
                for split, src in sorted(sources.items())}
-    blob = json.dumps({"kind": kind, "splits": payload}, sort_keys=True, default=str).encode()
+    blob = json.dumps({"kind": kind.name, "splits": payload}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

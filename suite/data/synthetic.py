@@ -24,13 +24,16 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 import soundfile
 
 from suite.errors import SuiteError
+
+if TYPE_CHECKING:
+    from suite.data.kinds import DatasetKind
 
 #: Bump when the generator's output for the same settings changes (invalidates generated caches).
 GENERATOR_VERSION = 1
@@ -50,7 +53,7 @@ SPLIT_NAMES = ("train", "valid", "test")
 class SyntheticSettings:
     """Generator settings; all times in ms and multiples of the 10 ms tick.
 
-    ``n_classes=None`` means the format's class count (35 for gsc/ssc, 20 for shd) once resolved.
+    ``n_classes=None`` means the format's official class count (35 for gsc/ssc, 20 for shd) once resolved.
     """
 
     n_classes: int | None = None
@@ -80,7 +83,6 @@ _INT_FIELDS = {
     "gap_short_ms", "gap_long_ms", "jitter_ms", "clip_min_ms", "clip_max_ms", "margin_ms", "band_channels",
 }
 _MS_FIELDS = {"event_ms", "gap_short_ms", "gap_long_ms", "jitter_ms", "clip_min_ms", "clip_max_ms", "margin_ms"}
-DEFAULT_CLASSES = {"gsc": 35, "ssc": 35, "shd": 20}
 
 # Arrangements of a group's three events (a, b, c): (order as indices into (a, b, c), (gap1, gap2)) with
 # "s" = short gap, "l" = long gap. Rows 0-2 and 5, 7 differ by order only; rows 3, 4 differ from row 0 by one gap.
@@ -131,7 +133,7 @@ def resolve_settings(settings: SyntheticSettings | Mapping[str, Any] | None, kin
         else:
             values[key] = float(value)
     if values.get("n_classes") is None:
-        values["n_classes"] = DEFAULT_CLASSES.get(kind, 35)
+        values["n_classes"] = _kind(kind).official_classes
     out = SyntheticSettings(**values)
     _check_ranges(out, where)
     return out
@@ -231,11 +233,14 @@ def settings_hash(kind: str, settings: SyntheticSettings) -> str:
 
 
 def split_counts(s: SyntheticSettings, kind: str) -> dict[str, int]:
-    """Samples per class for each split the format has (SHD has no valid file)."""
-    counts = {"train": s.train_per_class, "valid": s.valid_per_class, "test": s.test_per_class}
-    if kind == "shd":
-        del counts["valid"]
-    return counts
+    """Samples per class for each split file the kind's format has (SHD has no valid file)."""
+    return {split: getattr(s, f"{split}_per_class") for split in _kind(kind).splits}
+
+
+def _kind(name: str) -> DatasetKind:
+    from suite.data.kinds import get_dataset_kind
+
+    return get_dataset_kind(name, "synthetic format")
 
 
 def counts_for_total(total: int, n_classes: int, official: Mapping[str, int]) -> dict[str, int]:
@@ -354,9 +359,8 @@ def write_gsc_tree(out_dir: Path, settings: SyntheticSettings | Mapping[str, Any
 
 def write_ssc_h5(out_dir: Path, settings: SyntheticSettings | Mapping[str, Any] | None, seed: int,
                  prefix: str = "ssc") -> Path:
-    """Write ``{prefix}_{split}.h5`` spike files (SSC: train/valid/test, SHD: train/test) into ``out_dir``."""
-    if prefix not in ("ssc", "shd"):
-        raise SuiteError(f"synthetic prefix {prefix!r}: expected 'ssc' or 'shd'")
+    """Write ``{prefix}_{split}.h5`` spike files for the splits of dataset kind ``prefix`` (SSC: train/valid/test, SHD:
+    train/test) into ``out_dir``."""
     s = resolve_settings(settings, prefix)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -382,12 +386,11 @@ def write_ssc_h5(out_dir: Path, settings: SyntheticSettings | Mapping[str, Any] 
 
 def write_format(kind: str, out_dir: Path, settings: SyntheticSettings | Mapping[str, Any] | None,
                  seed: int) -> Path:
-    """Dispatch on the format name (gsc, ssc, shd)."""
-    if kind == "gsc":
-        return write_gsc_tree(out_dir, settings, seed)
-    if kind in ("ssc", "shd"):
-        return write_ssc_h5(out_dir, settings, seed, prefix=kind)
-    raise SuiteError(f"synthetic format {kind!r}: expected gsc, ssc or shd")
+    """Write the task in the file format of dataset kind ``kind`` (its own generator) into ``out_dir``."""
+    resolved = resolve_settings(settings, kind)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    _kind(kind).write_synthetic(Path(out_dir), resolved, seed)
+    return Path(out_dir)
 
 
 def ensure_generated(kind: str, settings: SyntheticSettings, base_dir: Path) -> Path:

@@ -65,8 +65,7 @@ def add_reproduce_command(subparsers: Any) -> None:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     """Each step as its own command would do it; the verification covers whatever runs are recorded so far."""
-    from suite.data import OFFICIAL_SIZES
-    from suite.data.commands import inspect_root
+    from suite.data import get_dataset_kind
     from suite.report import write_leaderboard
     from suite.verify import print_checks, verify_results
 
@@ -74,8 +73,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise SuiteError("reproduce paper: give --data-root (a folder with gsc/ and ssc/, see `data download`)")
     for kind in ("gsc", "ssc"):
         root = data_root_for(args.data_root, kind)
-        sizes, _ = inspect_root(root, kind, deep=False)  # structure: a bad root fails here, not in 420 jobs
-        differ = {split: n for split, n in sizes.items() if n != OFFICIAL_SIZES[kind][split]}
+        data_kind = get_dataset_kind(kind)
+        sizes, _ = data_kind.inspect(root, deep=False)  # structure: a bad root fails here, not in 420 jobs
+        differ = {split: n for split, n in sizes.items() if n != data_kind.official_sizes[split]}
         print(f"data {kind} at {root}: " + ("official sizes" if not differ else f"sizes differ from the official "
                                             f"ones: {differ} (numbers will not be comparable)"))
     waiting = 0
