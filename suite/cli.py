@@ -68,6 +68,7 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from suite.data import dataset_kinds
     from suite.ops.registry import BACKENDS
     from suite.registry import get_protocol, protocol_names, variants
 
@@ -84,6 +85,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     for b in BACKENDS.values():
         backends.add_row(terminal(b.name), terminal(b.description))
     console().print(backends)
+    datasets = Table(title="Dataset kinds", title_justify="left")
+    for col in ("kind", "splits", "classes", "settings (defaults)", "description", "from"):
+        datasets.add_column(col)
+    for k in dataset_kinds().values():
+        settings = ", ".join(f"{key}={value}" for key, value in k.settings.items())
+        datasets.add_row(*map(terminal, (k.name, ", ".join(k.splits), k.official_classes, settings, k.label,
+                                         k.origin)))
+    console().print(datasets)
     protocols = Table(title="Protocols", title_justify="left")
     for col in ("protocol", "version", "embedded", "seeds", "description"):
         protocols.add_column(col)

@@ -106,19 +106,19 @@ def register_dataset_kind(kind: DatasetKind, origin: str | None = None) -> Datas
         raise SuiteError(f"register_dataset_kind: {type(kind).__name__} is not a suite.data.kinds.DatasetKind")
     # Plug-ins load only through suite.registry; while it is not imported, no entry point is loading.
     registry = sys.modules.get("suite.registry")
-    kind.origin = origin or (registry.plugin_origin() if registry is not None else None) or "suite"
+    origin = origin or (registry.plugin_origin() if registry is not None else None) or "suite"
     name = getattr(kind, "name", None)
     if not isinstance(name, str) or not name.isidentifier() or name in COMMON_KEYS:
-        raise SuiteError(f"dataset kind {name!r} from {kind.origin}: expected a name of letters, digits and '_'")
+        raise SuiteError(f"dataset kind {name!r} from {origin}: expected a name of letters, digits and '_'")
     if name in _KINDS:
-        raise SuiteError(f"dataset kind {name!r} from {kind.origin} is already registered by {_KINDS[name].origin}")
+        raise SuiteError(f"dataset kind {name!r} from {origin} is already registered by {_KINDS[name].origin}")
     shared = sorted(set(kind.settings) & set(COMMON_KEYS))
     if shared:
-        raise SuiteError(f"dataset kind {name!r} from {kind.origin}: setting {shared[0]!r} is a common data key")
-    unknown = sorted(set(kind.splits) - set(SYNTHETIC_SPLITS))
-    if "train" not in kind.splits or unknown:
-        raise SuiteError(f"dataset kind {name!r} from {kind.origin}: splits {kind.splits}, expected train and "
-                         f"others among {', '.join(SYNTHETIC_SPLITS)}")
+        raise SuiteError(f"dataset kind {name!r} from {origin}: setting {shared[0]!r} is a common data key")
+    if "train" not in kind.splits or set(kind.splits) - set(SYNTHETIC_SPLITS):
+        raise SuiteError(f"dataset kind {name!r} from {origin}: splits {kind.splits}, expected train and others "
+                         f"among {', '.join(SYNTHETIC_SPLITS)}")
+    kind.origin = origin
     _KINDS[name] = kind
     return kind
 
@@ -164,12 +164,12 @@ def validate_data_config(data_cfg: Mapping[str, Any], where: str) -> DatasetKind
     if not isinstance(data_cfg, Mapping):
         raise SuiteError(f"{where}: expected a mapping with keys {', '.join((*COMMON_KEYS, *data_keys()))}, "
                          f"got {type(data_cfg).__name__}")
+    kind = get_dataset_kind(data_cfg.get("kind"), f"{where}.kind")
     owners = data_keys()
     for key in data_cfg:
         if key not in COMMON_KEYS and key not in owners:
             raise SuiteError(f"{where}.{key}: unknown data key, expected one of "
                              f"{', '.join((*COMMON_KEYS, *owners))}")
-    kind = get_dataset_kind(data_cfg.get("kind"), f"{where}.kind")
     for key, value in data_cfg.items():
         if key in COMMON_KEYS or key in kind.settings:
             continue
