@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 DEFAULT_OUT = Path("results")
-EMBEDDED_PROTOCOLS = ("gsc-mini", "ssc-mini")
 # Sub-commands that live with their subsystem: (module, function adding the sub-parser, one-line help for --help).
 SUBSYSTEM_COMMANDS = {
     "data": ("suite.data.commands", "add_data_commands", "generate synthetic datasets or check a data root"),
@@ -104,6 +103,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def embedded_protocols() -> list[str]:
+    """The registered protocols marked ``embedded: true`` (CPU-sized, synthetic data): what ``run --all`` runs."""
+    from suite.registry import get_protocol, protocol_names
+
+    return [name for name in protocol_names() if get_protocol(name).embedded]
+
+
 def describe(variant: str, protocol_name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Architecture, parameters and static costs of a variant on a protocol, without training."""
     from suite import metrics
@@ -170,7 +176,7 @@ def _plan(args: argparse.Namespace) -> list[tuple[Any, Any]]:
     from suite.specs import RunSpec, split_overrides
 
     if args.all:
-        protocol_names = args.protocol or list(EMBEDDED_PROTOCOLS)
+        protocol_names = args.protocol or embedded_protocols()
         variant_names = args.variant or list(variants())
     else:
         if not args.protocol or not args.variant:
