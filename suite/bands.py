@@ -26,9 +26,9 @@ import yaml
 
 from suite.data.synthetic import resolve_settings
 from suite.errors import SuiteError
+from suite.records import atomic_write_text
 from suite.registry import get_protocol
 from suite.report import RunGroup, collect_runs
-from suite.results import atomic_write_text
 
 ACCURACY = "test_acc_at_best_valid"
 MIN_SEEDS = 5

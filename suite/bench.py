@@ -55,7 +55,7 @@ from suite.errors import SuiteError
 from suite.metrics.latency import make_train_step
 from suite.metrics.memory import MALLOC_ENV
 from suite.ops import native
-from suite.results import git_state
+from suite.records import git_state
 from suite.runtime import configure_cpu_process, resolve_device
 
 PARITY_TOL = 1e-4
@@ -741,7 +741,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(cfg, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     print_report(report, console)
     if args.out:
-        from suite.results import strict_json
+        from suite.records import strict_json
 
         _write_atomic(args.out, strict_json(report, indent=2) + "\n")
         console.print(f"wrote {args.out}")

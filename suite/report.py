@@ -26,8 +26,8 @@ import pandas as pd
 
 from suite import safetext
 from suite.errors import SuiteError
+from suite.records import atomic_write_bytes, atomic_write_text, iter_records
 from suite.references import Reference, load_references
-from suite.results import atomic_write_bytes, atomic_write_text, iter_records
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

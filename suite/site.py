@@ -29,9 +29,9 @@ import pandas as pd
 
 from suite.claims import Verdict, judge_claims, load_claims, stats_text
 from suite.errors import SuiteError
+from suite.records import atomic_write_text
 from suite.references import MODEL_SELECTIONS, Reference, load_references
 from suite.report import DEFAULT_OUT, RunGroup, build_leaderboard, collect_runs, format_cell, metric_value
-from suite.results import atomic_write_text
 
 OUR_SELECTION = "checkpoint of the best validation epoch; test scored once"
 STATUS_CLASS = {"PASS": "pass", "FAIL": "fail", "NOT COMPARABLE": "nc"}

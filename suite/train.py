@@ -30,8 +30,7 @@ from suite.data import Batch, build_datasets, make_loader
 from suite.errors import SuiteError
 from suite.identity import check_resume, protocol_block, resolve_run, run_identity
 from suite.models.network import summed_softmax, summed_softmax_loss
-from suite.registry import create_model, get_protocol, resolve_model_spec
-from suite.results import (
+from suite.records import (
     CHECKPOINTS_DIR,
     SCHEMA,
     SCHEMA_VERSION,
@@ -40,6 +39,7 @@ from suite.results import (
     record_path,
     write_record,
 )
+from suite.registry import create_model, get_protocol, resolve_model_spec
 from suite.runtime import adam, configure_cpu_process, resolve_device
 from suite.specs import ProtocolSpec, RunSpec
 from suite.usercache import data_cache_dir

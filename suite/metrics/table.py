@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def trained_models(results_dir: Path) -> list[DelayNetwork]:
     """The selected (best-validation) model of every record in ``results_dir``, seed 0 of each variant/protocol."""
-    from suite.results import iter_records, load_trained_model
+    from suite.records import iter_records, load_trained_model
 
     models = []
     for path, record in iter_records(results_dir):
