@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.metadata
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -51,11 +49,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from suite.environment import cpu_model, record_environment
 from suite.errors import SuiteError
 from suite.metrics.latency import make_train_step
 from suite.metrics.memory import MALLOC_ENV
 from suite.ops import native
-from suite.records import git_state
 from suite.runtime import configure_cpu_process, resolve_device
 
 PARITY_TOL = 1e-4
@@ -443,32 +441,13 @@ def _config_json(cfg: BenchConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(cfg)))
 
 
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(cfg: BenchConfig) -> dict[str, Any]:
-    env: dict[str, Any] = {
-        "python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(), "torch": torch.__version__, "dcls": _version("dcls"),
-        "spikingjelly": _version("spikingjelly"), "torch_threads": torch.get_num_threads(),
-        "git_commit": git_state()[0], "cpu_kernels": native.status(),
-    }
+    """The run record's environment block (suite/environment.py), plus the CPU's name and, at the top level, the
+    versions the report's machine line names."""
+    env = record_environment(cfg.device)
+    env.update(cpu=cpu_model(), **{p: env["packages"][p] for p in ("torch", "dcls", "spikingjelly")})
     if cfg.device == "cuda" and torch.cuda.is_available():
-        env["gpu"] = torch.cuda.get_device_name(0)
+        env["gpu"] = env["device_name"]
     return env
 
 
