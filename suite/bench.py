@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from suite.metrics.latency import make_train_step
 from suite.metrics.memory import MALLOC_ENV
 from suite.ops import native
 from suite.runtime import configure_cpu_process, resolve_device
+from suite.timing import quartiles, time_interleaved
 
 PARITY_TOL = 1e-4
 """Largest absolute difference of the forward output sequences (ours vs published) accepted before timing."""
@@ -92,31 +93,6 @@ class BenchConfig:
     @property
     def pad_right(self) -> int:
         return (self.kernel_size - 1) // 2
-
-
-def quartiles(values: Sequence[float]) -> tuple[float, float]:
-    """First and third quartile (inclusive method; both the value itself for a single one)."""
-    if len(values) == 1:
-        return values[0], values[0]
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    return q[0], q[2]
-
-
-@dataclass
-class Timing:
-    """Per-call wall times, process CPU times and minor page faults of one timed callable."""
-
-    wall: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-    minor_faults: list[int] = field(default_factory=list)
-
-    def stats(self) -> dict[str, float]:
-        w = sorted(self.wall)
-        q1, q3 = quartiles(w)
-        return {"median_s": statistics.median(w), "iqr_s": q3 - q1, "min_s": w[0],
-                "mean_s": statistics.fmean(w), "cpu_median_s": statistics.median(self.cpu),
-                "minor_faults_median": statistics.median(self.minor_faults), "repeats": len(w),
-                "wall_each_s": list(self.wall)}
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -319,32 +295,6 @@ def make_dense_reference(cfg: BenchConfig, device: torch.device | str, first_inp
             torch.autograd.grad(F.linear(x, w), inputs, grad)
 
     return dense
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_interleaved(fns: Mapping[str, Callable[[], Any]], device: torch.device | str, warmup: int,
-                     repeats: int) -> dict[str, dict[str, float]]:
-    """Time every callable ``repeats`` times, one call of each in turn, after ``warmup`` calls of each."""
-    dev = torch.device(device)
-    timings = {name: Timing() for name in fns}
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            _sync(dev)
-            faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            wall0, cpu0 = time.perf_counter(), time.process_time()
-            fn()
-            _sync(dev)
-            timings[name].wall.append(time.perf_counter() - wall0)
-            timings[name].cpu.append(time.process_time() - cpu0)
-            timings[name].minor_faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0)
-    return {name: t.stats() for name, t in timings.items()}
 
 
 # ---------------------------------------------------------------------------------------------- memory

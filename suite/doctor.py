@@ -30,8 +30,8 @@ import torch
 
 from suite.environment import package_version
 from suite.errors import SuiteError
-from suite.metrics.latency import time_callable
 from suite.ops import native
+from suite.timing import time_callable
 
 BACKENDS = ("torch", "numba-cuda")
 
