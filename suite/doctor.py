@@ -31,6 +31,7 @@ import torch
 from suite.environment import package_version
 from suite.errors import SuiteError
 from suite.ops import native
+from suite.records import atomic_write_text
 from suite.timing import time_callable
 
 BACKENDS = ("torch", "numba-cuda")
@@ -423,8 +424,7 @@ def run_doctor(gpu: bool, out: Path | None, small: bool) -> int:
     text = render(report)
     print(text)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        atomic_write_text(out, text)
         print(f"report written to {out}")
     return 0 if report.passed else 1
 
