@@ -163,6 +163,12 @@ def record_path(out_dir: Path, protocol: str, variant: str, seed: int, run_id: s
     return out_dir / RECORDS_DIR / f"{protocol}__{variant}__seed{seed}__{run_id}.json"
 
 
+def record_name_parts(path: Path) -> tuple[str, str, str, str] | None:
+    """(protocol, variant, ``seedN``, run id) from a file name :func:`record_path` made, else None."""
+    parts = path.stem.rsplit("__", 3)
+    return (parts[0], parts[1], parts[2], parts[3]) if len(parts) == 4 else None
+
+
 def find_record(out_dir: Path, run_id: str) -> Path | None:
     """The record of ``run_id`` in ``out_dir`` if one exists (the file name ends with the id)."""
     matches = sorted((out_dir / RECORDS_DIR).glob(f"*__{run_id}.json"))

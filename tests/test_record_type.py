@@ -20,7 +20,15 @@ from suite.identity import protocol_block
 from suite.metrics.memory import measure_in_subprocess
 from suite.metrics.table import trained_models
 from suite.models.network import DelayNetwork
-from suite.records import MODELS_DIR, Record, collect_runs, load_record, record_path, write_record
+from suite.records import (
+    MODELS_DIR,
+    Record,
+    collect_runs,
+    load_record,
+    record_name_parts,
+    record_path,
+    write_record,
+)
 from suite.registry import get_protocol
 from suite.report import build_leaderboard
 from suite.specs import ModelSpec
@@ -49,6 +57,12 @@ def test_record_round_trips_with_typed_accessors(tmp_path: Path) -> None:
     assert loaded.metric("synops_kind_per_layer") is None and loaded.metric("no_such_metric") is None
     assert loaded.metric("inference_peak_bytes") is None  # null in the record
     assert loaded.environment["device"] == "cpu" and loaded.identity == {} and loaded.created.startswith("2026")
+
+
+def test_record_file_name_round_trips(tmp_path: Path) -> None:
+    path = record_path(tmp_path, "gsc-mini", "axonal-sparse", 12, "0123abcd")
+    assert record_name_parts(path) == ("gsc-mini", "axonal-sparse", "seed12", "0123abcd")
+    assert record_name_parts(tmp_path / "notes.json") is None
 
 
 def test_non_finite_metric_round_trips_as_null(tmp_path: Path) -> None:
