@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 
-def sync(device: torch.device | str) -> None:
+def sync(device: torch.device) -> None:
     """Wait for the device's queued work (a no-op on CPU)."""
-    if torch.device(device).type == "cuda":
+    if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
@@ -40,16 +40,18 @@ class Samples:
     cpu: list[float] = field(default_factory=list)
     minor_faults: list[int] = field(default_factory=list)
 
-    def call(self, fn: Callable[[], Any], device: torch.device | str) -> None:
-        """Time one call of ``fn`` and keep its samples."""
+    def call(self, fn: Callable[[], Any], device: torch.device) -> None:
+        """Time one call of ``fn`` and keep its samples (the clock window holds ``fn`` and the device sync only)."""
         sync(device)
         faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        wall0, cpu0 = time.perf_counter(), time.process_time()
+        cpu0 = time.process_time()
+        wall0 = time.perf_counter()
         fn()
         sync(device)
-        self.wall.append(time.perf_counter() - wall0)
+        wall1 = time.perf_counter()
         self.cpu.append(time.process_time() - cpu0)
         self.minor_faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0)
+        self.wall.append(wall1 - wall0)
 
     def summary(self) -> dict[str, float]:
         """``median_s``, ``iqr_s``, ``mean_s``, ``std_s`` (0 for one call), ``min_s`` and ``repeats``."""
@@ -69,11 +71,12 @@ def time_callable(fn: Callable[[], Any], device: torch.device | str = "cpu", war
     """Time ``fn()``: keys ``median_s``, ``iqr_s``, ``mean_s``, ``std_s``, ``min_s``, ``repeats``."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    dev = torch.device(device)
     for _ in range(warmup):
         fn()
     samples = Samples()
     for _ in range(repeats):
-        samples.call(fn, device)
+        samples.call(fn, dev)
     return samples.summary()
 
 
@@ -83,11 +86,12 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], device: torch.device 
     that a load change between rounds hits all of them alike; :meth:`Samples.detail` per callable."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    dev = torch.device(device)
     samples = {name: Samples() for name in fns}
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     for _ in range(repeats):
         for name, fn in fns.items():
-            samples[name].call(fn, device)
+            samples[name].call(fn, dev)
     return {name: s.detail() for name, s in samples.items()}
