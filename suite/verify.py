@@ -175,13 +175,13 @@ def record_problem(record: Record, installed: _Installed) -> str | None:
 
     Such a record is an ERROR, not NOT COMPARABLE: otherwise editing one of these fields would turn a FAIL into a pass.
     """
-    spec, protocol, model = record["spec"], record["protocol"], record["model_spec"]
-    variant = installed.variants.get(spec["variant"])
+    protocol, model = record["protocol"], record["model_spec"]
+    variant = installed.variants.get(record.variant)
     if variant is None:
-        return (f"spec.variant {spec['variant']!r} is not a registered variant (registered: "
+        return (f"spec.variant {record.variant!r} is not a registered variant (registered: "
                 f"{', '.join(installed.variants)}; a plug-in's variant needs its package installed)")
-    ours = installed.protocol(spec["protocol"])
-    version = protocol["version"]
+    ours = installed.protocol(record.protocol)
+    version = record.protocol_version
     if ours is not None and version > ours.version:
         return f"protocol.version {version} does not exist (this suite has {ours.name} up to v{ours.version})"
     identity = record.get("identity")
@@ -199,7 +199,7 @@ def record_problem(record: Record, installed: _Installed) -> str | None:
                 diff = [f"{k}: {stated.get(k)!r} vs {actual.get(k)!r}"
                         for k in sorted({*stated, *actual}) if stated.get(k) != actual.get(k)]
                 return f"protocol.{section} differs from {ours.name} v{version} as installed ({', '.join(diff[:3])})"
-    overrides = spec.get("overrides") or {}
+    overrides = record.overrides
     protocol_model = protocol.get("model") if isinstance(protocol.get("model"), dict) else \
         dict(ours.model) if ours is not None and version == ours.version else {}
     sources = (overrides, variant.defaults, protocol_model)
