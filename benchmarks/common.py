@@ -134,6 +134,6 @@ def sync(device: torch.device) -> None:
 
 def median_time(fn, device: torch.device, repeats: int = 3) -> float:
     """Median wall time of ``fn()`` after one warm-up call (for the ratio ``track_*`` benchmarks)."""
-    from suite.metrics.latency import time_callable
+    from suite.timing import time_callable
 
     return time_callable(fn, device, warmup=1, repeats=repeats)["median_s"]

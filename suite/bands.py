@@ -26,9 +26,8 @@ import yaml
 
 from suite.data.synthetic import resolve_settings
 from suite.errors import SuiteError
+from suite.records import RunGroup, atomic_write_text, collect_runs
 from suite.registry import get_protocol, protocol_names
-from suite.report import RunGroup, collect_runs
-from suite.results import atomic_write_text
 
 ACCURACY = "test_acc_at_best_valid"
 MIN_SEEDS = 5
@@ -61,12 +60,12 @@ def test_split_size(protocol: str) -> int:
 def _commit(group: RunGroup) -> str:
     """The one clean commit every record of the group was run at (on CPU)."""
     commits = set()
-    for path, record in group.records:
-        env = record.get("environment", {})
+    for record in group.records:
+        env = record.environment
         if env.get("git_dirty"):
-            raise SuiteError(f"bands: {path} was run from a modified checkout; rerun from a commit")
+            raise SuiteError(f"bands: {record.path} was run from a modified checkout; rerun from a commit")
         if env.get("device") != "cpu":
-            raise SuiteError(f"bands: {path} ran on {env.get('device')!r}; the bands are measured on CPU")
+            raise SuiteError(f"bands: {record.path} ran on {env.get('device')!r}; the bands are measured on CPU")
         commits.add(env.get("git_commit"))
     if len(commits) != 1 or None in commits:
         raise SuiteError(f"bands: {group.label} on {group.protocol}: records from commits {sorted(map(str, commits))};"

@@ -15,7 +15,7 @@ published stack (:class:`suite.baselines.official.OfficialDelaySNN`, dcls + spik
    bias-free Linear forward and backward on the rows its output has, (T + (i + 1) (D - 1) / 2) x B, no delays, no
    LIF, no BatchNorm), so that load drifts hit all of them alike;
 3. times a hard-delay batch inference (eval copy, no autograd), interleaved the same way;
-4. measures the peak memory of a training step: on CPU in fresh subprocesses (``python -m suite.bench``), the
+4. measures the peak memory of a training step: on CPU in fresh subprocesses (the memory worker), the
    resident-set high-water mark (``VmHWM``; ``ru_maxrss`` off Linux) of one that builds the model, data and optimisers
    and runs one step, minus that of one that builds the same and does not run it (both with glibc's mmap threshold
    at 64 KiB, so that the resident set follows live tensor memory, see :mod:`suite.metrics.memory`); on CUDA the
@@ -32,18 +32,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.metadata
 import json
 import os
-import platform
-import resource
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from suite.environment import cpu_model, record_environment
 from suite.errors import SuiteError
 from suite.metrics.latency import make_train_step
-from suite.metrics.memory import MALLOC_ENV
-from suite.ops import native
-from suite.results import git_state
+from suite.metrics.memory import measure_in_subprocess, peak_rss_bytes, prepare_worker
+from suite.records import atomic_write_text, strict_json
 from suite.runtime import configure_cpu_process, resolve_device
+from suite.timing import quartiles, time_interleaved
 
 PARITY_TOL = 1e-4
 """Largest absolute difference of the forward output sequences (ours vs published) accepted before timing."""
@@ -94,31 +89,6 @@ class BenchConfig:
     @property
     def pad_right(self) -> int:
         return (self.kernel_size - 1) // 2
-
-
-def quartiles(values: Sequence[float]) -> tuple[float, float]:
-    """First and third quartile (inclusive method; both the value itself for a single one)."""
-    if len(values) == 1:
-        return values[0], values[0]
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    return q[0], q[2]
-
-
-@dataclass
-class Timing:
-    """Per-call wall times, process CPU times and minor page faults of one timed callable."""
-
-    wall: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-    minor_faults: list[int] = field(default_factory=list)
-
-    def stats(self) -> dict[str, float]:
-        w = sorted(self.wall)
-        q1, q3 = quartiles(w)
-        return {"median_s": statistics.median(w), "iqr_s": q3 - q1, "min_s": w[0],
-                "mean_s": statistics.fmean(w), "cpu_median_s": statistics.median(self.cpu),
-                "minor_faults_median": statistics.median(self.minor_faults), "repeats": len(w),
-                "wall_each_s": list(self.wall)}
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -323,49 +293,18 @@ def make_dense_reference(cfg: BenchConfig, device: torch.device | str, first_inp
     return dense
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_interleaved(fns: Mapping[str, Callable[[], Any]], device: torch.device | str, warmup: int,
-                     repeats: int) -> dict[str, dict[str, float]]:
-    """Time every callable ``repeats`` times, one call of each in turn, after ``warmup`` calls of each."""
-    dev = torch.device(device)
-    timings = {name: Timing() for name in fns}
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            _sync(dev)
-            faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            wall0, cpu0 = time.perf_counter(), time.process_time()
-            fn()
-            _sync(dev)
-            timings[name].wall.append(time.perf_counter() - wall0)
-            timings[name].cpu.append(time.process_time() - cpu0)
-            timings[name].minor_faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0)
-    return {name: t.stats() for name, t in timings.items()}
-
-
 # ---------------------------------------------------------------------------------------------- memory
 
 
-def _memory_worker(request: Mapping[str, Any]) -> dict[str, Any]:
-    """Inside a fresh process: build one stack, its data and optimisers, run one training step if asked.
-
-    Both processes load the compiled CPU kernels first, so that the difference holds no compiler memory.
-    """
-    native.library()
-    if request.get("threads"):
-        torch.set_num_threads(int(request["threads"]))
+def memory_worker(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Inside a fresh process (mode ``bench`` of :func:`suite.metrics.memory.main`): build one stack, its data and
+    optimisers, run one training step if asked; report the resident-set peak."""
+    prepare_worker({**request, "seed": request["config"]["seed"]})
     cfg = BenchConfig(**{**request["config"], "n_hidden": tuple(request["config"]["n_hidden"]),
                          "variants": tuple(request["config"]["variants"]),
                          "widths": tuple(request["config"]["widths"]),
                          "backends": tuple(request["config"]["backends"])})
     delay_type, stack = request["delay_type"], request["stack"]
-    torch.manual_seed(cfg.seed)
     spec = model_spec(cfg, delay_type)
     if stack == PUBLISHED:
         model = build_published(cfg, delay_type, spec)
@@ -382,43 +321,12 @@ def _memory_worker(request: Mapping[str, Any]) -> dict[str, Any]:
     return {"maxrss_bytes": peak_rss_bytes(), "stack": stack, "run": bool(request["run"])}
 
 
-def peak_rss_bytes() -> int:
-    """This process's resident-set high-water mark: ``VmHWM`` (Linux), else ``ru_maxrss``.
-
-    ``VmHWM`` belongs to the address space, which ``exec`` replaces; ``ru_maxrss`` does not restart at ``exec``, so in a
-    child of a large process it reports at least the parent's resident set at ``fork``.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
-def _run_worker(request: Mapping[str, Any], timeout: float = 1800.0) -> dict[str, Any]:
-    env = {**os.environ, **MALLOC_ENV}
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    try:
-        proc = subprocess.run([sys.executable, "-m", "suite.bench"], input=json.dumps(request), capture_output=True,
-                              text=True, timeout=timeout, env=env, check=False)
-    except subprocess.TimeoutExpired:
-        where = f"{request['stack']} {request['delay_type']}"
-        raise SuiteError(f"bench memory: {where} took over {timeout:.0f} s") from None
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        raise SuiteError(f"bench memory: {request['stack']} {request['delay_type']} worker failed: {tail}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def cpu_train_peak_memory(cfg: BenchConfig, delay_type: str, stack: str, sig: float | None = None) -> dict[str, Any]:
     """Max RSS of (build + one step, at SIG ``sig`` if given) - max RSS of (build only), each in a fresh process."""
-    base = {"config": _config_json(cfg), "delay_type": delay_type, "stack": stack, "threads": cfg.threads, "sig": sig}
-    baseline = _run_worker({**base, "run": False})["maxrss_bytes"]
-    stepped = _run_worker({**base, "run": True})["maxrss_bytes"]
+    base = {"mode": "bench", "config": _config_json(cfg), "delay_type": delay_type, "stack": stack,
+            "threads": cfg.threads, "sig": sig}
+    baseline = measure_in_subprocess({**base, "run": False}, timeout=1800.0)["maxrss_bytes"]
+    stepped = measure_in_subprocess({**base, "run": True}, timeout=1800.0)["maxrss_bytes"]
     return {"peak_bytes": max(0, stepped - baseline), "baseline_maxrss_bytes": baseline,
             "step_maxrss_bytes": stepped, "method": "max RSS (VmHWM) of build + one step - that of build only, fresh "
                                                     "processes, MALLOC_MMAP_THRESHOLD_=65536"}
@@ -443,32 +351,13 @@ def _config_json(cfg: BenchConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(cfg)))
 
 
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(cfg: BenchConfig) -> dict[str, Any]:
-    env: dict[str, Any] = {
-        "python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(), "torch": torch.__version__, "dcls": _version("dcls"),
-        "spikingjelly": _version("spikingjelly"), "torch_threads": torch.get_num_threads(),
-        "git_commit": git_state()[0], "cpu_kernels": native.status(),
-    }
+    """The run record's environment block (suite/environment.py), plus the CPU's name and, at the top level, the
+    versions the report's machine line names."""
+    env = record_environment(cfg.device)
+    env.update(cpu=cpu_model(), **{p: env["packages"][p] for p in ("torch", "dcls", "spikingjelly")})
     if cfg.device == "cuda" and torch.cuda.is_available():
-        env["gpu"] = torch.cuda.get_device_name(0)
+        env["gpu"] = env["device_name"]
     return env
 
 
@@ -692,18 +581,6 @@ def print_report(report: Mapping[str, Any], console: Any) -> None:
                   + ", ".join(f"{v:.2f}" for v in env["loadavg_after"]))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     from suite.specs import MAX_SEED
 
@@ -741,12 +618,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report = run_bench(cfg, say=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     print_report(report, console)
     if args.out:
-        from suite.results import strict_json
-
-        _write_atomic(args.out, strict_json(report, indent=2) + "\n")
+        atomic_write_text(args.out, strict_json(report, indent=2) + "\n")
         console.print(f"wrote {args.out}")
     if args.markdown:
-        _write_atomic(args.markdown, markdown(report))
+        atomic_write_text(args.markdown, markdown(report))
         console.print(f"wrote {args.markdown}")
     return 0
 
@@ -780,12 +655,3 @@ def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--markdown", type=Path, default=None, help="write the Markdown table here")
     p.set_defaults(func=cmd_bench)
     return p
-
-
-def main() -> None:
-    """``python -m suite.bench``: the memory worker (one JSON request on stdin, one JSON line on stdout)."""
-    print(json.dumps(_memory_worker(json.loads(sys.stdin.read()))))
-
-
-if __name__ == "__main__":
-    main()

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from suite.errors import SuiteError
+from suite.records import RunGroup, overrides_text
 from suite.references import CLAIMS_FILE, REFERENCES_DIR, is_accuracy
-from suite.report import RunGroup, _overrides_text
 from suite.specs import load_yaml
 from suite.verify import FAIL, NOT_COMPARABLE, PASS
 
@@ -146,7 +146,7 @@ def _side(raw: Any, where: str) -> Side:
         overrides = raw.get("overrides") or {}
         if not isinstance(overrides, Mapping):
             raise SuiteError(f"{where}.overrides: must be a mapping of model overrides, got {overrides!r}")
-        return Side(raw["variant"], _overrides_text(dict(overrides)))
+        return Side(raw["variant"], overrides_text(dict(overrides)))
     raise SuiteError(f"{where}: must be a variant name or {{variant: NAME, overrides: {{KEY: VALUE}}}}, got {raw!r}")
 
 

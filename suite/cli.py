@@ -141,7 +141,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
     info = describe(args.variant, args.protocol, _overrides(args.set))
     if args.json:
-        from suite.results import strict_json
+        from suite.records import strict_json
 
         print(strict_json(info, indent=2, default=str))
         return 0
@@ -220,7 +220,7 @@ def _seeds(text: str) -> list[int]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.progress import RichProgress
-    from suite.results import find_record, load_record, record_path
+    from suite.records import find_record, load_record, record_path
     from suite.train import run_training
 
     specs = _plan(args)
@@ -268,7 +268,7 @@ def _print_plan(specs: list[tuple[Any, Any]], out: Path) -> int:
     from rich.table import Table
 
     from suite.identity import comparability
-    from suite.results import find_record
+    from suite.records import find_record
 
     shown: set[str] = set()
     table = Table(title=terminal(f"Planned runs (dry run; records in {out})"), title_justify="left")
@@ -296,7 +296,7 @@ def _print_plan(specs: list[tuple[Any, Any]], out: Path) -> int:
 def _checkpoint_is_newer(out: Path, run_id: str, record: Path) -> bool:
     """A checkpoint newer than the record it would replace is a rerun's own (an interrupted ``--force``): resume it.
     An older one is a leftover of the recorded run and is not resumed."""
-    from suite.results import CHECKPOINTS_DIR
+    from suite.records import CHECKPOINTS_DIR
 
     checkpoint = out / CHECKPOINTS_DIR / f"{run_id}.pt"
     return checkpoint.exists() and checkpoint.stat().st_mtime_ns > record.stat().st_mtime_ns
@@ -423,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as err:  # disk full, read-only folder, a file where a folder should be: one line naming the path
-        from suite.results import os_reason
+        from suite.records import os_reason
 
         print(f"error: {err.filename or 'filesystem'}: {os_reason(err, err.filename)}", file=sys.stderr)
         return 2

@@ -22,16 +22,17 @@ import platform
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
 
+from suite.environment import package_version
 from suite.errors import SuiteError
-from suite.metrics.latency import time_callable
 from suite.ops import native
+from suite.records import atomic_write_text
+from suite.timing import time_callable
 
 BACKENDS = ("torch", "numba-cuda")
 
@@ -141,13 +142,6 @@ def _numba_backend(gpu: bool) -> ModuleType:
     return ops
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def _environment(gpu: bool) -> dict[str, str]:
     from numba import cuda
 
@@ -155,8 +149,8 @@ def _environment(gpu: bool) -> dict[str, str]:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "numba": _version("numba"),
-        "numba-cuda": _version("numba-cuda"),
+        "numba": package_version("numba") or "not installed",
+        "numba-cuda": package_version("numba-cuda") or "not installed",
         "CUDA (torch build)": str(torch.version.cuda),
         "CPU kernels of the torch backend": native.status(),
     }
@@ -430,8 +424,7 @@ def run_doctor(gpu: bool, out: Path | None, small: bool) -> int:
     text = render(report)
     print(text)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        atomic_write_text(out, text)
         print(f"report written to {out}")
     return 0 if report.passed else 1
 

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from suite.records import Record
 from suite.safetext import terminal
 from suite.specs import RunSpec
 from suite.train import Progress as RunnerProgress
@@ -51,7 +52,7 @@ class RichProgress(RunnerProgress):
         self.bars.update(self.current, description=f"{self.label}  {epoch + 1}/{self.epochs} epochs done, "
                                                    f"loss {row['train_loss']:.3f} valid {100 * row['valid_acc']:.1f}%")
 
-    def run_done(self, record: dict[str, Any]) -> None:
+    def run_done(self, record: Record) -> None:
         m = record["metrics"]
         self.console.print(terminal(f"{record['label']}: test {100 * m['test_acc_at_best_valid']:.2f}% at best valid "
                                     f"(epoch {m['best_epoch']}, 0-based as in the record), valid "

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.errors import SuiteError
-from suite.results import read_regular_file
+from suite.records import read_regular_file
 from suite.specs import load_yaml
 
 REFERENCES_DIR = Path(__file__).resolve().parent / "reference_results"  # shipped inside the package

@@ -18,7 +18,7 @@ import re
 import statistics
 import urllib.parse
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +26,8 @@ import pandas as pd
 
 from suite import safetext
 from suite.errors import SuiteError
+from suite.records import RunGroup, atomic_write_bytes, atomic_write_text, collect_runs
 from suite.references import Reference, load_references
-from suite.results import atomic_write_bytes, atomic_write_text, iter_records
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -71,138 +71,6 @@ COLUMNS = ID_COLUMNS + [c for col in METRIC_COLUMNS for c in (col, f"{col}_std")
 ALWAYS_SHOWN = ("method", "seeds", "test_acc", "source", "status")
 DEFAULT_OUT = "leaderboard"
 MISSING = "—"
-
-
-# --------------------------------------------------------------------------------------------------------- records
-@dataclass
-class RunGroup:
-    """The seeds of one configuration: what a leaderboard row and a verify check are computed from."""
-
-    protocol: str
-    protocol_version: int | None
-    variant: str
-    kernel_size: int | None
-    overrides: str
-    backend: str
-    protocol_label: str = ""
-    not_comparable: str | None = None
-    protocol_hash: str = ""
-    records: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        return (self.protocol, self.protocol_hash, self.protocol_version, self.variant, self.kernel_size,
-                self.overrides, self.backend)
-
-    @property
-    def label(self) -> str:
-        """Short human name: variant, D, overrides and a non-default backend."""
-        parts = [self.variant]
-        if self.kernel_size is not None:
-            parts.append(f"D={self.kernel_size}")
-        if self.overrides:
-            parts.append(self.overrides)
-        if self.backend != "torch":
-            parts.append(f"[{self.backend}]")
-        return " ".join(parts)
-
-    @property
-    def seeds(self) -> list[int]:
-        return [int(rec["spec"]["seed"]) for _, rec in self.records]
-
-    def values(self, metric_key: str) -> list[tuple[Path, float | None]]:
-        """``(file, value or None)`` per seed for a record metric key."""
-        return [(path, metric_value(rec, metric_key)) for path, rec in self.records]
-
-
-def metric_value(record: dict[str, Any], key: str) -> float | None:
-    """A finite number at ``record['metrics'][key]`` (dotted keys reach nested objects), else None."""
-    node: Any = record.get("metrics", {})
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    if isinstance(node, bool) or not isinstance(node, int | float) or not math.isfinite(node):
-        return None
-    return float(node)
-
-
-def _overrides_text(overrides: Any) -> str:
-    """Canonical overrides string; kernel_size is left out because it has its own column."""
-    if not overrides:
-        return ""
-    items = overrides.items() if isinstance(overrides, dict) else overrides
-    return ",".join(f"{k}={v}" for k, v in sorted((str(k), v) for k, v in items) if k != "kernel_size")
-
-
-def _group_key(record: dict[str, Any]) -> dict[str, Any]:
-    """Everything that separates configurations; records whose protocol content differs from the registered
-    protocol's get their own label and a NOT COMPARABLE reason (suite/identity.py)."""
-    from suite.identity import comparability, record_content
-    from suite.specs import content_hash
-
-    spec, protocol, model = record["spec"], record["protocol"], record["model_spec"]
-    if not isinstance(protocol, dict) or not isinstance(model, dict):
-        raise SuiteError("'protocol' and 'model_spec' must be objects")
-    version = protocol.get("version")
-    kernel = model.get("kernel_size") if model.get("delay_type") != "none" else None  # no delays: no D
-    name = str(protocol.get("name") or spec["protocol"])
-    label, reason = comparability(name, protocol)
-    return {
-        "protocol": name,
-        "protocol_version": int(version) if isinstance(version, int) else None,
-        "variant": str(spec["variant"]),
-        "kernel_size": int(kernel) if isinstance(kernel, int) else None,
-        "overrides": _overrides_text(spec.get("overrides")),
-        "backend": str(spec.get("backend") or "torch"),
-        "protocol_label": label,
-        "not_comparable": reason,
-        "protocol_hash": content_hash(record_content(protocol)),
-    }
-
-
-def collect_runs(results_dir: Path) -> tuple[list[RunGroup], list[tuple[Path, str]], list[str]]:
-    """Group the valid records under ``results_dir``; return (groups, [(bad file, reason)], warnings).
-
-    A file ``iter_records`` cannot load, or whose spec cannot be grouped, lands in the second list and nothing else
-    is affected. Two records of one seed in one group (a copied file, or a rerun with --official-metric) keep the
-    newest and add a warning, so a seed is never counted twice.
-    """
-    groups: dict[tuple[Any, ...], RunGroup] = {}
-    errors: list[tuple[Path, str]] = []
-    warnings: list[str] = []
-    for path, item in iter_records(Path(results_dir)):
-        if isinstance(item, SuiteError):
-            errors.append((path, str(item)))
-            continue
-        try:
-            key = _group_key(item)
-            int(item["spec"]["seed"])
-        except (KeyError, TypeError, ValueError, SuiteError) as err:
-            errors.append((path, f"{path}: run record cannot be grouped ({type(err).__name__}: {err})"))
-            continue
-        group = groups.setdefault(tuple(key.values()), RunGroup(**key))
-        group.records.append((path, item))
-    contents: dict[str, set[str]] = {}
-    for group in groups.values():
-        contents.setdefault(group.protocol_label, set()).add(group.protocol_hash)
-    for group in groups.values():  # an unregistered protocol run with other content: told apart by its hash
-        if len(contents[group.protocol_label]) > 1:
-            group.protocol_label += f" [protocol {group.protocol_hash[:6]}]"
-        fingerprints = {rec.get("identity", {}).get("data_fingerprint") for _, rec in group.records}
-        if len(fingerprints) > 1:
-            warnings.append(f"{group.protocol_label}: {group.label} pools records made on {len(fingerprints)} "
-                            f"different data fingerprints (another --data-root or copy of the data)")
-        by_seed: dict[int, tuple[Path, dict[str, Any]]] = {}
-        for path, rec in sorted(group.records, key=lambda pr: (str(pr[1].get("created", "")), str(pr[0]))):
-            seed = int(rec["spec"]["seed"])
-            if seed in by_seed:
-                warnings.append(f"{by_seed[seed][0]}: same run as {path.name} ({group.label}, seed {seed}); "
-                                f"using the newer {path.name}")
-            by_seed[seed] = (path, rec)
-        group.records = [by_seed[s] for s in sorted(by_seed)]
-    ordered = sorted(groups.values(), key=lambda g: tuple("" if v is None else str(v) for v in g.key))
-    return ordered, errors, warnings
 
 
 # ----------------------------------------------------------------------------------------------------- aggregation
@@ -314,10 +182,10 @@ def _collect(results_dir: Path, references_dir: Path | None) -> _Collected:
         rows = [_group_row(g) for g in protocol_groups] + _reference_rows(references[protocol])
         frames[protocol] = _frame(rows)
         runs[protocol] = pd.DataFrame(
-            [{"label": g.label, "variant": g.variant, "D": g.kernel_size, "seed": int(rec["spec"]["seed"]),
-              "test_acc": 100.0 * v, "file": str(path)}
-             for g in protocol_groups for (path, rec), (_, v) in zip(g.records, g.values(METRIC_COLUMNS["test_acc"]),
-                                                                     strict=True) if v is not None],
+            [{"label": g.label, "variant": g.variant, "D": g.kernel_size, "seed": rec.seed, "test_acc": 100.0 * v,
+              "file": str(rec.path)}
+             for g in protocol_groups for rec in g.records
+             if (v := rec.metric(METRIC_COLUMNS["test_acc"])) is not None],
             columns=["label", "variant", "D", "seed", "test_acc", "file"])
     return _Collected(frames, runs, references, warnings)
 

@@ -29,9 +29,9 @@ import pandas as pd
 
 from suite.claims import Verdict, judge_claims, load_claims, stats_text
 from suite.errors import SuiteError
+from suite.records import Record, RunGroup, atomic_write_text, collect_runs
 from suite.references import MODEL_SELECTIONS, Reference, load_references
-from suite.report import DEFAULT_OUT, RunGroup, build_leaderboard, collect_runs, format_cell, metric_value
-from suite.results import atomic_write_text
+from suite.report import DEFAULT_OUT, build_leaderboard, format_cell
 
 OUR_SELECTION = "checkpoint of the best validation epoch; test scored once"
 STATUS_CLASS = {"PASS": "pass", "FAIL": "fail", "NOT COMPARABLE": "nc"}
@@ -278,9 +278,9 @@ def leaderboard_table(table_id: str, frame: pd.DataFrame, groups: list[RunGroup]
         group = _group_of(row, groups) if ours else None
         if group is not None:
             target = f"method-{slug(group.variant)}.html"
-            links = ", ".join(f'<a href="{e(target)}#run-{e(slug(str(rec["run_id"])))}">{e(rec["run_id"])}</a>'
-                              for _, rec in group.records)
-            cells.append(Cell(links, " ".join(str(rec["run_id"]) for _, rec in group.records), "small"))
+            links = ", ".join(f'<a href="{e(target)}#run-{e(slug(rec.run_id))}">{e(rec.run_id)}</a>'
+                              for rec in group.records)
+            cells.append(Cell(links, " ".join(rec.run_id for rec in group.records), "small"))
         else:
             cells.append(text_cell(""))
         cells.append(Cell(source_html(str(row["source"])), str(row["source"]), "small wide"))
@@ -308,17 +308,17 @@ def claims_table(table_id: str, verdicts: list[Verdict]) -> str:
     return table(table_id, headers, rows)
 
 
-def _plot_svg(records: list[tuple[Path, dict[str, Any]]]) -> str:
+def _plot_svg(records: list[Record]) -> str:
     """Per-epoch accuracy of each seed (valid solid, train dashed) as an inline SVG; '' without history."""
     series = []
-    for _, rec in records:
+    for rec in records:
         history = rec.get("history") if isinstance(rec.get("history"), list) else []
         for key, name, dash in CURVES:
             points = [(i + 1, 100.0 * h[key]) for i, h in enumerate(history) if isinstance(h, dict)
                       and isinstance(h.get(key), int | float) and not isinstance(h.get(key), bool)
                       and math.isfinite(h[key])]
             if points:
-                series.append((f"seed {rec['spec'].get('seed')} {name}", dash, points))
+                series.append((f"seed {rec.seed} {name}", dash, points))
     if not series:
         return ""
     width, height, left, right, top, bottom = 640, 260, 46, 150, 12, 34
@@ -391,19 +391,19 @@ def method_body(variant: str, groups: list[RunGroup]) -> str:
              "and accuracy per epoch (hard-delay evaluation on valid, soft delays and dropout on train).</p>"]
     for g in groups:
         anchor = f"cfg-{slug(g.protocol)}-{slug(g.label)}"
-        first = g.records[0][1]
+        first = g.records[0]
         parts.append(f'<h2 id="{e(anchor)}">{e(g.protocol)} · {e(g.label)}</h2>')
         rows = []
-        for path, rec in g.records:
-            acc = metric_value(rec, "test_acc_at_best_valid")
-            best = metric_value(rec, "best_epoch")
-            run_id = str(rec["run_id"])
+        for rec in g.records:
+            acc = rec.metric("test_acc_at_best_valid")
+            best = rec.metric("best_epoch")
+            run_id = rec.run_id
             rows.append(("", [
                 Cell(f'<span id="run-{e(slug(run_id))}">{e(run_id)}</span>', run_id),
-                num_cell(str(rec["spec"].get("seed")), float(rec["spec"].get("seed", 0))),
+                num_cell(str(rec.seed), float(rec.seed)),
                 num_cell("—" if acc is None else f"{100 * acc:.2f}", None if acc is None else 100 * acc),
                 num_cell("—" if best is None else f"{best:.0f}", best),
-                text_cell(rec.get("created", "")), text_cell(path.name, "small")]))
+                text_cell(rec.created), text_cell(rec.path.name, "small")]))
         parts.append(table(f"seeds-{slug(g.protocol)}-{slug(g.label)}", [
             ("run id", False), ("seed", True), ("test acc % (best valid)", True), ("best epoch", True),
             ("created", False), ("record file", False)], rows, filterable=False))

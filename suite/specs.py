@@ -474,7 +474,7 @@ def load_protocol_file(path: Path) -> ProtocolSpec:
     known_model = {f.name for f in fields(ModelSpec)} - {"variant", "n_inputs", "n_outputs"}
     unknown_model = sorted(set(data["model"]) - known_model)
     _check(not unknown_model, f"{where}: model", f"unknown keys {unknown_model}; known: {sorted(known_model)}")
-    from suite.results import SAFE_NAME
+    from suite.records import SAFE_NAME
 
     _check(isinstance(data["name"], str) and SAFE_NAME.fullmatch(data["name"]) is not None, f"{where}: name",
            f"{data['name']!r} cannot name files (letters, digits, '.', '_', '+', '-'; no leading '.')")

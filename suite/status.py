@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.errors import SuiteError
-from suite.results import CHECKPOINTS_DIR, RECORDS_DIR, find_record
+from suite.records import CHECKPOINTS_DIR, RECORDS_DIR, find_record, record_name_parts
 
 STATES = ("done", "running", "failed", "interrupted", "not started")
 
@@ -49,9 +49,9 @@ def _known_run_ids(out_dir: Path) -> dict[str, str]:
 
     ids: dict[str, str] = {}
     for path in sorted((out_dir / RECORDS_DIR).glob("*.json")):
-        parts = path.stem.rsplit("__", 3)  # protocol__variant__seedN__runid (suite.results.record_path)
-        if len(parts) == 4:
-            ids[parts[3]] = f"{parts[1]}[{parts[0]},{parts[2]}]"
+        if (parts := record_name_parts(path)) is not None:
+            protocol, variant, seed, run_id = parts
+            ids[run_id] = f"{variant}[{protocol},{seed}]"
     for folder, suffix in ((LOCKS_DIR, ".lock"), (ERRORS_DIR, ".txt"), (CHECKPOINTS_DIR, ".pt")):
         for path in sorted((out_dir / folder).glob(f"*{suffix}")):
             ids.setdefault(path.stem, "")

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite import safetext
-from suite.report import METRIC_COLUMNS, collect_runs, format_cell, is_ours
+from suite.records import collect_runs
+from suite.report import METRIC_COLUMNS, format_cell, is_ours
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +49,7 @@ def verdicts(results_dir: Path, references_dir: Path | None = None) -> dict[Grou
 
     groups, _, _ = collect_runs(Path(results_dir))
     key_of = {path: (group.protocol_label, group.protocol_version, group.variant, group.kernel_size,
-                     group.overrides, group.backend) for group in groups for path, _ in group.records}
+                     group.overrides, group.backend) for group in groups for path in group.paths}
     result: dict[GroupKey, list[Check]] = {}
     for check in verify_results(results_dir, references_dir):
         keys = {key_of.get(path) for path in check.files}

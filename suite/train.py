@@ -27,19 +27,20 @@ from torch import nn
 
 from suite import metrics as suite_metrics
 from suite.data import Batch, build_datasets, make_loader
+from suite.environment import record_environment
 from suite.errors import SuiteError
 from suite.identity import check_resume, protocol_block, resolve_run, run_identity
 from suite.models.network import summed_softmax, summed_softmax_loss
-from suite.registry import create_model, get_protocol, resolve_model_spec
-from suite.results import (
+from suite.records import (
     CHECKPOINTS_DIR,
     SCHEMA,
     SCHEMA_VERSION,
+    Record,
     atomic_write_bytes,
-    environment,
     record_path,
     write_record,
 )
+from suite.registry import create_model, get_protocol, resolve_model_spec
 from suite.runtime import adam, configure_cpu_process, resolve_device
 from suite.specs import ProtocolSpec, RunSpec
 from suite.usercache import data_cache_dir
@@ -54,7 +55,7 @@ class Progress:
 
     def epoch_done(self, epoch: int, row: dict[str, Any]) -> None: ...
 
-    def run_done(self, record: dict[str, Any]) -> None: ...
+    def run_done(self, record: Record) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def run_training(
     progress: Progress | None = None,
     protocol: ProtocolSpec | None = None,
     resume: bool = True,
-) -> dict[str, Any]:
+) -> Record:
     """Train and score one RunSpec; returns the record (also written under ``out_dir/records``).
 
     The spec is first resolved against ``protocol`` and the data (:func:`suite.identity.resolve_run`), so its run id,
@@ -298,13 +299,14 @@ def run_training(
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "spec": spec.to_dict(),
         "label": spec.label,
         "protocol": protocol_block(protocol),
-        "model_spec": _jsonable(model_spec.__dict__), "environment": environment(device), "identity": identity,
+        "model_spec": _jsonable(model_spec.__dict__), "environment": record_environment(device),
+        "identity": identity,
         "history": history, "metrics": metrics, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_record(record_path(out_dir, spec.protocol, spec.variant, spec.seed, spec.run_id), record)
+    written = write_record(record_path(out_dir, spec.protocol, spec.variant, spec.seed, spec.run_id), record)
     ckpt_path.unlink(missing_ok=True)
-    progress.run_done(record)
-    return record
+    progress.run_done(written)
+    return written
 
 
 def official_best_test(history: list[dict[str, Any]]) -> float:

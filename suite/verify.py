@@ -19,8 +19,8 @@ from typing import Any, TextIO
 
 from suite.errors import SuiteError
 from suite.identity import record_content
+from suite.records import Record, RunGroup, collect_runs
 from suite.references import Reference, load_references
-from suite.report import RunGroup, collect_runs
 from suite.specs import content_hash
 
 PASS, FAIL, NOT_COMPARABLE, ERROR, WARNING = "PASS", "FAIL", "NOT COMPARABLE", "ERROR", "WARNING"
@@ -113,7 +113,7 @@ def _check_reference(ref: Reference, groups: list[RunGroup]) -> list[Check]:
     of_variant = [g for g in groups if g.protocol == ref.protocol and g.variant in variants]
     apart = [Check(NOT_COMPARABLE, f"{g.protocol_label} · {g.label} · {ref.metric}",
                    f"{g.not_comparable} {_cite(ref)}", ref.protocol, ref.metric, ref, n=len(g.records),
-                   files=tuple(path for path, _ in g.records))
+                   files=g.paths)
              for g in of_variant if g.not_comparable]
     of_variant = [g for g in of_variant if not g.not_comparable]
     if not of_variant:
@@ -170,18 +170,18 @@ class _Installed:
         return self._protocols[name]
 
 
-def record_problem(record: dict[str, Any], installed: _Installed) -> str | None:
+def record_problem(record: Record, installed: _Installed) -> str | None:
     """Why a schema-valid record cannot be what it says (an edited variant, protocol version or kernel size), or None.
 
     Such a record is an ERROR, not NOT COMPARABLE: otherwise editing one of these fields would turn a FAIL into a pass.
     """
-    spec, protocol, model = record["spec"], record["protocol"], record["model_spec"]
-    variant = installed.variants.get(spec["variant"])
+    protocol, model = record["protocol"], record["model_spec"]
+    variant = installed.variants.get(record.variant)
     if variant is None:
-        return (f"spec.variant {spec['variant']!r} is not a registered variant (registered: "
+        return (f"spec.variant {record.variant!r} is not a registered variant (registered: "
                 f"{', '.join(installed.variants)}; a plug-in's variant needs its package installed)")
-    ours = installed.protocol(spec["protocol"])
-    version = protocol["version"]
+    ours = installed.protocol(record.protocol)
+    version = record.protocol_version
     if ours is not None and version > ours.version:
         return f"protocol.version {version} does not exist (this suite has {ours.name} up to v{ours.version})"
     identity = record.get("identity")
@@ -199,7 +199,7 @@ def record_problem(record: dict[str, Any], installed: _Installed) -> str | None:
                 diff = [f"{k}: {stated.get(k)!r} vs {actual.get(k)!r}"
                         for k in sorted({*stated, *actual}) if stated.get(k) != actual.get(k)]
                 return f"protocol.{section} differs from {ours.name} v{version} as installed ({', '.join(diff[:3])})"
-    overrides = spec.get("overrides") or {}
+    overrides = record.overrides
     protocol_model = protocol.get("model") if isinstance(protocol.get("model"), dict) else \
         dict(ours.model) if ours is not None and version == ours.version else {}
     sources = (overrides, variant.defaults, protocol_model)
@@ -218,15 +218,15 @@ def _screen(groups: list[RunGroup]) -> tuple[list[RunGroup], list[Check]]:
     kept: list[RunGroup] = []
     for group in groups:
         good = []
-        for path, record in group.records:
+        for record in group.records:
             try:
                 problem = record_problem(record, installed)
             except SuiteError as err:  # an installed protocol file that does not load: say so, per record
                 problem = str(err)
             if problem is None:
-                good.append((path, record))
+                good.append(record)
             else:
-                errors.append(Check(ERROR, str(path), problem, files=(path,)))
+                errors.append(Check(ERROR, str(record.path), problem, files=(record.path,)))
         group.records = good
         if good:
             kept.append(group)

@@ -45,7 +45,8 @@ def _records_match_schema(monkeypatch: pytest.MonkeyPatch):
     write = suite.train.write_record
 
     def checked(path, record):
-        write(path, record)
+        written = write(path, record)
         validate_against_schema(json.loads(path.read_text()))
+        return written
 
     monkeypatch.setattr(suite.train, "write_record", checked)

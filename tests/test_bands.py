@@ -13,8 +13,8 @@ from test_verify import make_record
 
 from suite import bands
 from suite.errors import SuiteError
+from suite.records import write_record
 from suite.references import load_reference_file
-from suite.results import write_record
 from suite.verify import PASS, verify_results
 
 ACCS = (0.90, 0.92, 0.95, 0.93, 0.91)

@@ -12,8 +12,8 @@ from test_verify import make_record
 
 from suite.claims import Z, judge_claims, load_claims
 from suite.errors import SuiteError
+from suite.records import collect_runs
 from suite.references import REFERENCES_DIR, load_references
-from suite.report import collect_runs
 from suite.verify import FAIL, NOT_COMPARABLE, PASS, verify_results
 
 CLAIMS = """\

@@ -14,7 +14,8 @@ from test_verify import REFS, _runs
 
 from suite import __version__
 from suite.cli import build_parser, main
-from suite.results import atomic_write_text, git_state
+from suite.environment import git_state
+from suite.records import atomic_write_text
 from suite.usercache import CACHE_ENV, data_cache_dir, user_cache_root
 
 HEAVY = ("torch", "pandas", "matplotlib", "seaborn", "numpy", "rich", "yaml")

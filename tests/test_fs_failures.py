@@ -23,8 +23,8 @@ from test_security import Payload
 from suite.cli import main
 from suite.data import build_datasets, cache
 from suite.errors import SuiteError
+from suite.records import write_record
 from suite.registry import get_protocol
-from suite.results import write_record
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -225,7 +225,7 @@ def test_overrides_reach_every_protocol_section() -> None:
 def test_unregistered_protocol_with_other_content_is_not_pooled(tiny_protocol_path: Path, tmp_path: Path,
                                                                data_cache: Path) -> None:
     """A user's own protocol has no registered content to compare with: records of two contents stay apart."""
-    from suite.report import collect_runs
+    from suite.records import collect_runs
 
     four = get_protocol(str(tiny_protocol_path))
     for protocol in (four, four.with_overrides({"epochs": 1})):

@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from suite.metrics import count_parameters, runtime_metrics, static_metrics, synaptic_operations
-from suite.metrics.latency import time_callable
 from suite.metrics.memory import _measure, measure_in_subprocess
 from suite.metrics.table import paper_architecture_table
 from suite.models.lif import LIF
 from suite.models.network import DelayNetwork
 from suite.specs import ModelSpec
+from suite.timing import time_callable
 
 PAPER_GSC = {"n_inputs": 40, "n_hidden": (512, 512, 512), "n_outputs": 35}
 

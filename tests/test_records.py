@@ -17,8 +17,8 @@ from records_schema import validate_against_schema
 from suite.cli import main
 from suite.data import n_classes, n_inputs
 from suite.errors import SuiteError
+from suite.records import SCHEMA, SCHEMA_VERSION, load_record, record_path, write_record
 from suite.registry import get_protocol, get_variant
-from suite.results import SCHEMA, SCHEMA_VERSION, load_record, record_path, write_record
 from suite.specs import RunSpec
 from suite.verify import ERROR, FAIL, PASS, verify_results
 

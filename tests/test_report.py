@@ -1,6 +1,6 @@
 """Leaderboard: aggregation over seeds, reference rows, Markdown/CSV/PNG output, and robustness to bad files.
 
-Records are fake but schema-valid (written with suite.results.write_record), so these tests need no training.
+Records are fake but schema-valid (written with suite.records.write_record), so these tests need no training.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from suite.identity import protocol_block
+from suite.records import SCHEMA, SCHEMA_VERSION, collect_runs, record_path, write_record
 from suite.registry import get_protocol, protocol_names
-from suite.report import METRIC_COLUMNS, build_leaderboard, collect_runs, format_cell, write_leaderboard
-from suite.results import SCHEMA, SCHEMA_VERSION, record_path, write_record
+from suite.report import METRIC_COLUMNS, build_leaderboard, format_cell, write_leaderboard
 from suite.specs import RunSpec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -17,8 +17,8 @@ import torch
 from suite.cli import main
 from suite.errors import SuiteError
 from suite.identity import resolve_run
+from suite.records import load_trained_model
 from suite.registry import get_protocol
-from suite.results import load_trained_model
 from suite.specs import RunSpec
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import pytest
 from test_report import make_record
 
 from suite.cli import main
-from suite.results import SCHEMA, SCHEMA_VERSION, write_record
+from suite.records import SCHEMA, SCHEMA_VERSION, write_record
 from suite.site import plot_names, slug, source_html, write_site
 from suite.site_browser import find_browser, headless_chrome, screenshot_pages
 from suite.specs import RunSpec

@@ -22,7 +22,7 @@ import pytest
 from suite.cli import main
 from suite.launch import Job, execute, lock_held
 from suite.launch.local import run_local
-from suite.results import CHECKPOINTS_DIR, iter_records
+from suite.records import CHECKPOINTS_DIR, iter_records
 from suite.status import run_state
 from suite.sweeps import load_sweep
 

@@ -12,7 +12,7 @@ from suite.cli import _plan, main
 from suite.errors import SuiteError
 from suite.launch import Job, error_path, execute, lock_held, run_lock
 from suite.launch.local import threads_per_job
-from suite.results import CHECKPOINTS_DIR, load_record
+from suite.records import CHECKPOINTS_DIR, load_record
 from suite.status import run_state
 from suite.sweeps import load_sweep
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from suite.identity import resolve_run
+from suite.records import find_record, load_record
 from suite.registry import get_protocol
-from suite.results import find_record, load_record
 from suite.specs import RunSpec
 from suite.train import Progress, official_best_test, run_training
 

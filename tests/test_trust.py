@@ -27,7 +27,7 @@ from suite.cli import main
 from suite.data import build_datasets, gsc, ssc, synthetic
 from suite.errors import SuiteError
 from suite.progress import RichProgress
-from suite.results import CHECKPOINTS_DIR, load_record, strict_json, write_record
+from suite.records import CHECKPOINTS_DIR, load_record, strict_json, write_record
 from suite.specs import MAX_EPOCHS, OPTIM_DEFAULTS, ModelSpec, RunSpec, run_spec_from_yaml
 from suite.train import _optimisers
 

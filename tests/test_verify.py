@@ -10,9 +10,9 @@ import pytest
 
 from suite.errors import SuiteError
 from suite.identity import protocol_block
+from suite.records import SCHEMA, SCHEMA_VERSION, record_path, write_record
 from suite.references import REFERENCES_DIR, load_reference_file, load_references, references_for
 from suite.registry import get_protocol, protocol_names
-from suite.results import SCHEMA, SCHEMA_VERSION, record_path, write_record
 from suite.specs import RunSpec
 from suite.verify import ERROR, FAIL, NOT_COMPARABLE, PASS, WARNING, print_checks, verify_results
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from suite.errors import SuiteError
-from suite.results import atomic_write_text
+from suite.records import atomic_write_text
 
 MIRROR_ENV = "SUITE_DATA_MIRROR"
 STAMP = ".suite-download.json"

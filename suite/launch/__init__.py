@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from suite.results import atomic_write_text, find_record
+from suite.records import atomic_write_text, find_record
 from suite.specs import RunSpec
 
 LOCKS_DIR = "locks"

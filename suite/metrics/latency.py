@@ -1,14 +1,11 @@
 """Latency (docs/metrics.md "Latency"): wall-clock medians after warm-up, with their spread.
 
-Every measurement times ``repeats`` calls one by one with ``time.perf_counter`` after ``warmup`` untimed calls; on
-CUDA the device is synchronised before the clock starts and before it stops, so a time covers the queued kernels.
-Reported: median (the statistic), interquartile range, mean, standard deviation, min and the number of repeats.
+What is timed lives here (a training step, a batch inference, a streaming step); how it is timed lives in
+:mod:`suite.timing` (median, interquartile range, mean, standard deviation, min and the number of repeats).
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,37 +13,7 @@ import torch
 from torch import nn
 
 from suite.streaming import StreamingExecutor
-
-
-def _sync(device: torch.device | str) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_callable(fn: Callable[[], Any], device: torch.device | str = "cpu", warmup: int = 3,
-                  repeats: int = 20) -> dict[str, float]:
-    """Time ``fn()``: keys ``median_s``, ``iqr_s``, ``mean_s``, ``std_s``, ``min_s``, ``repeats``."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    q = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else [times[0]] * 3
-    return {
-        "median_s": statistics.median(times),
-        "iqr_s": q[2] - q[0],
-        "mean_s": statistics.fmean(times),
-        "std_s": statistics.stdev(times) if len(times) > 1 else 0.0,
-        "min_s": min(times),
-        "repeats": repeats,
-    }
+from suite.timing import time_callable
 
 
 def make_train_step(net: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> Callable[[], float]:

@@ -16,6 +16,9 @@ tensors, workspaces).
   of the distinct storages of the parameters, buffers, gradients, optimiser state and batch. Without
   ``/proc/self/clear_refs`` (not Linux) the warm-up is skipped and ``ru_maxrss`` after minus before the first call is
   used instead (an upper-biased fallback, labelled in ``method``).
+
+This module is the suite's one memory worker: every fresh-process measurement, this module's and ``suite bench``'s
+(mode ``bench``, :func:`suite.bench.memory_worker`), goes through :func:`measure_in_subprocess` and :func:`main`.
 """
 
 from __future__ import annotations
@@ -104,6 +107,33 @@ def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
     return total
 
 
+def peak_rss_bytes() -> int:
+    """This process's resident-set high-water mark: ``VmHWM`` (Linux), else ``ru_maxrss``.
+
+    ``VmHWM`` belongs to the address space, which ``exec`` replaces; ``ru_maxrss`` does not restart at ``exec``, so in a
+    child of a large process it reports at least the parent's resident set at ``fork``.
+    """
+    try:
+        return _status_bytes("VmHWM")
+    except (OSError, SuiteError):
+        scale = 1 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def prepare_worker(request: Mapping[str, Any]) -> torch.device:
+    """Set up a fresh measuring process as every worker mode needs it: the CPU kernels compiled or loaded before
+    anything is measured (so no compiler memory is counted), the requested thread count, the seed."""
+    device = torch.device(request.get("device", "cpu"))
+    if device.type == "cpu":
+        from suite.ops import native
+
+        native.library()
+    if request.get("threads"):
+        torch.set_num_threads(int(request["threads"]))
+    torch.manual_seed(int(request.get("seed", 0)))
+    return device
+
+
 def _optimiser_tensors(optimisers: Iterable[torch.optim.Optimizer]) -> list[torch.Tensor]:
     found = []
     for opt in optimisers:
@@ -119,14 +149,7 @@ def _measure(request: Mapping[str, Any]) -> dict[str, Any]:
     from suite.specs import ModelSpec
 
     mode = request["mode"]
-    device = torch.device(request.get("device", "cpu"))
-    if device.type == "cpu":  # compile or load the CPU kernels before anything is measured
-        from suite.ops import native
-
-        native.library()
-    if request.get("threads"):
-        torch.set_num_threads(int(request["threads"]))
-    torch.manual_seed(int(request.get("seed", 0)))
+    device = prepare_worker(request)
     method = cpu_method() if device.type == "cpu" else "cuda-max-memory-allocated"
     warmup = int(request.get("warmup", 1)) if method != "ru_maxrss-delta" else 0
     keep: list[torch.Tensor] = []
@@ -219,7 +242,12 @@ def inference_peak_memory(spec: Mapping[str, Any] | Any, backend: str = "torch",
 def main() -> None:
     """``python -m suite.metrics.memory``: one JSON request on stdin, one JSON answer line on stdout."""
     request = json.loads(sys.stdin.read())
-    print(json.dumps(_measure(request)))
+    if request.get("mode") == "bench":
+        from suite.bench import memory_worker
+
+        print(json.dumps(memory_worker(request)))
+    else:
+        print(json.dumps(_measure(request)))
 
 
 if __name__ == "__main__":

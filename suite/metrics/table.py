@@ -20,6 +20,7 @@ from suite.metrics.buffers import buffer_bits
 from suite.metrics.latency import streaming_step_latency
 from suite.metrics.params import count_parameters
 from suite.models.network import DelayNetwork
+from suite.records import atomic_write_text
 from suite.specs import ModelSpec
 from suite.streaming import StreamingExecutor, streaming_state_bytes
 
@@ -125,11 +126,7 @@ def paper_architecture_table(out_md: Path, trained: Sequence[DelayNetwork] = (),
         text += ["", "## Trained models", "",
                  "Learned sizes of models trained by `python -m suite run` (each line as deep as its own learned "
                  "integer delay), next to their allocated sizes.", "", *_markdown(trained_rows)]
-    out_md = Path(out_md)
-    out_md.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_md.with_suffix(out_md.suffix + ".tmp")
-    tmp.write_text("\n".join(text) + "\n")
-    tmp.replace(out_md)
+    atomic_write_text(Path(out_md), "\n".join(text) + "\n")
     return rows + trained_rows
 
 
@@ -146,14 +143,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def trained_models(results_dir: Path) -> list[DelayNetwork]:
-    """The selected (best-validation) model of every record in ``results_dir``, seed 0 of each variant/protocol."""
-    from suite.results import iter_records, load_trained_model
+    """The selected (best-validation) model of every configuration in ``results_dir``
+    (seed 0, no overrides; grouped as the leaderboard groups them, :func:`suite.records.collect_runs`)."""
+    from suite.records import collect_runs, load_trained_model
 
-    models = []
-    for path, record in iter_records(results_dir):
-        if isinstance(record, dict) and record["spec"]["seed"] == 0 and not record["spec"]["overrides"]:
-            models.append(load_trained_model(path, record))
-    return models
+    groups, _, _ = collect_runs(results_dir)
+    return [load_trained_model(rec.path, rec) for group in groups for rec in group.records
+            if rec.seed == 0 and not rec.overrides]
 
 
 if __name__ == "__main__":

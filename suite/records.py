@@ -1,8 +1,11 @@
-"""Run records: one JSON file per run, written atomically, with a versioned schema (docs/records.md).
+"""Run records: the record type, writing (atomic), loading, validation and grouping (docs/records.md).
 
 A record carries the run spec and its hash, the resolved protocol and model spec, the environment (package versions,
 device, git commit and dirty flag), the per-epoch history and the metrics. Loading validates the schema so a corrupt or
-foreign file in a results directory is reported with its path instead of breaking a leaderboard.
+foreign file in a results directory is reported with its path instead of breaking a leaderboard. Every reader (the
+runner, verify, the leaderboards, the site, the metrics table, bands) gets :class:`Record` objects from
+:func:`load_record` / :func:`iter_records` and groups them with :func:`collect_runs`, so a record means the same
+configuration, and the same comparability label, everywhere.
 """
 
 from __future__ import annotations
@@ -10,13 +13,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import re
 import stat
-import subprocess
 import tempfile
-from collections.abc import Iterator
-from importlib import metadata
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,84 @@ RUN_ID = re.compile(r"[0-9a-f]{6,64}")
 SAFE_NAME = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9._+\-]{0,127}")
 #: A run record is a few hundred kB at most; a larger file is not one, and is never read into memory.
 MAX_RECORD_BYTES = 32 * 1024 * 1024
+
+
+class Record(dict[str, Any]):
+    """One schema-valid run record: its JSON object, the file it came from, and the accessors every reader shares.
+
+    Build it with :func:`load_record` / :func:`iter_records` (validated on the way in) or :func:`write_record`. It stays
+    the JSON object (a dict: ``record["metrics"]`` reaches what docs/records.md documents, ``json.dumps`` writes it),
+    and compares equal to any dict with the same content, which is what a write -> load round trip must give.
+    """
+
+    def __init__(self, data: Mapping[str, Any], path: Path) -> None:
+        super().__init__(data)
+        self.path = path
+
+    @property
+    def run_id(self) -> str:
+        return str(self["run_id"])
+
+    @property
+    def variant(self) -> str:
+        return str(self["spec"]["variant"])
+
+    @property
+    def protocol(self) -> str:
+        """The protocol's name (the ``protocol`` block is ``record["protocol"]``)."""
+        return str(self["protocol"].get("name") or self["spec"]["protocol"])
+
+    @property
+    def protocol_version(self) -> int:
+        return int(self["protocol"]["version"])
+
+    @property
+    def seed(self) -> int:
+        return int(self["spec"]["seed"])
+
+    @property
+    def backend(self) -> str:
+        return str(self["spec"].get("backend") or "torch")
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        return dict(self["spec"].get("overrides") or {})
+
+    @property
+    def kernel_size(self) -> int | None:
+        """D of the delays; None for a model without delays (its protocol's D does not describe it)."""
+        model = self["model_spec"]
+        kernel = model.get("kernel_size") if model.get("delay_type") != "none" else None
+        return kernel if _is_int(kernel) else None
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self["metrics"]
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        return self["environment"]
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """The run-identity block (protocol hash, data fingerprint); empty for records written before identities."""
+        identity = self.get("identity")
+        return identity if isinstance(identity, dict) else {}
+
+    @property
+    def created(self) -> str:
+        return str(self.get("created", ""))
+
+    def metric(self, key: str) -> float | None:
+        """A finite number at ``metrics[key]`` (a dotted key reaches into nested objects), else None."""
+        node: Any = self["metrics"]
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        if not _is_number(node) or not math.isfinite(node):
+            return None
+        return float(node)
 
 
 def _umask() -> int:
@@ -84,6 +163,12 @@ def record_path(out_dir: Path, protocol: str, variant: str, seed: int, run_id: s
     return out_dir / RECORDS_DIR / f"{protocol}__{variant}__seed{seed}__{run_id}.json"
 
 
+def record_name_parts(path: Path) -> tuple[str, str, str, str] | None:
+    """(protocol, variant, ``seedN``, run id) from a file name :func:`record_path` made, else None."""
+    parts = path.stem.rsplit("__", 3)
+    return (parts[0], parts[1], parts[2], parts[3]) if len(parts) == 4 else None
+
+
 def find_record(out_dir: Path, run_id: str) -> Path | None:
     """The record of ``run_id`` in ``out_dir`` if one exists (the file name ends with the id)."""
     matches = sorted((out_dir / RECORDS_DIR).glob(f"*__{run_id}.json"))
@@ -99,16 +184,19 @@ def strict_json(data: Any, **options: Any) -> str:
 def _finite(data: Any) -> Any:
     if isinstance(data, float):
         return data if math.isfinite(data) else None
-    if isinstance(data, dict):
+    if isinstance(data, Mapping):
         return {key: _finite(value) for key, value in data.items()}
     if isinstance(data, list | tuple):
         return [_finite(value) for value in data]
     return data
 
 
-def write_record(path: Path, record: dict[str, Any]) -> None:
-    validate_record(record, str(path))
-    atomic_write_text(path, strict_json(record, indent=2, sort_keys=True) + "\n")
+def write_record(path: Path, record: Mapping[str, Any]) -> Record:
+    """Validate ``record`` and write it atomically to ``path``; returns the :class:`Record` a reader would load."""
+    data = dict(record)
+    validate_record(data, str(path))
+    atomic_write_text(path, strict_json(data, indent=2, sort_keys=True) + "\n")
+    return Record(data, path)
 
 
 def _is_int(value: Any) -> bool:
@@ -221,7 +309,8 @@ def read_regular_file(path: Path, limit: int = MAX_RECORD_BYTES, follow_links: b
         os.close(fd)
 
 
-def load_record(path: Path) -> dict[str, Any]:
+def load_record(path: Path) -> Record:
+    """The validated record in ``path``; any problem is one SuiteError line naming the file (docs/records.md)."""
     data = read_regular_file(path)
     try:
         text = data.decode("utf-8")
@@ -234,14 +323,14 @@ def load_record(path: Path) -> dict[str, Any]:
     except ValueError as err:
         raise SuiteError(f"{path}: {err}") from None
     validate_record(record, str(path))
-    return record
+    return Record(record, path)
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (a run record is strict JSON: null for a missing number)")
 
 
-def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | SuiteError]]:
+def iter_records(results_dir: Path) -> Iterator[tuple[Path, Record | SuiteError]]:
     """Every ``*.json`` under ``results_dir/records`` (or ``results_dir`` itself) with its record or its error."""
     if not results_dir.exists():
         raise SuiteError(f"{results_dir}: results directory does not exist")
@@ -259,7 +348,7 @@ def iter_records(results_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | Sui
             yield path, err
 
 
-def load_trained_model(path: Path, record: dict[str, Any]) -> Any:
+def load_trained_model(path: Path, record: Mapping[str, Any]) -> Any:
     """Rebuild the selected model of a record: its ModelSpec and ``models/<run_id>.pt`` beside ``records/``."""
     import torch
 
@@ -279,57 +368,107 @@ def load_trained_model(path: Path, record: dict[str, Any]) -> Any:
     return net
 
 
-CHECKOUT = Path(__file__).resolve().parent.parent  # the repository root when running from a checkout
+# -------------------------------------------------------------------------------------------------------- grouping
+@dataclass
+class RunGroup:
+    """The seeds of one configuration: what a leaderboard row, a verify check and a claim are computed from."""
+
+    protocol: str
+    protocol_version: int | None
+    variant: str
+    kernel_size: int | None
+    overrides: str
+    backend: str
+    protocol_label: str = ""
+    not_comparable: str | None = None
+    protocol_hash: str = ""
+    records: list[Record] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.protocol, self.protocol_hash, self.protocol_version, self.variant, self.kernel_size,
+                self.overrides, self.backend)
+
+    @property
+    def label(self) -> str:
+        """Short human name: variant, D, overrides and a non-default backend."""
+        parts = [self.variant]
+        if self.kernel_size is not None:
+            parts.append(f"D={self.kernel_size}")
+        if self.overrides:
+            parts.append(self.overrides)
+        if self.backend != "torch":
+            parts.append(f"[{self.backend}]")
+        return " ".join(parts)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [rec.seed for rec in self.records]
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return tuple(rec.path for rec in self.records)
+
+    def values(self, metric_key: str) -> list[tuple[Path, float | None]]:
+        """``(file, value or None)`` per seed for a record metric key."""
+        return [(rec.path, rec.metric(metric_key)) for rec in self.records]
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=CHECKOUT)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
+def overrides_text(overrides: Any) -> str:
+    """Canonical overrides string; kernel_size is left out because it has its own column."""
+    if not overrides:
+        return ""
+    items = overrides.items() if isinstance(overrides, dict) else overrides
+    return ",".join(f"{k}={v}" for k, v in sorted((str(k), v) for k, v in items) if k != "kernel_size")
 
 
-def git_state() -> tuple[str | None, bool | None, str | None]:
-    """(commit, dirty, why not known) of the code that runs. An installed package (a wheel in site-packages) is not a
-    checkout even when site-packages lies inside some other repository, so the top level must be the package's own."""
-    top = _git("rev-parse", "--show-toplevel")
-    if top is None:
-        return None, None, "not a git checkout (installed package, or git unavailable)"
-    if Path(top).resolve() != CHECKOUT:
-        return None, None, f"not a git checkout (the package is installed inside another repository, {top})"
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return commit, bool(status) if status is not None else None, None if commit else "git rev-parse HEAD failed"
+def group_of(record: Record) -> RunGroup:
+    """The (empty) configuration ``record`` belongs to; a record whose protocol content differs from the registered
+    protocol's gets its own label and a NOT COMPARABLE reason (suite/identity.py)."""
+    from suite.identity import comparability, record_content
+    from suite.specs import content_hash
+
+    protocol = record["protocol"]
+    label, reason = comparability(record.protocol, protocol)
+    return RunGroup(protocol=record.protocol, protocol_version=record.protocol_version, variant=record.variant,
+                    kernel_size=record.kernel_size, overrides=overrides_text(record.overrides),
+                    backend=record.backend, protocol_label=label, not_comparable=reason,
+                    protocol_hash=content_hash(record_content(protocol)))
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
+def collect_runs(results_dir: Path) -> tuple[list[RunGroup], list[tuple[Path, str]], list[str]]:
+    """Group the valid records under ``results_dir``; return (groups, [(bad file, reason)], warnings).
 
-
-def environment(device: str) -> dict[str, Any]:
-    """Package versions, machine, device and git state: what a reader needs to trust or reproduce a number."""
-    import torch
-
-    from suite.ops import native
-
-    commit, dirty, git_note = git_state()
-    env: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-        "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.machine(),
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "git_note": git_note,  # why git_commit is null; null when it is known
-        "packages": {p: _version(p) for p in ("delay-snn-suite", "torch", "torchaudio", "numpy", "numba",
-                                              "numba-cuda", "dcls", "spikingjelly")},
-        "cpu_kernels": native.status() if device == "cpu" else None,
-    }
-    return env
+    The one grouping of the suite: verify, the leaderboards, the site, the claims, the bands and the metrics table all
+    read their configurations from here. A file ``iter_records`` cannot load lands in the second list and nothing
+    else is affected. Two records of one seed in one group (a copied file, or a rerun with --official-metric) keep
+    the newest and add a warning, so a seed is never counted twice.
+    """
+    groups: dict[tuple[Any, ...], RunGroup] = {}
+    errors: list[tuple[Path, str]] = []
+    warnings: list[str] = []
+    for path, item in iter_records(Path(results_dir)):
+        if isinstance(item, SuiteError):
+            errors.append((path, str(item)))
+            continue
+        group = group_of(item)
+        groups.setdefault(group.key, group).records.append(item)
+    contents: dict[str, set[str]] = {}
+    for group in groups.values():
+        contents.setdefault(group.protocol_label, set()).add(group.protocol_hash)
+    for group in groups.values():  # an unregistered protocol run with other content: told apart by its hash
+        if len(contents[group.protocol_label]) > 1:
+            group.protocol_label += f" [protocol {group.protocol_hash[:6]}]"
+        fingerprints = {rec.identity.get("data_fingerprint") for rec in group.records}
+        if len(fingerprints) > 1:
+            warnings.append(f"{group.protocol_label}: {group.label} pools records made on {len(fingerprints)} "
+                            f"different data fingerprints (another --data-root or copy of the data)")
+        by_seed: dict[int, Record] = {}
+        for rec in sorted(group.records, key=lambda r: (r.created, str(r.path))):
+            if rec.seed in by_seed:
+                warnings.append(f"{by_seed[rec.seed].path}: same run as {rec.path.name} ({group.label}, seed "
+                                f"{rec.seed}); using the newer {rec.path.name}")
+            by_seed[rec.seed] = rec
+        group.records = [by_seed[s] for s in sorted(by_seed)]
+    ordered = sorted(groups.values(), key=lambda g: tuple("" if v is None else str(v) for v in g.key))
+    return ordered, errors, warnings
