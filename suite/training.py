@@ -224,6 +224,22 @@ def resolve_optim(optim: Any, where: str) -> dict[str, Any]:
                                  for name, group in groups.items()}}
 
 
+def legacy_optim(optim: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An ``optim`` section of a record written before ``groups`` (flat ``max_lr_w``, ``lr_pos``, ``weight_decay``;
+    ``lr_w`` had no effect) in today's form: the same paper set-up, which trains bit for bit alike. Others as given."""
+    if "groups" in optim or not {"max_lr_w", "lr_pos", "weight_decay"} & set(optim):
+        return optim
+    flat = {"max_lr_w": 5e-3, "lr_pos": 0.1, "weight_decay": 1e-5, **optim}  # the former defaults
+    groups = {name: dict(group) for name, group in PAPER_GROUPS.items()}
+    groups["weights"].update(max_lr=flat["max_lr_w"], weight_decay=flat["weight_decay"])
+    groups["norm"]["max_lr"] = flat["max_lr_w"]
+    groups["positions"]["lr"] = flat["lr_pos"]
+    try:
+        return resolve_optim({key: flat[key] for key in OPTIM_DEFAULTS if key in flat} | {"groups": groups}, "optim")
+    except SuiteError:
+        return optim  # values no protocol could hold: shown as they are
+
+
 def is_group_override(name: str) -> bool:
     """Whether a ``--set`` key (``optim.`` removed) addresses the groups: ``groups``, ``groups.G``, ``groups.G.KEY``
     or a shorthand."""
