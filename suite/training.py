@@ -255,6 +255,7 @@ def override_groups(groups: Mapping[str, Any], overrides: Mapping[str, Any], whe
     """
     result = {name: dict(group) for name, group in groups.items()}
     singles: list[tuple[str, str, str, Any]] = []  # (key as typed, group, setting, value)
+    touched: dict[str, str] = {}  # group -> the first --set key that changed it, for error messages
     for key, value in overrides.items():
         name = key.removeprefix("optim.")
         parts = name.split(".")
@@ -262,10 +263,12 @@ def override_groups(groups: Mapping[str, Any], overrides: Mapping[str, Any], whe
             if not isinstance(value, Mapping):
                 raise SuiteError(f"--set {key}: expected a mapping of groups, got {value!r}")
             result = {str(g): dict(v) if isinstance(v, Mapping) else v for g, v in value.items()}
+            touched.update(dict.fromkeys(result, key))
         elif name in SHORTHANDS:
             singles += [(key, group, setting, value) for group, setting in SHORTHANDS[name]]
         elif len(parts) == 2:
             result[parts[1]] = dict(value) if isinstance(value, Mapping) else value
+            touched.setdefault(parts[1], key)
         elif len(parts) == 3:
             singles.append((key, parts[1], parts[2], value))
         else:
@@ -275,6 +278,7 @@ def override_groups(groups: Mapping[str, Any], overrides: Mapping[str, Any], whe
             raise SuiteError(f"--set {key}: {where} has no group {group!r} (groups: {', '.join(result)}); give a "
                              f"whole one with --set 'optim.groups.{group}={{optimizer: adam, lr: 0.1, scheduler: "
                              "constant}'")
+        touched.setdefault(group, key)
         entry = result[group]
         if not isinstance(entry, dict):
             continue  # resolve_group names the bad value
@@ -286,6 +290,11 @@ def override_groups(groups: Mapping[str, Any], overrides: Mapping[str, Any], whe
             if setting == "scheduler" and value in SCHEDULERS and SCHEDULERS[value].sets_lr:
                 entry.pop("lr", None)
         entry[setting] = value
+    for group, key in touched.items():
+        try:
+            resolve_group(result[group], f"optim.groups.{group}")
+        except SuiteError as err:
+            raise SuiteError(f"--set {key}: {err}") from None
     return result
 
 
