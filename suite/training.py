@@ -11,6 +11,7 @@ metrics and the asv benchmarks all time or use.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -300,13 +301,17 @@ def override_groups(groups: Mapping[str, Any], overrides: Mapping[str, Any], whe
 
 @dataclass
 class Optimisation:
-    """One optimiser and one per-epoch scheduler per parameter group of one model, as the protocol's groups say.
+    """The optimisers and per-epoch schedulers of one model, as the protocol's groups say.
 
-    Groups do not share an optimiser: Adam's update and the schedules are per parameter group, so this equals the
-    official two optimisers (weights + BatchNorm, positions) bit for bit (tests/test_training.py)."""
+    Groups with the same optimiser and the same schedule share one torch optimiser (one parameter group each, with
+    its own learning rate, weight decay and optimiser settings) and one scheduler, as the official code shares one
+    Adam and one OneCycleLR between weights and BatchNorm: one fused kernel and one scheduler per step fewer than an
+    optimiser per group. ``members`` names the groups each optimiser holds, in its ``param_groups`` order.
+    """
 
     optimisers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, Any]
+    members: dict[str, tuple[str, ...]]
 
     def zero_grad(self) -> None:
         for opt in self.optimisers.values():
@@ -322,8 +327,9 @@ class Optimisation:
             sched.step()
 
     def learning_rates(self) -> dict[str, float]:
-        """The learning rate each group's optimiser uses now."""
-        return {name: sched.get_last_lr()[0] for name, sched in self.schedulers.items()}
+        """The learning rate each parameter group is trained with now."""
+        return {group: lr for key, sched in self.schedulers.items()
+                for group, lr in zip(self.members[key], sched.get_last_lr(), strict=True)}
 
     def state_dict(self) -> dict[str, dict[str, Any]]:
         return {"optimisers": {n: o.state_dict() for n, o in self.optimisers.items()},
@@ -333,7 +339,7 @@ class Optimisation:
         """Restore a :meth:`state_dict`; a KeyError or ValueError when it was written for other groups."""
         for part, objects in (("optimisers", self.optimisers), ("schedulers", self.schedulers)):
             if set(state[part]) != set(objects):
-                raise KeyError(f"{part} for groups {sorted(state[part])}, this run has {sorted(objects)}")
+                raise KeyError(f"{part} for {sorted(state[part])}, this run has {sorted(objects)}")
             for name, obj in objects.items():
                 obj.load_state_dict(state[part][name])
 
@@ -344,8 +350,7 @@ def build_optimisation(model: nn.Module, optim: Mapping[str, Any], where: str = 
     Parameters with ``requires_grad=False`` are skipped; a group left empty gets nothing. A model group with trainable
     parameters that the protocol does not name is a SuiteError naming it: it would otherwise stay untrained.
     """
-    optimisers: dict[str, torch.optim.Optimizer] = {}
-    schedulers: dict[str, Any] = {}
+    shared: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # optimiser and schedule -> (group, its torch group)
     for name, params in model.param_groups().items():
         trainable = [p for p in params if p.requires_grad]
         if not trainable:
@@ -355,14 +360,23 @@ def build_optimisation(model: nn.Module, optim: Mapping[str, Any], where: str = 
             raise SuiteError(f"{where}: the model's parameter group {name!r} has no optimiser in optim.groups "
                              f"({', '.join(optim['groups'])}); add optim.groups.{name} to the protocol or --set "
                              f"'optim.groups.{name}={{optimizer: adam, lr: 0.1, scheduler: constant}}'")
-        kind = OPTIMISERS[group["optimizer"]]
-        options = {key: group[key] for key in kind.settings}
+        scheduler = group["scheduler"]
+        schedule = [group["optimizer"], scheduler, {k: group[k] for k in SCHEDULERS[scheduler].settings}]
+        options = {key: group[key] for key in ("lr", "weight_decay", *OPTIMISERS[group["optimizer"]].settings)
+                   if key in group}
+        shared.setdefault(json.dumps(schedule, sort_keys=True), []).append((name, {"params": trainable, **options}))
+    optimisers: dict[str, torch.optim.Optimizer] = {}
+    schedulers: dict[str, Any] = {}
+    members: dict[str, tuple[str, ...]] = {}
+    for entries in shared.values():
+        names = tuple(name for name, _ in entries)
+        key = "+".join(names)
+        group = optim["groups"][names[0]]
         # a scheduler that sets the learning rate (one_cycle) overwrites this 0.0 when it is built
-        opt = kind.build(trainable, lr=group.get("lr", 0.0), weight_decay=group["weight_decay"], fused=True,
-                         **options)
-        optimisers[name] = opt
-        schedulers[name] = SCHEDULERS[group["scheduler"]].build(opt, group, optim["epochs"])
-    return Optimisation(optimisers, schedulers)
+        optimisers[key] = OPTIMISERS[group["optimizer"]].build([g for _, g in entries], lr=0.0, fused=True)
+        schedulers[key] = SCHEDULERS[group["scheduler"]].build(optimisers[key], group, optim["epochs"])
+        members[key] = names
+    return Optimisation(optimisers, schedulers, members)
 
 
 def train_step(model: nn.Module, optimisation: Optimisation, x: torch.Tensor,

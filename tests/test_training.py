@@ -34,13 +34,15 @@ def official_optimisation(model: torch.nn.Module, max_lr_w: float, lr_pos: float
     groups = model.param_groups()
     opt_w = torch.optim.Adam([{"params": groups["weights"], "weight_decay": weight_decay},
                               {"params": groups["norm"], "weight_decay": 0.0}], fused=True)
-    optimisers = {"weights": opt_w}
-    schedulers = {"weights": torch.optim.lr_scheduler.OneCycleLR(opt_w, max_lr=max_lr_w, total_steps=epochs)}
+    optimisers = {"w": opt_w}
+    schedulers = {"w": torch.optim.lr_scheduler.OneCycleLR(opt_w, max_lr=max_lr_w, total_steps=epochs)}
+    members = {"w": ("weights", "norm")}
     if groups["positions"]:
         opt_pos = torch.optim.Adam(groups["positions"], lr=lr_pos, weight_decay=0.0, fused=True)
-        optimisers["positions"] = opt_pos
-        schedulers["positions"] = torch.optim.lr_scheduler.CosineAnnealingLR(opt_pos, T_max=epochs)
-    return Optimisation(optimisers, schedulers)
+        optimisers["p"] = opt_pos
+        schedulers["p"] = torch.optim.lr_scheduler.CosineAnnealingLR(opt_pos, T_max=epochs)
+        members["p"] = ("positions",)
+    return Optimisation(optimisers, schedulers, members)
 
 
 def _train(model: torch.nn.Module, optimisation: Optimisation, epochs: int) -> tuple[list[float], list[dict]]:
@@ -102,7 +104,7 @@ def test_a_run_trains_bit_for_bit_as_with_the_official_optimisers(tiny_protocol_
     assert all(torch.equal(ours[2][k], official[2][k]) for k in official[2])
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()` before `optimizer.step()`")
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
 def test_each_optimiser_and_scheduler_is_what_the_group_names() -> None:
     protocol = get_protocol("gsc-mini").with_overrides({"epochs": 4, "optim.groups": {
         "weights": {"optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
@@ -124,6 +126,20 @@ def test_each_optimiser_and_scheduler_is_what_the_group_names() -> None:
     assert [r["norm"] for r in rates] == [0.02] * 3
     assert rates[0]["positions"] == pytest.approx(0.1)  # one_cycle starts at max_lr / div_factor
     assert opt.optimisers["positions"].param_groups[0]["betas"][0] == pytest.approx(0.95)  # cycled momentum
+
+
+def test_groups_with_one_schedule_share_an_optimiser_as_in_the_official_code() -> None:
+    """weights and norm: one Adam (two parameter groups, L2 1e-5 and 0) under one OneCycleLR, as official train.py;
+    a group whose schedule differs gets its own."""
+    model, _ = create_model("axonal", get_protocol("gsc"))
+    paper = build_optimisation(model, get_protocol("gsc").optim)
+    assert paper.members == {"weights+norm": ("weights", "norm"), "positions": ("positions",)}
+    assert [g["weight_decay"] for g in paper.optimisers["weights+norm"].param_groups] == [1e-5, 0.0]
+    assert len(paper.schedulers) == 2
+    split = build_optimisation(model, get_protocol("gsc").with_overrides({"groups.norm.max_lr": 1e-3}).optim)
+    assert split.members == {"weights": ("weights",), "norm": ("norm",), "positions": ("positions",)}
+    rates = split.learning_rates()
+    assert (rates["weights"], rates["norm"]) == (pytest.approx(5e-3 / 25), pytest.approx(1e-3 / 25))
 
 
 def _protocol_file(tmp_path: Path, optim: str) -> Path:
@@ -228,14 +244,14 @@ def test_a_group_the_model_lacks_or_leaves_empty_is_fine(tiny_protocol_path: Pat
     record = run_training(RunSpec("no-delay", "tiny"), tmp_path, cache_dir=data_cache, protocol=no_positions)
     assert record["history"][0]["lr_w"] == 0.01 and record["history"][0]["lr_pos"] is None
     model, _ = create_model("no-delay", get_protocol("gsc-mini"))
-    assert set(build_optimisation(model, get_protocol("gsc-mini").optim).optimisers) == {"weights", "norm"}
+    assert build_optimisation(model, get_protocol("gsc-mini").optim).members == {"weights+norm": ("weights", "norm")}
 
 
 def test_make_train_step_uses_the_given_protocol_and_defaults_to_the_papers() -> None:
     spec = ModelSpec(variant="axonal", delay_type="axonal", n_inputs=6, n_hidden=(5,), n_outputs=3, kernel_size=5)
     x, labels = torch.rand(8, 2, 6), torch.tensor([0, 2])
     paper = make_train_step(DelayNetwork(spec), x, labels)
-    assert [o.param_groups[0]["lr"] for o in paper.optimisers] == pytest.approx([2e-4, 2e-4, 0.1])
+    assert [g["lr"] for o in paper.optimisers for g in o.param_groups] == pytest.approx([2e-4, 2e-4, 0.1])
     sgd = get_protocol("gsc").with_overrides({"optim.groups": {
         name: {"optimizer": "sgd", "lr": 0.05, "scheduler": "constant"} for name in ("weights", "norm", "positions")}})
     model = DelayNetwork(spec)

@@ -271,7 +271,7 @@ def test_lr_w_is_gone_and_changes_no_number() -> None:
     model, _ = registry.create_model("axonal", registry.get_protocol("gsc-mini"))
     optimisers = build_optimisation(model, registry.get_protocol("gsc-mini").with_overrides({"epochs": 4}).optim
                                     ).optimisers
-    assert [optimisers[g].param_groups[0]["lr"] for g in ("weights", "norm")] == [pytest.approx(2e-4)] * 2
+    assert [g["lr"] for g in optimisers["weights+norm"].param_groups] == [pytest.approx(2e-4)] * 2
     assert optimisers["positions"].param_groups[0]["lr"] == 0.1
 
 
