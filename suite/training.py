@@ -218,9 +218,12 @@ def resolve_optim(optim: Any, where: str) -> dict[str, Any]:
     check_int(values["epochs"], f"{where}.epochs", 1, MAX_EPOCHS)
     check_int(values["batch_size"], f"{where}.batch_size", 1)
     groups = values["groups"]
-    if not isinstance(groups, Mapping) or not groups or not all(isinstance(name, str) for name in groups):
+    if not isinstance(groups, Mapping) or not groups:
         raise SuiteError(f"{where}.groups: expected a mapping from parameter-group names to their optimiser, "
                          f"got {groups!r}")
+    for name in groups:  # names are --set path parts (groups.NAME.KEY) and join into optimiser keys (weights+norm)
+        if not isinstance(name, str) or not name.isidentifier():
+            raise SuiteError(f"{where}.groups: group name {name!r} must be a Python identifier (letters, digits, _)")
     return {**values, "groups": {name: resolve_group(group, f"{where}.groups.{name}")
                                  for name, group in groups.items()}}
 

@@ -175,6 +175,8 @@ def _protocol_file(tmp_path: Path, optim: str) -> Path:
     ("{groups: {weights: {optimizer: adam, scheduler: one_cycle, max_lr: 0.1, anneal_strategy: exp}}}",
      "optim.groups.weights.anneal_strategy: 'exp' is not one of ('cos', 'linear')"),
     ("{groups: {weights: [adam]}}", "optim.groups.weights: expected a mapping"),
+    ("{groups: {w.b: {optimizer: adam, lr: 0.1, scheduler: constant}}}",
+     "optim.groups: group name 'w.b' must be a Python identifier"),
 ])
 def test_bad_groups_are_one_line_errors_naming_file_and_key(tmp_path: Path, optim: str, needle: str) -> None:
     path = _protocol_file(tmp_path, optim)
