@@ -285,3 +285,22 @@ def test_records_of_the_flat_optim_section_read_as_the_same_setup(tiny_protocol_
     record["protocol"]["optim"].pop("lr_pos")
     with pytest.raises(Exception, match="is not valid under any of the given schemas"):
         validate_against_schema(record)
+
+
+def test_a_run_with_its_own_groups_resumes_to_identical_metrics(tiny_protocol_path: Path, data_cache: Path,
+                                                               tmp_path: Path) -> None:
+    """Optimiser and scheduler state (SGD momentum buffers, cosine and constant schedules) is checkpointed per
+    optimiser: an interrupted run ends exactly as an uninterrupted one."""
+    from test_train import Interrupt, _stable
+
+    protocol = get_protocol(str(tiny_protocol_path)).with_overrides({"epochs": 3, "optim.groups": {
+        "weights": {"optimizer": "sgd", "lr": 0.2, "momentum": 0.9, "scheduler": "cosine"},
+        "norm": {"optimizer": "adamw", "lr": 0.01, "weight_decay": 0.01, "scheduler": "constant"},
+        "positions": {"optimizer": "adam", "scheduler": "one_cycle", "max_lr": 0.5}}})
+    spec = resolve_run(RunSpec("axonal", "tiny", seed=3), protocol, None)
+    whole = run_training(spec, tmp_path / "whole", cache_dir=data_cache, protocol=protocol)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(spec, tmp_path / "cut", cache_dir=data_cache, protocol=protocol, progress=Interrupt(1, 0))
+    resumed = run_training(spec, tmp_path / "cut", cache_dir=data_cache, protocol=protocol)
+    assert _stable(resumed) == _stable(whole)
+    assert [row["lr_w"] for row in whole["history"]] == pytest.approx([0.2, 0.15, 0.05])  # cosine, T_max = epochs
