@@ -47,11 +47,11 @@ from torch import nn
 
 from suite.environment import cpu_model, record_environment
 from suite.errors import SuiteError
-from suite.metrics.latency import make_train_step
 from suite.metrics.memory import measure_in_subprocess, peak_rss_bytes, prepare_worker
 from suite.records import atomic_write_text, strict_json
 from suite.runtime import configure_cpu_process, resolve_device
 from suite.timing import quartiles, time_interleaved
+from suite.training import make_train_step
 
 PARITY_TOL = 1e-4
 """Largest absolute difference of the forward output sequences (ours vs published) accepted before timing."""
@@ -102,6 +102,13 @@ def model_spec(cfg: BenchConfig, delay_type: str) -> Any:
     model.update(n_hidden=tuple(cfg.n_hidden), kernel_size=cfg.kernel_size)
     return ModelSpec(variant=delay_type, delay_type=delay_type, n_inputs=cfg.n_inputs, n_outputs=cfg.n_outputs,
                      **model)
+
+
+def bench_optim(cfg: BenchConfig) -> Mapping[str, Any]:
+    """The optimisers of the benchmarked protocol: every training step here is the one a run of it takes."""
+    from suite.registry import get_protocol
+
+    return get_protocol(cfg.protocol).optim
 
 
 def build_published(cfg: BenchConfig, delay_type: str, spec: Any) -> nn.Module:
@@ -315,7 +322,7 @@ def memory_worker(request: Mapping[str, Any]) -> dict[str, Any]:
     if request.get("sig") is not None:
         set_sig(model, float(request["sig"]))
     x, labels = bench_inputs(cfg, "cpu")
-    step = make_train_step(model, x, labels)
+    step = make_train_step(model, x, labels, bench_optim(cfg))
     if request["run"]:
         step()
     return {"maxrss_bytes": peak_rss_bytes(), "stack": stack, "run": bool(request["run"])}
@@ -332,9 +339,10 @@ def cpu_train_peak_memory(cfg: BenchConfig, delay_type: str, stack: str, sig: fl
                                                     "processes, MALLOC_MMAP_THRESHOLD_=65536"}
 
 
-def cuda_train_peak_memory(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+def cuda_train_peak_memory(model: nn.Module, x: torch.Tensor, labels: torch.Tensor,
+                           optim: Mapping[str, Any]) -> dict[str, Any]:
     dev = x.device
-    step = make_train_step(model, x, labels)
+    step = make_train_step(model, x, labels, optim)
     torch.cuda.synchronize(dev)
     torch.cuda.reset_peak_memory_stats(dev)
     before = torch.cuda.memory_allocated(dev)
@@ -402,8 +410,9 @@ def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None],
         result["parity"][name] = check_parity(name, case, model, published, x)
     worst = ", ".join(f"{n} {max(e['max_abs'] for e in modes.values()):.2g}" for n, modes in result["parity"].items())
     say(f"{case}: parity ok (max abs {worst}); timing training steps and the dense matmuls alone")
-    steps = {name: make_train_step(copy.deepcopy(m), x, labels) for name, m in ours.items()}
-    steps[PUBLISHED] = make_train_step(copy.deepcopy(published), x, labels)
+    optim = bench_optim(cfg)
+    steps = {name: make_train_step(copy.deepcopy(m), x, labels, optim) for name, m in ours.items()}
+    steps[PUBLISHED] = make_train_step(copy.deepcopy(published), x, labels, optim)
     # interleaved with the steps: the same load for the ratio
     steps[DENSE] = make_dense_reference(cfg, device, input_needs_grad(delay_type))
     timed = time_interleaved(steps, device, cfg.warmup, cfg.repeats)
@@ -421,7 +430,7 @@ def bench_variant(cfg: BenchConfig, delay_type: str, say: Callable[[str], None],
         for name in [*ours, PUBLISHED]:
             if device.type == "cuda":
                 model = copy.deepcopy(published if name == PUBLISHED else ours[name])
-                memory[name] = cuda_train_peak_memory(model, x, labels)
+                memory[name] = cuda_train_peak_memory(model, x, labels, optim)
                 del model
             else:
                 memory[name] = cpu_train_peak_memory(cfg, delay_type, name, sig)

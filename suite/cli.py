@@ -379,9 +379,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--force", action="store_true", help="rerun runs that already have a record")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override, repeatable: a protocol key (epochs, batch_size, lr_w, max_lr_w, lr_pos, "
-                        "weight_decay, n_mels, n_bins, time_step_ms, synthetic, memory, ...; or optim.KEY, data.KEY, "
-                        "measure.KEY) or a model key (kernel_size, delay_sparsity, ...); checked before any data")
+                   help="override, repeatable: a protocol key (epochs, batch_size, groups.GROUP.SETTING such as "
+                        "groups.positions.lr, max_lr_w, lr_pos, weight_decay, n_mels, n_bins, time_step_ms, synthetic, "
+                        "memory, ...; or optim.KEY, data.KEY, measure.KEY) or a model key (kernel_size, "
+                        "delay_sparsity, ...); checked before any data")
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved protocols and runs with their ids and whether recorded; build nothing")
     p.add_argument("--official-metric", action="store_true",

@@ -302,31 +302,20 @@ def _op_timer(ops: ModuleType, case: OpCase) -> Callable[[], None]:
 
 
 def _train_step(variant_name: str, defaults: dict[str, Any], sizes: Sizes, backend: str, device: torch.device,
-                seed: int) -> Callable[[], None]:
-    """One optimiser step of the official recipe (Adam on weights / norm / positions, clamp after the step)."""
-    from suite.models.network import DelayNetwork, summed_softmax_loss
-    from suite.runtime import adam
+                seed: int) -> Callable[[], float]:
+    """One training step (suite.training) with the paper's optimisers, as a run's first step takes it."""
+    from suite.models.network import DelayNetwork
     from suite.specs import ModelSpec
+    from suite.training import make_train_step
 
     torch.manual_seed(seed)
     spec = ModelSpec(**{**defaults, "variant": variant_name, "n_inputs": sizes.n_inputs, "n_hidden": sizes.n_hidden,
                         "n_outputs": sizes.n_outputs, "kernel_size": sizes.kernel_size})
-    model = DelayNetwork(spec, backend).to(device).train()
-    groups = model.param_groups()
-    settings = {"weights": {"lr": 1e-3, "weight_decay": 1e-5}, "norm": {"lr": 1e-3}, "positions": {"lr": 0.1}}
-    optim = adam([{"params": groups[name], **opts} for name, opts in settings.items() if groups[name]])
+    model = DelayNetwork(spec, backend).to(device)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn((sizes.steps, sizes.batch, sizes.n_inputs), generator=gen).to(device)
     labels = torch.randint(0, sizes.n_outputs, (sizes.batch,), generator=gen).to(device)
-
-    def step() -> None:
-        optim.zero_grad(set_to_none=True)
-        loss = summed_softmax_loss(model(x), labels)
-        loss.backward()
-        optim.step()
-        model.after_step()
-
-    return step
+    return make_train_step(model, x, labels)
 
 
 def _timing_cases(cases: list[OpCase]) -> list[tuple[str, OpCase]]:

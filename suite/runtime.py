@@ -1,14 +1,12 @@
 """Process-wide CPU settings that training runs and benchmarks apply before any work (docs/performance.md).
 
 Both change speed only: no reported accuracy depends on them, and the benchmarks apply them to every stack they
-compare (ours, the published one and the dense reference run in the same process). Also here: the one Adam
-constructor every training step uses.
+compare (ours, the published one and the dense reference run in the same process).
 """
 
 from __future__ import annotations
 
 import ctypes
-from typing import Any
 
 import torch
 
@@ -71,9 +69,3 @@ def resolve_device(name: str, where: str) -> torch.device:
         raise SuiteError(f"{where}: device type {device.type!r} is not supported; expected cpu or cuda")
     return device
 
-
-def adam(params: Any, **options: Any) -> torch.optim.Adam:
-    """Adam as every suite training step builds it: ``fused=True``, one kernel per parameter group instead of ~14
-    list-wide ops (the same algorithm and coupled L2 decay; on the paper's axonal GSC network, 2 threads, the two
-    optimiser steps took 0.78 ms instead of 2.24 ms)."""
-    return torch.optim.Adam(params, fused=True, **options)

@@ -164,6 +164,8 @@ class ProtocolSpec:
 
     def __post_init__(self) -> None:
         self.validate(f"protocol {self.name!r}")
+        # every group's optimiser and scheduler settings, defaults filled, so the protocol hash covers them
+        object.__setattr__(self, "optim", validate_optim(self.optim, f"protocol {self.name!r}: optim"))
 
     def validate(self, where: str) -> None:
         """Run on every ProtocolSpec built, from a file or not (see :func:`validate_protocol`)."""
@@ -213,13 +215,22 @@ class ProtocolSpec:
 
         if not overrides:
             return self
+        from suite.training import override_groups
+
         sections: dict[str, dict[str, Any]] = {s: dict(getattr(self, s)) for s in OVERRIDE_SECTIONS}
+        group_overrides: dict[str, Any] = {}
         for key, value in overrides.items():
             section, name = _override_section(key)
             _check(section is not None, f"--set {key}", f"unknown protocol key; known: {', '.join(protocol_keys())}")
+            if section == "optim" and name not in OPTIM_TYPES:  # a parameter group's optimiser or scheduler setting
+                group_overrides[key] = value
+                continue
             expected = OVERRIDE_SECTIONS[section].get(name)  # type: ignore[index]
             sections[section][name] = _typed(f"--set {key}", value, expected) if expected else value  # type: ignore
         validate_data_config(sections["data"], f"protocol {self.name} with --set: data")
+        if group_overrides:
+            sections["optim"]["groups"] = override_groups(self.optim["groups"], group_overrides,
+                                                          f"protocol {self.name}")
         return dataclasses.replace(self, **sections)
 
 
@@ -238,10 +249,21 @@ def protocol_differences(content: Mapping[str, Any], reference: Mapping[str, Any
             if content_hash({"v": mine}) != content_hash({"v": theirs}):
                 diffs.append(f"{section}={mine}")
             continue
-        for key in sorted(set(mine) | set(theirs)):
-            if content_hash({"v": mine.get(key)}) != content_hash({"v": theirs.get(key)}):
-                value = mine.get(key, "unset")
-                diffs.append(f"{key}={list(value) if isinstance(value, tuple) else value}")
+        diffs += _key_differences("", mine, theirs)
+    return diffs
+
+
+def _key_differences(prefix: str, mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
+    """``prefix + key=value`` per differing key; a nested mapping's keys by their dotted path (groups.norm.lr)."""
+    diffs = []
+    for key in sorted(set(mine) | set(theirs)):
+        value, other = mine.get(key, "unset"), theirs.get(key)
+        if content_hash({"v": value}) == content_hash({"v": other}):
+            continue
+        if isinstance(value, Mapping) and isinstance(other, Mapping):
+            diffs += _key_differences(f"{prefix}{key}.", value, other)
+        else:
+            diffs.append(f"{prefix}{key}={list(value) if isinstance(value, tuple) else value}")
     return diffs
 
 
@@ -274,18 +296,11 @@ MEASURE_DEFAULTS: dict[str, Any] = {
     "repeats": 10,
 }
 
+#: Defaults of the scalar optim keys; ``groups`` (each parameter group's optimiser and scheduler) defaults to the
+#: paper's set-up, suite.training.PAPER_GROUPS.
 OPTIM_DEFAULTS: dict[str, Any] = {
     "epochs": 100,
     "batch_size": 128,
-    "max_lr_w": 5e-3,  # OneCycleLR's peak; it starts at max_lr_w / 25 (the official schedule)
-    "lr_pos": 0.1,
-    "weight_decay": 1e-5,
-}
-
-#: Keys that once existed and now fail with a reason rather than "unknown key".
-REMOVED_OPTIM_KEYS = {
-    "lr_w": "has no effect: OneCycleLR sets the weights' learning rate (it starts at max_lr_w / 25 and peaks at "
-            "max_lr_w); remove lr_w and set max_lr_w",
 }
 
 
@@ -304,19 +319,12 @@ def validate_protocol(version: Any, embedded: Any, optim: Any, measure: Any, see
     validate_data_config(data, f"{where}: data")
 
 
-def validate_optim(optim: Mapping[str, Any], where: str) -> None:
-    """Keys, types and ranges of a protocol's ``optim`` mapping (defaults merged in or not)."""
-    _check(isinstance(optim, Mapping), where, f"expected a mapping, got {type(optim).__name__}")
-    for key, reason in REMOVED_OPTIM_KEYS.items():
-        _check(key not in optim, f"{where}.{key}", reason)
-    unknown = sorted(set(optim) - set(OPTIM_DEFAULTS))
-    _check(not unknown, where, f"unknown keys {unknown}; known: {sorted(OPTIM_DEFAULTS)}")
-    values = {**OPTIM_DEFAULTS, **optim}
-    check_int(values["epochs"], f"{where}.epochs", 1, MAX_EPOCHS)
-    check_int(values["batch_size"], f"{where}.batch_size", 1)
-    check_real(values["max_lr_w"], f"{where}.max_lr_w", 0.0)
-    check_real(values["lr_pos"], f"{where}.lr_pos", 0.0)
-    check_real(values["weight_decay"], f"{where}.weight_decay", 0.0, strict=False)
+def validate_optim(optim: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Keys, types and ranges of a protocol's ``optim`` mapping (defaults merged in or not); returns it resolved
+    (:func:`suite.training.resolve_optim`)."""
+    from suite.training import resolve_optim
+
+    return resolve_optim(optim, where)
 
 
 def validate_measure(measure: Mapping[str, Any], where: str) -> None:
@@ -342,11 +350,19 @@ OVERRIDE_SECTIONS = {"optim": OPTIM_TYPES, "data": DATA_TYPES, "measure": MEASUR
 
 def protocol_keys() -> list[str]:
     """Keys ``--set`` accepts for the protocol itself (bare or as ``section.key``)."""
-    return [key for types in OVERRIDE_SECTIONS.values() for key in types]
+    from suite.training import SHORTHANDS
+
+    keys = [key for types in OVERRIDE_SECTIONS.values() for key in types]
+    at = len(OPTIM_TYPES)
+    return [*keys[:at], "groups.GROUP.SETTING", *SHORTHANDS, *keys[at:]]
 
 
 def _override_section(key: str) -> tuple[str | None, str]:
     """``('optim', 'epochs')`` for ``epochs`` or ``optim.epochs``; ``(None, key)`` when it is no protocol key."""
+    from suite.training import is_group_override
+
+    if is_group_override(key.removeprefix("optim.")):
+        return "optim", key.removeprefix("optim.")
     section, dot, name = key.partition(".")
     if dot:
         return (section, name) if name in OVERRIDE_SECTIONS.get(section, {}) else (None, key)
@@ -486,7 +502,7 @@ def load_protocol_file(path: Path) -> ProtocolSpec:
         description=str(data.get("description", "")),
         data=dict(data["data"]),
         model=dict(data["model"]),
-        optim={**OPTIM_DEFAULTS, **data["optim"]},
+        optim=dict(data["optim"]),
         seeds=tuple(seeds),
         embedded=embedded,
         source=str(data.get("source", "")),

@@ -1,5 +1,6 @@
-"""The protocol runner: fit with the official optimisation, select on validation with a hard-delay copy, score test
-once on the selected checkpoint, measure, and write one run record (docs/protocol-facts.md 'Optimisation', hazards 1-3).
+"""The protocol runner: fit with the protocol's optimisation (suite/training.py), select on validation with a
+hard-delay copy, score test once on the selected checkpoint, measure, and write one run record (docs/protocol-facts.md
+'Optimisation', hazards 1-3).
 
 Resumable: a checkpoint is written atomically after every epoch (model, optimisers, schedulers, RNG state, history),
 and a rerun of the same RunSpec continues from it, so an interrupted run ends with the same metrics as an
@@ -41,8 +42,9 @@ from suite.records import (
     write_record,
 )
 from suite.registry import create_model, get_protocol, resolve_model_spec
-from suite.runtime import adam, configure_cpu_process, resolve_device
+from suite.runtime import configure_cpu_process, resolve_device
 from suite.specs import ProtocolSpec, RunSpec
+from suite.training import build_optimisation, train_step
 from suite.usercache import data_cache_dir
 
 
@@ -95,27 +97,6 @@ def evaluate(model: nn.Module, loader: Iterable[Batch], device: torch.device) ->
     if total == 0:
         raise SuiteError("evaluation split is empty")
     return EvalResult(loss_sum / total, correct / total, float(np.mean(batch_accs)), total)
-
-
-def _optimisers(model: nn.Module, optim: dict[str, Any]) -> tuple[list[torch.optim.Optimizer], list[Any]]:
-    """Two Adams (weights with coupled L2 decay, BN without; positions at lr_pos) and their per-epoch schedulers.
-
-    The weights' Adam gets no learning rate of its own: OneCycleLR sets it (max_lr_w / 25 at the start)."""
-    groups = model.param_groups()
-    weights = [p for p in groups["weights"] if p.requires_grad]
-    param_groups = [{"params": weights, "weight_decay": optim["weight_decay"]}]
-    if groups["norm"]:
-        param_groups.append({"params": groups["norm"], "weight_decay": 0.0})
-    opt_w = adam(param_groups)
-    optimisers: list[torch.optim.Optimizer] = [opt_w]
-    schedulers: list[Any] = [torch.optim.lr_scheduler.OneCycleLR(opt_w, max_lr=optim["max_lr_w"],
-                                                                 total_steps=optim["epochs"])]
-    positions = [p for p in groups["positions"] if p.requires_grad]
-    if positions:
-        opt_pos = adam(positions, lr=optim["lr_pos"], weight_decay=0.0)
-        optimisers.append(opt_pos)
-        schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(opt_pos, T_max=optim["epochs"]))
-    return optimisers, schedulers
 
 
 def _sig(model: nn.Module) -> float | None:
@@ -190,7 +171,7 @@ def run_training(
     seed_everything(spec.seed)
     model, model_spec = create_model(spec.variant, protocol, spec.backend, dict(spec.overrides))
     model.to(dev)
-    optimisers, schedulers = _optimisers(model, optim)
+    optimisation = build_optimisation(model, optim, f"protocol {protocol.name}, variant {spec.variant}")
 
     ckpt_path = _checkpoint_path(out_dir, spec)
     state = _load_checkpoint(ckpt_path) if resume else None
@@ -204,10 +185,7 @@ def run_training(
                 print(f"{spec.label}: {note}", file=sys.stderr)
                 identity["resumed_from_torch_threads"] = state["identity"]["torch_threads"]
             model.load_state_dict(state["model"])
-            for opt, opt_state in zip(optimisers, state["optimisers"], strict=True):
-                opt.load_state_dict(opt_state)
-            for sched, sched_state in zip(schedulers, state["schedulers"], strict=True):
-                sched.load_state_dict(sched_state)
+            optimisation.load_state_dict(state)
             history, best, train_seconds = state["history"], state["best"], state["train_seconds"]
             start_epoch = state["epoch"]
             torch.set_rng_state(state["rng"])
@@ -227,22 +205,14 @@ def run_training(
         loss_sum, correct, seen = 0.0, 0, 0
         loader = make_loader(train_set, batch_size, shuffle=True, seed=spec.seed * 100_003 + epoch)
         for i, (x, labels) in enumerate(_batches(loader, dev)):
-            for opt in optimisers:
-                opt.zero_grad(set_to_none=True)
-            output = model(x)
-            loss = summed_softmax_loss(output, labels)
-            loss.backward()
-            for opt in optimisers:
-                opt.step()
-            model.after_step()
-            batch_loss = float(loss.detach())
+            loss, output = train_step(model, optimisation, x, labels)
+            batch_loss = float(loss)
             loss_sum += batch_loss * labels.numel()
-            correct += int((summed_softmax(output.detach()).argmax(1) == labels).sum())
+            correct += int((summed_softmax(output).argmax(1) == labels).sum())
             seen += labels.numel()
             progress.batch_done(epoch, i, batch_loss)
-        lrs = [s.get_last_lr()[0] for s in schedulers]
-        for sched in schedulers:
-            sched.step()
+        lrs = optimisation.learning_rates()
+        optimisation.end_epoch()
         model.end_epoch(epoch, epochs)
         train_seconds += time.perf_counter() - t0
 
@@ -250,8 +220,8 @@ def run_training(
         valid = evaluate(hard, valid_loader, dev)
         row: dict[str, Any] = {
             "epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen, "valid_loss": valid.loss,
-            "valid_acc": valid.accuracy, "valid_batch_mean_acc": valid.batch_mean_accuracy, "lr_w": lrs[0],
-            "lr_pos": lrs[1] if len(lrs) > 1 else None, "sig": _sig(model), "epoch_seconds": time.perf_counter() - t0,
+            "valid_acc": valid.accuracy, "valid_batch_mean_acc": valid.batch_mean_accuracy, "lr_w": lrs.get("weights"),
+            "lr_pos": lrs.get("positions"), "sig": _sig(model), "epoch_seconds": time.perf_counter() - t0,
         }
         if spec.official_metric:
             row["test_batch_mean_acc"] = evaluate(hard, test_loader, dev).batch_mean_accuracy
@@ -259,9 +229,8 @@ def run_training(
             best = {"valid_acc": valid.accuracy, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
         history.append(row)
         _save_checkpoint(ckpt_path, {
-            "epoch": epoch + 1, "model": model.state_dict(), "optimisers": [o.state_dict() for o in optimisers],
-            "schedulers": [s.state_dict() for s in schedulers], "history": history, "best": best,
-            "train_seconds": train_seconds, "rng": torch.get_rng_state(), "identity": identity,
+            "epoch": epoch + 1, "model": model.state_dict(), **optimisation.state_dict(), "history": history,
+            "best": best, "train_seconds": train_seconds, "rng": torch.get_rng_state(), "identity": identity,
         })
         progress.epoch_done(epoch, row)
 
@@ -289,7 +258,7 @@ def run_training(
     metrics.update(suite_metrics.runtime_metrics(
         selected, sample.x.to(dev), sample.lengths, dev, labels=sample.labels,
         measure_training=measure["training_latency"], measure_memory=measure["memory"], warmup=measure["warmup"],
-        repeats=measure["repeats"]))
+        repeats=measure["repeats"], optim=optim))
 
     models_dir = out_dir / "models"
     buffer = io.BytesIO()

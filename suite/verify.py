@@ -22,6 +22,7 @@ from suite.identity import record_content
 from suite.records import Record, RunGroup, collect_runs
 from suite.references import Reference, load_references
 from suite.specs import content_hash
+from suite.training import legacy_optim
 
 PASS, FAIL, NOT_COMPARABLE, ERROR, WARNING = "PASS", "FAIL", "NOT COMPARABLE", "ERROR", "WARNING"
 STATUS_STYLES = {PASS: "green", FAIL: "bold red", NOT_COMPARABLE: "yellow", ERROR: "bold red", WARNING: "yellow"}
@@ -192,8 +193,8 @@ def record_problem(record: Record, installed: _Installed) -> str | None:
     elif ours is not None and version == ours.version:  # a record written before run identities: compare by hand
         for section in ("data", "model", "optim"):
             stated, actual = protocol.get(section), json.loads(json.dumps(dict(getattr(ours, section))))
-            if isinstance(stated, dict):
-                stated = {k: v for k, v in stated.items() if k != "lr_w"}  # a key without effect, no longer written
+            if section == "optim" and isinstance(stated, dict):  # written before optim.groups: the same set-up
+                stated = json.loads(json.dumps(legacy_optim(stated)))
             if stated is not None and stated != actual:
                 stated = stated if isinstance(stated, dict) else {}
                 diff = [f"{k}: {stated.get(k)!r} vs {actual.get(k)!r}"

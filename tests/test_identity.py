@@ -194,7 +194,7 @@ def test_dry_run_reads_no_data(gsc_tree: Path, tmp_path: Path, capsys: pytest.Ca
     ("override", "message"),
     [
         ("epochs=one", "--set epochs: 'one' has the wrong type, expected int"),
-        ("optim.max_lr_w=[1]", "--set optim.max_lr_w: [1] has the wrong type, expected float"),
+        ("optim.max_lr_w=[1]", "--set optim.max_lr_w: optim.groups.weights.max_lr: must be a finite number > 0.0"),
         ("n_mels=0", "data.n_mels: 0, expected an integer in 1..512"),
         ("kernel_size=30", "kernel_size: must be a positive odd number of steps, got 30"),
         ("epoch=1", "--set epoch: unknown key; protocol keys: epochs, batch_size"),
@@ -214,9 +214,12 @@ def test_bad_override_fails_before_any_data(gsc_tree: Path, tmp_path: Path, caps
 def test_overrides_reach_every_protocol_section() -> None:
     base = get_protocol("gsc")
     changed = base.with_overrides({"epochs": 2, "batch_size": 64, "max_lr_w": 0.01, "lr_pos": 0.2,
-                                   "weight_decay": 0.0, "data.n_mels": 80, "time_step_ms": 5, "measure.repeats": 3})
-    assert {k: changed.optim[k] for k in ("epochs", "batch_size", "max_lr_w", "lr_pos", "weight_decay")} == \
-        {"epochs": 2, "batch_size": 64, "max_lr_w": 0.01, "lr_pos": 0.2, "weight_decay": 0.0}
+                                   "weight_decay": 0.0, "optim.groups.norm.eps": 1e-6, "data.n_mels": 80,
+                                   "time_step_ms": 5, "measure.repeats": 3})
+    groups = changed.optim["groups"]
+    assert (changed.optim["epochs"], changed.optim["batch_size"]) == (2, 64)
+    assert (groups["weights"]["max_lr"], groups["norm"]["max_lr"], groups["positions"]["lr"]) == (0.01, 0.01, 0.2)
+    assert (groups["weights"]["weight_decay"], groups["norm"]["eps"]) == (0.0, 1e-6)
     assert changed.data["n_mels"] == 80 and changed.data["time_step_ms"] == 5 and changed.measure["repeats"] == 3
     assert base.optim["epochs"] == 100 and changed.protocol_hash != base.protocol_hash
     assert base.with_overrides({"epochs": 100}).protocol_hash == base.protocol_hash  # same content, same identity

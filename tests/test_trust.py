@@ -29,7 +29,7 @@ from suite.errors import SuiteError
 from suite.progress import RichProgress
 from suite.records import CHECKPOINTS_DIR, load_record, strict_json, write_record
 from suite.specs import MAX_EPOCHS, OPTIM_DEFAULTS, ModelSpec, RunSpec, run_spec_from_yaml
-from suite.train import _optimisers
+from suite.training import build_optimisation
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -212,10 +212,14 @@ def _protocol_text(extra: str) -> str:
         ("optim: {epochs: true}", "optim.epochs"),
         ("optim: {batch_size: 0}", "optim.batch_size: must be an integer >= 1, got 0"),
         ("optim: {batch_size: 16.5}", "optim.batch_size"),
-        ("optim: {weight_decay: -0.00001}", "optim.weight_decay: must be a finite number >= 0.0"),
-        ("optim: {max_lr_w: .nan}", "optim.max_lr_w"),
-        ("optim: {lr_pos: 0}", "optim.lr_pos"),
-        ("optim: {lr_pos: '0.1'}", "optim.lr_pos"),
+        ("optim: {weight_decay: 0.0}", "optim.weight_decay: moved: set optim.groups.weights.weight_decay"),
+        ("optim: {groups: {weights: {optimizer: adam, lr: 0.1, weight_decay: -0.00001, scheduler: constant}}}",
+         "optim.groups.weights.weight_decay: must be a finite number >= 0.0"),
+        ("optim: {groups: {norm: {optimizer: adam, scheduler: one_cycle, max_lr: .nan}}}",
+         "optim.groups.norm.max_lr"),
+        ("optim: {groups: {positions: {optimizer: adam, lr: 0, scheduler: cosine}}}", "optim.groups.positions.lr"),
+        ("optim: {groups: {positions: {optimizer: adam, lr: '0.1', scheduler: cosine}}}",
+         "optim.groups.positions.lr"),
         ("measure: {repeats: 0}", "measure.repeats: must be an integer >= 1, got 0"),
         ("measure: {warmup: 0}", "measure.warmup"),
         ("measure: {warmup: -1}", "measure.warmup"),
@@ -265,9 +269,10 @@ def test_lr_w_is_gone_and_changes_no_number() -> None:
     for name in registry.protocol_names():
         assert "lr_w" not in registry.get_protocol(name).optim
     model, _ = registry.create_model("axonal", registry.get_protocol("gsc-mini"))
-    optimisers, _ = _optimisers(model, {**OPTIM_DEFAULTS, "max_lr_w": 5e-3, "epochs": 4})
-    assert [g["lr"] for g in optimisers[0].param_groups] == [pytest.approx(2e-4), pytest.approx(2e-4)]
-    assert optimisers[1].param_groups[0]["lr"] == 0.1
+    optimisers = build_optimisation(model, registry.get_protocol("gsc-mini").with_overrides({"epochs": 4}).optim
+                                    ).optimisers
+    assert [g["lr"] for g in optimisers["weights+norm"].param_groups] == [pytest.approx(2e-4)] * 2
+    assert optimisers["positions"].param_groups[0]["lr"] == 0.1
 
 
 def test_records_are_strict_json_and_old_records_with_lr_w_load(recorded: Path, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ Run records store both dicts under ``metrics``; keys are flat snake_case except 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -76,14 +77,15 @@ def static_metrics(net: nn.Module, input_bits: int = 32, acc_bits: int = 32) -> 
 
 def runtime_metrics(net: nn.Module, batch_x: torch.Tensor, lengths: torch.Tensor | None, device: str | torch.device,
                     train_step_fn: Any = None, labels: torch.Tensor | None = None, measure_training: bool = True,
-                    measure_memory: bool = True, warmup: int = 2, repeats: int = 10) -> dict[str, Any]:
+                    measure_memory: bool = True, warmup: int = 2, repeats: int = 10,
+                    optim: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Metrics of the model at work on one batch ``batch_x`` (T, B, C) on ``device``.
 
     Keys: everything of :func:`synaptic_operations`; ``inference_latency_*`` (batch forward of the hard copy, per
     sample); ``streaming_step_latency_*`` (one executor step, batch 1); ``training_step_latency_*`` (``train_step_fn``
-    if given, else the protocol step on a deep copy, labelled by ``training_step_source``), each with ``median_s``,
-    ``iqr_s``, ``std_s``; ``inference_peak_bytes`` and ``training_peak_bytes`` (fresh subprocess, same spec, batch and
-    T; ``memory_method``). The trained model is never modified.
+    if given, else the step of the protocol section ``optim`` on a deep copy, labelled by ``training_step_source``),
+    each with ``median_s``, ``iqr_s``, ``std_s``; ``inference_peak_bytes`` and ``training_peak_bytes`` (fresh
+    subprocess, same spec, batch and T; ``memory_method``). The trained model is never modified.
     """
     from suite.metrics import latency
     from suite.metrics.memory import inference_peak_memory, training_step_peak_memory
@@ -102,8 +104,8 @@ def runtime_metrics(net: nn.Module, batch_x: torch.Tensor, lengths: torch.Tensor
     if measure_training:
         if train_step_fn is None:
             y = labels.to(dev) if labels is not None else torch.zeros(x.shape[1], dtype=torch.long, device=dev)
-            train_step_fn = latency.make_train_step(copy.deepcopy(model), x, y)
-            out["training_step_source"] = "suite.metrics.latency.make_train_step"
+            train_step_fn = latency.make_train_step(copy.deepcopy(model), x, y, optim)
+            out["training_step_source"] = "suite.training.make_train_step"
         else:
             out["training_step_source"] = "caller"
         train = latency.training_step_latency(train_step_fn, dev, warmup, repeats)

@@ -1,14 +1,15 @@
 """One training step of every registered variant on numba-cuda (simulator) against torch: same initial state, same
-data, the official optimiser set-up (Adam, positions at lr 0.1, clamp after the step). Parameters must agree to 1e-4."""
+data, the suite's training step with the paper's optimisers (suite.training). Parameters must agree to 1e-4."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from suite.models.network import DelayNetwork, summed_softmax_loss
+from suite.models.network import DelayNetwork
 from suite.registry import variants
 from suite.specs import ModelSpec
+from suite.training import build_optimisation, paper_optim, train_step
 
 T, B = 8, 2
 
@@ -20,15 +21,8 @@ def _spec(name: str) -> ModelSpec:
 
 
 def _step(model: DelayNetwork, x: torch.Tensor, labels: torch.Tensor) -> tuple[float, torch.Tensor]:
-    groups = model.param_groups()
-    settings = {"weights": {"lr": 1e-3, "weight_decay": 1e-5}, "norm": {"lr": 1e-3}, "positions": {"lr": 0.1}}
-    optim = torch.optim.Adam([{"params": groups[k], **v} for k, v in settings.items() if groups[k]])
-    out = model(x)
-    loss = summed_softmax_loss(out, labels)
-    loss.backward()
-    optim.step()
-    model.after_step()
-    return float(loss.detach()), out.detach()
+    loss, out = train_step(model, build_optimisation(model, paper_optim()), x, labels)
+    return float(loss), out
 
 
 @pytest.mark.parametrize("name", [n for n, v in variants().items() if v.builder is None])
