@@ -55,6 +55,7 @@ from suite.errors import SuiteError
 from suite.kinds import PUBLISHED_KINDS
 from suite.metrics.latency import make_train_step
 from suite.metrics.memory import MALLOC_ENV
+from suite.models.contract import DelayModel
 from suite.ops import native
 from suite.results import git_state
 from suite.runtime import configure_cpu_process, resolve_device
@@ -158,7 +159,7 @@ def variant_key(delay_type: str, width: str) -> str:
 
 def set_sig(model: nn.Module, sig: float) -> None:
     """SIG of every delay of a suite model or of the published stack."""
-    if hasattr(model, "delay_modules"):
+    if isinstance(model, DelayModel):
         for delay in model.delay_modules():
             delay.sig.fill_(sig)
     else:

@@ -17,11 +17,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from suite import kinds
 from suite.errors import SuiteError
-from suite.models.contract import MEMBERS, missing_members
+from suite.models.contract import LAYER_MEMBERS, MEMBERS, missing_members
 from suite.ops.registry import BACKENDS
 from suite.specs import ModelSpec, ProtocolSpec, load_protocol_file, protocol_differences
 
@@ -56,7 +57,7 @@ class Variant:
             return self._checked_build(spec, backend)
         from suite.models.network import DelayNetwork
 
-        return DelayNetwork(spec, backend)
+        return self._checked_model(DelayNetwork(spec, backend))
 
 
     def _checked_build(self, spec: ModelSpec, backend: str) -> nn.Module:
@@ -69,24 +70,30 @@ class Variant:
         except Exception as err:
             raise SuiteError(f"variant {self.name!r} (from {self.origin}): its builder failed: "
                              f"{type(err).__name__}: {_one_line(err)}") from None
+        return self._checked_model(model)
+
+    def _checked_model(self, model: nn.Module) -> nn.Module:
         missing = missing_members(model)
         if missing:
+            lacks = f" lacking {', '.join(missing)}" if isinstance(model, nn.Module) else ""
             raise SuiteError(f"variant {self.name!r} (from {self.origin}): its builder returned "
-                             f"{type(model).__name__} lacking {', '.join(missing)}, expected a torch.nn.Module with "
-                             f"{', '.join(MEMBERS)} (the model contract: suite/models/contract.py)")
+                             f"{type(model).__name__}{lacks}, expected a torch.nn.Module with {', '.join(MEMBERS)} "
+                             f"and layers with {', '.join(LAYER_MEMBERS)} (suite/models/contract.py)")
         return model
 
     def check_contract(self) -> None:
         """Build the variant once on a tiny spec (``CONTRACT_CHECK_SPEC`` over its defaults) on the "torch" backend
-        and check the model contract: a broken plug-in fails at registration, naming the missing member."""
-        if self.builder is None or "torch" not in self.supported_backends():
+        and check the model contract: a broken plug-in fails at registration, naming the missing member. The random
+        state is restored afterwards, so registering never changes what a seeded run builds."""
+        if "torch" not in self.supported_backends():
             return
         try:
             spec = ModelSpec(**{**self.defaults, "variant": self.name, **CONTRACT_CHECK_SPEC})
         except SuiteError as err:
             raise SuiteError(f"variant {self.name!r} (from {self.origin}): its defaults are not a valid model: "
                              f"{err}") from None
-        self._checked_build(spec, "torch")
+        with torch.random.fork_rng(devices=[]):
+            self.build(spec, "torch")
 
 
 _VARIANTS: dict[str, Variant] = {}

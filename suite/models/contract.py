@@ -57,8 +57,8 @@ class DelayModel(Protocol):
         ...
 
 
-MEMBERS = ("spec", "backend", "layers", "forward", "param_groups", "after_step", "end_epoch", "hard_copy",
-           "output_length", "delay_modules")
+MEMBERS = ("param_groups", "after_step", "end_epoch", "hard_copy", "delay_modules", "forward", "output_length", "spec",
+           "backend", "layers")
 """The members of :class:`DelayModel`, in the order a missing one is reported."""
 LAYER_MEMBERS = ("n_in", "n_out", "is_output", "weight")
 """What the metrics and the listings read on every layer."""
