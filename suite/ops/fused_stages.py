@@ -58,11 +58,19 @@ def _neuron_stage(ops: ModuleType, layer: nn.Module, x: torch.Tensor, keep: torc
     return layer.neuron_stage(x, keep)
 
 
+def _fusable(ops: ModuleType, layer: nn.Module, delay: nn.Module | None, op: str) -> tuple[nn.BatchNorm1d, LIF] | None:
+    """(BatchNorm, LIF) when the layer's training-mode neuron stage may fuse with the soft per-channel ``delay`` and
+    the backend has the optional ``op`` (whose ``*_supported`` check the caller still makes)."""
+    stage = _training_stage(layer)
+    return stage if stage is not None and _soft_channel_delay(delay) and hasattr(ops, op) else None
+
+
 def _dendritic_stage(ops: ModuleType, layer: nn.Module, current: torch.Tensor,
                      keep: torch.Tensor | None) -> torch.Tensor | None:
     """Soft delay -> BatchNorm -> LIF -> dropout of the weighted ``current`` as one op, or None."""
-    stage, delay = _training_stage(layer), layer.current_delay
-    if stage is None or not _soft_channel_delay(delay) or not hasattr(ops, "delay_batchnorm_lif"):
+    delay = layer.current_delay
+    stage = _fusable(ops, layer, delay, "delay_batchnorm_lif")
+    if stage is None:
         return None
     norm, neuron = stage
     if not ops.delay_batchnorm_lif_supported(current, delay.P, delay.kernel_size, delay.pad_left, delay.pad_right,
@@ -76,8 +84,8 @@ def _dendritic_stage(ops: ModuleType, layer: nn.Module, current: torch.Tensor,
 def _next_delay_stage(ops: ModuleType, layer: nn.Module, x: torch.Tensor, keep: torch.Tensor | None,
                       delay: nn.Module) -> torch.Tensor | None:
     """The neuron stage and the next layer's soft axonal ``delay`` of its output as one op, or None."""
-    stage = _training_stage(layer)
-    if stage is None or not _soft_channel_delay(delay) or not hasattr(ops, "batchnorm_lif_delay"):
+    stage = _fusable(ops, layer, delay, "batchnorm_lif_delay")
+    if stage is None:
         return None
     norm, neuron = stage
     if not ops.batchnorm_lif_delay_supported(x, norm.weight, delay.P, delay.kernel_size, delay.pad_left,
