@@ -303,3 +303,26 @@ def test_plugin_kind_streams_equal_to_its_batch_forward(plugin: None, sizing: st
         assert torch.equal(got, want)
     assert executor.buffer_bits() == buffer_bits(hard)[f"{sizing}_bits"]
     assert executor.state_bytes() == streaming_state_bytes(hard, sizing)  # type: ignore[arg-type]
+
+
+def test_plugin_kind_runs_and_reaches_the_leaderboard(plugin: None, tmp_path: Path, tiny_protocol_path: Path,
+                                                       data_cache: Path) -> None:
+    """The runner trains the plug-in kind and records its metrics through the kind interface."""
+    from suite.report import build_leaderboard
+    from suite.specs import RunSpec
+    from suite.train import run_training
+
+    protocol = registry.get_protocol(str(tiny_protocol_path))
+    record = run_training(RunSpec("fixed-int", "tiny"), tmp_path, cache_dir=data_cache, protocol=protocol)
+    metrics = record["metrics"]
+    assert record["model_spec"]["delay_type"] == "fixed-int"
+    n_in = record["model_spec"]["n_inputs"]
+    assert metrics["params_trainable"] == n_in * 8 + 8 * 10 + 2 * 8  # weights and BatchNorm: no delay is learned
+    assert metrics["buffer_delay_sites"] == ["pre", "pre"]
+    assert metrics["buffer_allocated_bits"] == n_in * 4 * 32 + 8 * 4 * 1  # D = 5: every line 4 deep
+    assert metrics["buffer_fixed_lines"] == n_in + 8
+    assert metrics["Effective_ACs"] + metrics["Effective_MACs"] > 0
+    frames, warnings = build_leaderboard(tmp_path)
+    assert not warnings
+    row = frames["tiny"][frames["tiny"]["variant"] == "fixed-int"]
+    assert len(row) == 1 and int(row["D"].iloc[0]) == 5
