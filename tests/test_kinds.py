@@ -326,3 +326,22 @@ def test_plugin_kind_runs_and_reaches_the_leaderboard(plugin: None, tmp_path: Pa
     assert not warnings
     row = frames["tiny"][frames["tiny"]["variant"] == "fixed-int"]
     assert len(row) == 1 and int(row["D"].iloc[0]) == 5
+
+
+def test_learned_delays_of_a_plugin_kind_count_as_positions(plugin: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind's ``positions`` group is what the parameter metric counts as positions, whatever module holds it."""
+    from suite.kinds.common import NeuronKind
+    from suite.metrics import count_parameters
+
+    model = _fixed_model()
+    model.layers[0].register_parameter("steps", nn.Parameter(torch.zeros(5)))
+    assert (count_parameters(model)["other"], count_parameters(model)["positions"]) == (5, 0)
+
+    def with_steps(self: NeuronKind, layer: nn.Module) -> dict[str, list[nn.Parameter]]:
+        return {**NeuronKind.param_groups(self, layer), "positions": [p for n, p in layer.named_parameters()
+                                                                      if n == "steps"]}
+
+    monkeypatch.setattr(type(kinds.get_kind("fixed-int")), "param_groups", with_steps)
+    counts = count_parameters(model)
+    assert (counts["other"], counts["positions"], counts["effective_positions"]) == (0, 5, 5)
+    assert counts["trainable"] == sum(p.numel() for p in model.parameters())

@@ -95,7 +95,7 @@ class DelayKind(ABC):
     a delay sparsity for a kind without them."""
 
     def validate(self, spec: ModelSpec, where: str) -> None:
-        """Refuse a spec this kind cannot build (raise ``suite.errors.SpecError`` naming ``where``); default: any."""
+        """Refuse a spec this kind cannot build (raise ``suite.errors.SuiteError`` naming ``where``); default: any."""
         return
 
     @abstractmethod
