@@ -38,9 +38,7 @@ from torch import nn
 
 from suite.kinds import kind_of
 from suite.kinds.base import Sizing, StreamingLayer
-from suite.kinds.rings import STATE_DTYPE, AccumulatorRing, DelayLines
-
-__all__ = ["STATE_DTYPE", "AccumulatorRing", "DelayLines", "Sizing", "StreamingExecutor", "streaming_state_bytes"]
+from suite.kinds.rings import STATE_DTYPE
 
 
 class StreamingExecutor:
