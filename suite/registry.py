@@ -30,8 +30,9 @@ ENTRY_POINT_GROUP = "suite.variants"
 PROTOCOL_DIR = Path(__file__).parent / "protocols"
 
 Builder = Callable[[ModelSpec, str], nn.Module]
-#: The spec a variant is built with once when it is registered, to check its model against the contract (cheap).
-CONTRACT_CHECK_SPEC = {"n_inputs": 3, "n_hidden": (4,), "n_outputs": 2, "kernel_size": 3}
+#: The sizes a variant is built with once when it is registered, to check its model against the contract (cheap); D is
+#: 3 unless the variant's defaults set it.
+CONTRACT_CHECK_SPEC = {"n_inputs": 3, "n_hidden": (4,), "n_outputs": 2}
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ class Variant:
         if "torch" not in self.supported_backends():
             return
         try:
-            spec = ModelSpec(**{**self.defaults, "variant": self.name, **CONTRACT_CHECK_SPEC})
+            spec = ModelSpec(**{"kernel_size": 3, **self.defaults, "variant": self.name, **CONTRACT_CHECK_SPEC})
         except SuiteError as err:
             raise SuiteError(f"variant {self.name!r} (from {self.origin}): its defaults are not a valid model: "
                              f"{err}") from None

@@ -345,3 +345,16 @@ def test_learned_delays_of_a_plugin_kind_count_as_positions(plugin: None, monkey
     counts = count_parameters(model)
     assert (counts["other"], counts["positions"], counts["effective_positions"]) == (0, 5, 5)
     assert counts["trainable"] == sum(p.numel() for p in model.parameters())
+
+
+def test_registration_check_leaves_the_random_state_alone_and_names_bad_defaults(fresh_registries: None) -> None:
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    registry.register_variant("axonal-built", description="x", delay_type="axonal", builder=DelayNetwork)
+    assert torch.equal(torch.rand(3), expected)  # the tiny build drew from a forked random state
+    with pytest.raises(SuiteError, match=r"^variant 'bad-defaults' \(from suite\): its defaults are not a valid "
+                                         r"model: model\.delay_sparsity: delay sparsity needs axonal or dendritic "
+                                         r"delays, not 'synaptic'$"):
+        registry.register_variant("bad-defaults", description="x", delay_type="synaptic", delay_sparsity=0.5)
+    assert "bad-defaults" not in registry._VARIANTS
