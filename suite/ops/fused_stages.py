@@ -58,42 +58,28 @@ def _neuron_stage(ops: ModuleType, layer: nn.Module, x: torch.Tensor, keep: torc
     return layer.neuron_stage(x, keep)
 
 
-def _fusable(ops: ModuleType, layer: nn.Module, delay: nn.Module | None, op: str) -> tuple[nn.BatchNorm1d, LIF] | None:
-    """(BatchNorm, LIF) when the layer's training-mode neuron stage may fuse with the soft per-channel ``delay`` and
-    the backend has the optional ``op`` (whose ``*_supported`` check the caller still makes)."""
+def _fused_delay_stage(ops: ModuleType, layer: nn.Module, x: torch.Tensor, keep: torch.Tensor | None,
+                       delay: nn.Module | None, before: bool) -> torch.Tensor | None:
+    """The layer's training-mode neuron stage and a soft per-channel ``delay`` as one op: the delay ``before`` it
+    (the layer's own dendritic ``current_delay`` of the weighted current ``x``: ``delay_batchnorm_lif``) or after it
+    (the next layer's axonal ``input_delay`` of its spikes: ``batchnorm_lif_delay``). None where the layer, the delay,
+    the backend or its ``*_supported`` check rules it out: then the steps run one after the other."""
+    op = "delay_batchnorm_lif" if before else "batchnorm_lif_delay"
     stage = _training_stage(layer)
-    return stage if stage is not None and _soft_channel_delay(delay) and hasattr(ops, op) else None
-
-
-def _dendritic_stage(ops: ModuleType, layer: nn.Module, current: torch.Tensor,
-                     keep: torch.Tensor | None) -> torch.Tensor | None:
-    """Soft delay -> BatchNorm -> LIF -> dropout of the weighted ``current`` as one op, or None."""
-    delay = layer.current_delay
-    stage = _fusable(ops, layer, delay, "delay_batchnorm_lif")
-    if stage is None:
+    if stage is None or not _soft_channel_delay(delay) or not hasattr(ops, op):
         return None
     norm, neuron = stage
-    if not ops.delay_batchnorm_lif_supported(current, delay.P, delay.kernel_size, delay.pad_left, delay.pad_right,
-                                             norm.weight):
+    geometry = (delay.kernel_size, delay.pad_left, delay.pad_right)
+    lif = (neuron.tau, neuron.v_threshold, neuron.surrogate_alpha, keep)
+    if before:
+        if not ops.delay_batchnorm_lif_supported(x, delay.P, *geometry, norm.weight):
+            return None
+        return ops.delay_batchnorm_lif(x, delay.P, float(delay.sig), *geometry, norm.weight, norm.bias,
+                                       _running_stats(norm), norm.eps, *lif)
+    if not ops.batchnorm_lif_delay_supported(x, norm.weight, delay.P, *geometry):
         return None
-    return ops.delay_batchnorm_lif(current, delay.P, float(delay.sig), delay.kernel_size, delay.pad_left,
-                                   delay.pad_right, norm.weight, norm.bias, _running_stats(norm), norm.eps,
-                                   neuron.tau, neuron.v_threshold, neuron.surrogate_alpha, keep)
-
-
-def _next_delay_stage(ops: ModuleType, layer: nn.Module, x: torch.Tensor, keep: torch.Tensor | None,
-                      delay: nn.Module) -> torch.Tensor | None:
-    """The neuron stage and the next layer's soft axonal ``delay`` of its output as one op, or None."""
-    stage = _fusable(ops, layer, delay, "batchnorm_lif_delay")
-    if stage is None:
-        return None
-    norm, neuron = stage
-    if not ops.batchnorm_lif_delay_supported(x, norm.weight, delay.P, delay.kernel_size, delay.pad_left,
-                                             delay.pad_right):
-        return None
-    return ops.batchnorm_lif_delay(x, norm.weight, norm.bias, _running_stats(norm), norm.eps, neuron.tau,
-                                   neuron.v_threshold, neuron.surrogate_alpha, keep, delay.P, float(delay.sig),
-                                   delay.kernel_size, delay.pad_left, delay.pad_right)
+    return ops.batchnorm_lif_delay(x, norm.weight, norm.bias, _running_stats(norm), norm.eps, *lif, delay.P,
+                                   float(delay.sig), *geometry)
 
 
 def layer_forward(ops: ModuleType, layer: nn.Module, x: torch.Tensor, delayed: bool = False,
@@ -103,12 +89,12 @@ def layer_forward(ops: ModuleType, layer: nn.Module, x: torch.Tensor, delayed: b
     keep = layer.dropout_mask(x)  # drawn first: the fused ops take it as input
     if layer.current_delay is not None:
         current = layer.project(x if delayed or layer.input_delay is None else layer.input_delay(x))
-        fused = _dendritic_stage(ops, layer, current, keep)
+        fused = _fused_delay_stage(ops, layer, current, keep, layer.current_delay, before=True)
         x = fused if fused is not None else _neuron_stage(ops, layer, layer.current_delay(current), keep)
     else:
         x = layer.synaptic_current(x, delayed)
         if next_delay is not None:
-            fused = _next_delay_stage(ops, layer, x, keep, next_delay)
+            fused = _fused_delay_stage(ops, layer, x, keep, next_delay, before=False)
             if fused is not None:
                 return fused
         x = _neuron_stage(ops, layer, x, keep)
