@@ -47,7 +47,9 @@ from torch import nn
 
 from suite.environment import cpu_model, record_environment
 from suite.errors import SuiteError
+from suite.kinds import PUBLISHED_KINDS
 from suite.metrics.memory import measure_in_subprocess, peak_rss_bytes, prepare_worker
+from suite.models.contract import DelayModel
 from suite.records import atomic_write_text, strict_json
 from suite.runtime import configure_cpu_process, resolve_device
 from suite.timing import quartiles, time_interleaved
@@ -55,7 +57,7 @@ from suite.training import make_train_step
 
 PARITY_TOL = 1e-4
 """Largest absolute difference of the forward output sequences (ours vs published) accepted before timing."""
-DELAY_TYPES = ("synaptic", "axonal", "dendritic")
+DELAY_TYPES = PUBLISHED_KINDS
 PROTOCOL_SHAPES: dict[str, tuple[int, int]] = {"gsc": (40, 98), "ssc": (140, 100)}
 """(input channels, time steps) per protocol: GSC 40 mel bins x 98 frames (1 s clip); SSC 140 channels, 100 frames."""
 N_OUTPUTS = 35
@@ -134,7 +136,7 @@ def variant_key(delay_type: str, width: str) -> str:
 
 def set_sig(model: nn.Module, sig: float) -> None:
     """SIG of every delay of a suite model or of the published stack."""
-    if hasattr(model, "delay_modules"):
+    if isinstance(model, DelayModel):
         for delay in model.delay_modules():
             delay.sig.fill_(sig)
     else:

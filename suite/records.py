@@ -83,8 +83,10 @@ class Record(dict[str, Any]):
     @property
     def kernel_size(self) -> int | None:
         """D of the delays; None for a model without delays (its protocol's D does not describe it)."""
+        from suite.kinds import uses_kernel_size
+
         model = self["model_spec"]
-        kernel = model.get("kernel_size") if model.get("delay_type") != "none" else None
+        kernel = model.get("kernel_size") if uses_kernel_size(model.get("delay_type")) else None
         return kernel if _is_int(kernel) else None
 
     @property

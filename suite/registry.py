@@ -1,10 +1,11 @@
 """Registries of model variants, backends and protocols (timm-style ``register_variant`` + ``create_model``).
 
 Third-party packages add variants without editing the suite: they declare an entry point in the group
-``suite.variants`` whose target is a module (imported for its ``register_variant`` and
-``suite.data.kinds.register_dataset_kind`` calls) or a callable (called once).
-A plug-in that fails (import error, registration error, a name already taken) costs one warning line on stderr naming
-its distribution and entry point; its partial registrations are undone and everything else keeps working.
+``suite.variants`` whose target is a module (imported for its ``register_variant``,
+``suite.kinds.register_kind`` and ``suite.data.kinds.register_dataset_kind`` calls) or a callable (called once).
+A plug-in that fails (import error, registration error, a name already taken, a model that breaks the contract of
+suite/models/contract.py) costs one warning line on stderr naming its distribution and entry point; its partial
+registrations (variants, delay kinds, dataset kinds) are undone and everything else keeps working.
 """
 
 from __future__ import annotations
@@ -16,18 +17,22 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from suite import kinds
 from suite.errors import SuiteError
+from suite.models.contract import LAYER_MEMBERS, MEMBERS, missing_members
 from suite.ops.registry import BACKENDS
-from suite.specs import DELAY_TYPES, ModelSpec, ProtocolSpec, load_protocol_file, protocol_differences
+from suite.specs import ModelSpec, ProtocolSpec, load_protocol_file, protocol_differences
 
 ENTRY_POINT_GROUP = "suite.variants"
 PROTOCOL_DIR = Path(__file__).parent / "protocols"
 
 Builder = Callable[[ModelSpec, str], nn.Module]
-#: What the runner and the metrics call on a built network (docs/adding-a-method.md, section 2).
-NETWORK_METHODS = ("param_groups", "after_step", "end_epoch", "hard_copy", "delay_modules")
+#: The sizes a variant is built with once when it is registered, to check its model against the contract (cheap); D is
+#: 3 unless the variant's defaults set it.
+CONTRACT_CHECK_SPEC = {"n_inputs": 3, "n_hidden": (4,), "n_outputs": 2}
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class Variant:
             return self._checked_build(spec, backend)
         from suite.models.network import DelayNetwork
 
-        return DelayNetwork(spec, backend)
+        return self._checked_model(DelayNetwork(spec, backend))
 
 
     def _checked_build(self, spec: ModelSpec, backend: str) -> nn.Module:
@@ -66,13 +71,30 @@ class Variant:
         except Exception as err:
             raise SuiteError(f"variant {self.name!r} (from {self.origin}): its builder failed: "
                              f"{type(err).__name__}: {_one_line(err)}") from None
-        missing = [m for m in NETWORK_METHODS if not callable(getattr(model, m, None))]
-        if not isinstance(model, nn.Module) or missing:
+        return self._checked_model(model)
+
+    def _checked_model(self, model: nn.Module) -> nn.Module:
+        missing = missing_members(model)
+        if missing:
             lacks = f" lacking {', '.join(missing)}" if isinstance(model, nn.Module) else ""
             raise SuiteError(f"variant {self.name!r} (from {self.origin}): its builder returned "
-                             f"{type(model).__name__}{lacks}, expected a torch.nn.Module with "
-                             f"{', '.join(NETWORK_METHODS)} (e.g. a DelayNetwork; docs/adding-a-method.md)")
+                             f"{type(model).__name__}{lacks}, expected a torch.nn.Module with {', '.join(MEMBERS)} "
+                             f"and layers with {', '.join(LAYER_MEMBERS)} (suite/models/contract.py)")
         return model
+
+    def check_contract(self) -> None:
+        """Build the variant once on a tiny spec (``CONTRACT_CHECK_SPEC`` over its defaults) on the "torch" backend
+        and check the model contract: a broken plug-in fails at registration, naming the missing member. The random
+        state is restored afterwards, so registering never changes what a seeded run builds."""
+        if "torch" not in self.supported_backends():
+            return
+        try:
+            spec = ModelSpec(**{"kernel_size": 3, **self.defaults, "variant": self.name, **CONTRACT_CHECK_SPEC})
+        except SuiteError as err:
+            raise SuiteError(f"variant {self.name!r} (from {self.origin}): its defaults are not a valid model: "
+                             f"{err}") from None
+        with torch.random.fork_rng(devices=[]):
+            self.build(spec, "torch")
 
 
 _VARIANTS: dict[str, Variant] = {}
@@ -96,9 +118,10 @@ def register_variant(name: str, *, description: str, delay_type: str, backends: 
     if name in _VARIANTS:
         raise SuiteError(f"variant {name!r} from {origin} is already registered by {_VARIANTS[name].origin}")
     if model_delay_type is None:
-        model_delay_type = delay_type if delay_type in DELAY_TYPES else "none"
+        model_delay_type = delay_type if delay_type in kinds.registered_kinds() else "none"
     variant = Variant(name, description, delay_type, {"delay_type": model_delay_type, **defaults}, builder, backends,
                       origin)
+    variant.check_contract()
     _VARIANTS[name] = variant
     return variant
 
@@ -123,7 +146,8 @@ def _load_entry_points() -> None:
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
         before = dict(_VARIANTS)
-        kinds_before = dict(data_kinds._KINDS)
+        dataset_kinds_before = dict(data_kinds._KINDS)
+        kinds_before = set(kinds.registered_kinds())
         _loading_origin = dist
         try:
             target = ep.load()
@@ -133,7 +157,9 @@ def _load_entry_points() -> None:
             _VARIANTS.clear()
             _VARIANTS.update(before)
             data_kinds._KINDS.clear()
-            data_kinds._KINDS.update(kinds_before)
+            data_kinds._KINDS.update(dataset_kinds_before)
+            for added in set(kinds.registered_kinds()) - kinds_before:
+                kinds.unregister_kind(added)
             print(f"warning: plug-in {dist} (entry point {ep.name} = {ep.value} in group {ENTRY_POINT_GROUP}) "
                   f"skipped: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
         finally:

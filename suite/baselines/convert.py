@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from suite.errors import SuiteError
+from suite.kinds import PUBLISHED_KINDS
 from suite.models.network import DelayNetwork
 from suite.specs import ModelSpec
 
-_DELAY_TYPES = ("synaptic", "axonal", "dendritic")
+_DELAY_TYPES = PUBLISHED_KINDS
 _NORM_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 _OFFICIAL_KEY = re.compile(r"^snn\.(\d+)\.(.+)$")
 _SUITE_KEY = re.compile(r"^layers\.(\d+)\.(.+)$")
@@ -189,7 +190,7 @@ def load_official_checkpoint(path: str | Path, spec: ModelSpec, backend: str = "
                          f"layer sizes {spec.layer_sizes}")
     for i, block in enumerate(model.layers):
         if block.weight_mask is not None:
-            weight_key = f"layers.{i}.delay.weight" if spec.delay_type == "synaptic" else f"layers.{i}.linear.weight"
+            weight_key = next(f"layers.{i}.{name}" for name, p in block.named_parameters() if p is block.weight)
             converted[f"layers.{i}.weight_mask"] = (converted[weight_key] != 0).float()
     model.load_state_dict(converted, strict=True)
     return model

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from suite.models.contract import DelayModel
 from suite.models.delays import ChannelDelay, SynapticDelay, _DelayBase
 
 
@@ -28,13 +29,15 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
 
     Keys: ``trainable``, ``effective``, ``weights``, ``positions``, ``norm``, ``other`` (trainable entries per group)
     and ``effective_weights``, ``effective_positions``, ``effective_norm``, ``effective_other``.
-    Groups: ``positions`` = the P of every delay module, ``norm`` = BatchNorm / LayerNorm affine parameters,
-    ``weights`` = every other parameter of a delay network (weight matrices); ``other`` is left for third-party
-    modules whose parameters fit none of these (counted as effective when non-zero).
+    Groups: ``positions`` = the P of every delay module and, for a whole model (suite/models/contract.py), its
+    ``param_groups()["positions"]`` (a plug-in kind's learned delays, every entry counted as used), ``norm`` =
+    BatchNorm / LayerNorm affine parameters, ``weights`` = every other parameter of a delay network (weight matrices);
+    ``other`` is left for third-party modules whose parameters fit none of these (counted as effective when non-zero).
     """
     counts = dict.fromkeys(("weights", "positions", "norm", "other"), 0)
     effective = dict.fromkeys(counts, 0)
     seen: set[int] = set()
+    delays = {id(p) for p in model.param_groups().get("positions", [])} if isinstance(model, DelayModel) else set()
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
             if id(param) in seen or not param.requires_grad:
@@ -42,6 +45,8 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
             seen.add(id(param))
             if isinstance(module, _DelayBase) and name == "P":
                 group, used = "positions", _used_positions(module)
+            elif id(param) in delays:
+                group, used = "positions", param.numel()
             elif isinstance(module, nn.modules.batchnorm._NormBase | nn.LayerNorm | nn.GroupNorm):
                 group, used = "norm", param.numel()
             else:
