@@ -1,0 +1,524 @@
+"""The two out-of-tree delay kinds of examples/ (suite-slayer-delays, suite-delrec): exact parameter counts, buffer
+bits by hand, streaming = batch, delay gradients against the original formulations, and a tiny training run each;
+then, installed as a user installs them, a run on the tiny protocol that reaches the leaderboard."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from torch import nn
+
+from suite import registry
+from suite.kinds.base import DelayKind
+from suite.models.network import summed_softmax_loss
+from suite.specs import ModelSpec
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PACKAGES = {"slayer": ("suite-slayer-delays", "suite_slayer_delays", "axonal-slayer"),
+            "delrec": ("suite-delrec", "suite_delrec", "delrec")}
+
+
+@pytest.fixture(scope="module")
+def slayer() -> ModuleType:
+    return _import("slayer")
+
+
+@pytest.fixture(scope="module")
+def delrec() -> ModuleType:
+    return _import("delrec")
+
+
+def _import(key: str) -> ModuleType:
+    """The example package, importable from its src/ folder (what an installed package is, minus its metadata)."""
+    project, module, _ = PACKAGES[key]
+    src = str(EXAMPLES / project / "src")
+    if src not in sys.path:
+        sys.path.insert(0, src)
+    return importlib.import_module(module)
+
+
+class Stack(nn.Module):
+    """Layers of one kind in sequence, as the suite's generic network stacks them (built by ``build_layer``)."""
+
+    def __init__(self, kind: DelayKind, spec: ModelSpec) -> None:
+        super().__init__()
+        self.kind = kind
+        sizes = spec.layer_sizes
+        self.layers = nn.ModuleList(kind.build_layer(i, o, spec, "torch", k == len(sizes) - 1)
+                                    for k, (i, o) in enumerate(sizes))
+
+    def forward(self, x: torch.Tensor, spikes: list[torch.Tensor] | None = None) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+            if spikes is not None and not layer.is_output:
+                spikes.append(x)
+        return x
+
+    def hard_copy(self) -> Stack:
+        clone = copy.deepcopy(self).eval()
+        for layer in clone.layers:
+            self.kind.harden(layer)
+        return clone
+
+    def stream(self, x: torch.Tensor, sizing: str) -> tuple[torch.Tensor, list[torch.Tensor], list[int]]:
+        """Step by step through the kind's streaming layers: (outputs, hidden spikes, buffer bits per layer)."""
+        steps = [self.kind.streaming_layer(layer, i, sizing, x.device) for i, layer in enumerate(self.layers)]
+        for s in steps:
+            s.allocate(x.shape[1])
+        outs, hidden = [], [[] for _ in steps[:-1]]
+        for t, frame in enumerate(x):
+            u = frame
+            for i, s in enumerate(steps):
+                u = s.step(u, t, None)
+                if not s.is_output:
+                    hidden[i].append(u)
+            outs.append(u)
+        return torch.stack(outs), [torch.stack(h) for h in hidden], [s.buffer_bits for s in steps]
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def timing_task(seed: int, batch: int = 32, t_len: int = 14, channels: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes with the same events in opposite order (channel 0 then 1, or 1 then 0, 5 steps apart)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (batch,), generator=g)
+    x = torch.zeros(t_len, batch, channels)
+    start = torch.randint(0, 4, (batch,), generator=g)
+    for b in range(batch):
+        first, second = (0, 1) if labels[b] == 0 else (1, 0)
+        x[start[b], b, first] = 1.0
+        x[start[b] + 5, b, second] = 1.0
+    x[:, :, 2:] = (torch.rand(t_len, batch, channels - 2, generator=g) < 0.1).float()
+    return x, labels
+
+
+def train_losses(net: Stack, epochs: int, steps: int, lr: float) -> list[float]:
+    """Adam on the kind's parameter groups, ``after_step`` after each step and ``end_epoch`` after each epoch;
+    the mean training loss of every epoch."""
+    groups: dict[str, list[nn.Parameter]] = {}
+    for layer in net.layers:
+        for name, params in net.kind.param_groups(layer).items():
+            groups.setdefault(name, []).extend(params)
+    assert sorted(p for ps in groups.values() for p in map(id, ps)) == sorted(map(id, net.parameters()))
+    opt = torch.optim.Adam([{"params": ps} for ps in groups.values() if ps], lr=lr)
+    losses = []
+    for epoch in range(epochs):
+        total = 0.0
+        for step in range(steps):
+            x, y = timing_task(100 * epoch + step)
+            net.train()
+            loss = summed_softmax_loss(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            for layer in net.layers:
+                net.kind.after_step(layer)
+            total += loss.item()
+        for layer in net.layers:
+            net.kind.end_epoch(layer, ModelSpec(), epoch, epochs)
+        losses.append(total / steps)
+    return losses
+
+
+def with_running_stats(net: Stack, x: torch.Tensor) -> Stack:
+    """Give every BatchNorm non-trivial running statistics and affine (as training would)."""
+    with torch.no_grad():
+        for layer in net.layers:
+            if getattr(layer, "norm", None) is not None:
+                layer.norm.momentum = 1.0
+        net.train()(x)
+        for layer in net.layers:
+            if getattr(layer, "norm", None) is not None:
+                layer.norm.weight.uniform_(0.8, 1.6)
+                layer.norm.bias.uniform_(0.0, 0.6)
+    return net.eval()
+
+
+# ---------------------------------------------------------------- SLAYER-style integer axonal delays
+
+def test_slayer_shift_is_integer_and_its_gradients_are_slayers(slayer) -> None:
+    x = torch.tensor([[1.0, 2.0], [3.0, 0.0], [0.0, 5.0], [4.0, 6.0], [2.0, 1.0]]).unsqueeze(1)  # (T=5, B=1, N=2)
+    x.requires_grad_(True)
+    d = torch.tensor([1.6, 0.2], requires_grad=True)  # floors: 1 and 0
+    y = slayer.delay_shift(x, d)
+    assert y.squeeze(1).tolist() == [[0.0, 2.0], [1.0, 0.0], [3.0, 5.0], [0.0, 6.0], [4.0, 1.0]]
+    g = torch.tensor([[0.5, -1.0], [2.0, 1.0], [-1.0, 0.5], [1.5, 2.0], [1.0, -0.5]]).unsqueeze(1)
+    (y * g).sum().backward()
+    # slayerPytorch _delayFunction.backward: dd = sum_t g[t] (y[t-1] - y[t]) (y[-1] = 0), dx[t] = g[t + floor d].
+    ys = y.detach().squeeze(1)
+    want = [sum(float(g[t, 0, n]) * ((float(ys[t - 1, n]) if t else 0.0) - float(ys[t, n])) for t in range(5))
+            for n in range(2)]
+    assert want == [0.5 * 0 + 2.0 * (0 - 1) - 1.0 * (1 - 3) + 1.5 * (3 - 0) + 1.0 * (0 - 4),
+                    -1.0 * (0 - 2) + 1.0 * (2 - 0) + 0.5 * (0 - 5) + 2.0 * (5 - 6) - 0.5 * (6 - 1)]
+    assert d.grad.tolist() == pytest.approx(want)
+    assert d.grad.abs().min() > 0
+    assert x.grad.squeeze(1).tolist() == [[2.0, -1.0], [-1.0, 1.0], [1.5, 0.5], [1.0, 2.0], [0.0, -0.5]]
+
+
+def slayer_spec() -> ModelSpec:
+    return ModelSpec(n_inputs=3, n_hidden=(4,), n_outputs=2, kernel_size=5, dropout=0.0)
+
+
+def test_slayer_parameters_and_buffer_bits_by_hand(slayer) -> None:
+    kind = slayer.SlayerAxonalKind()
+    torch.manual_seed(0)
+    net = Stack(kind, slayer_spec())
+    # layer 1: 3 delays + 4 x 3 weights + BatchNorm 2 x 4; output: 4 delays + 2 x 4 weights
+    assert count(net) == (3 + 12 + 8) + (4 + 8) == 35
+    assert [count(layer) for layer in net.layers] == [23, 12]
+    assert [kind.param_groups(layer)["positions"] for layer in net.layers] == [[net.layers[0].delay],
+                                                                                [net.layers[1].delay]]
+    with torch.no_grad():
+        net.layers[0].delay.copy_(torch.tensor([0.3, 2.7, 4.0]))
+        net.layers[1].delay.copy_(torch.tensor([1.2, 3.9, 0.0, 2.5]))
+    hard = net.hard_copy()
+    bufs = [kind.buffers(layer, i, 32, 32) for i, layer in enumerate(hard.layers)]
+    assert [b.allocated_bits for b in bufs] == [3 * 4 * 32, 4 * 4 * 1] == [384, 16]
+    assert [b.learned_bits for b in bufs] == [(0 + 2 + 4) * 32, 1 + 3 + 0 + 2] == [192, 6]
+    assert [b.entry_bits for b in bufs] == [32, 1]
+    assert [(b.stored_delay_values, b.stored_delay_value_bits) for b in bufs] == [(3, 3 * 3), (4, 4 * 3)]
+    assert [b.buffered_lines for b in bufs] == [3, 4] and {b.site for b in bufs} == {"pre"}
+    x = torch.rand(9, 2, 3) * 2.0
+    for sizing, want in (("allocated", [384, 16]), ("learned", [192, 6])):
+        assert hard.stream(x, sizing)[2] == want
+    assert [kind.training_macs_per_step(layer) for layer in hard.layers] == [12, 8]
+    assert [kind.output_length(layer, 9) for layer in hard.layers] == [9, 9]
+
+
+@pytest.mark.parametrize("sizing", ["allocated", "learned"])
+def test_slayer_streaming_equals_batch(slayer, sizing: str) -> None:
+    kind = slayer.SlayerAxonalKind()
+    torch.manual_seed(3)
+    spec = ModelSpec(n_inputs=6, n_hidden=(10, 8), n_outputs=3, kernel_size=7, dropout=0.0)
+    net = Stack(kind, spec)
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.delay.uniform_(0.0, 6.99)
+            layer.weight.mul_(2.0)
+    x = torch.rand(20, 4, 6) * 2.0
+    hard = with_running_stats(net, x).hard_copy()
+    spikes: list[torch.Tensor] = []
+    with torch.no_grad():
+        want = hard(x, spikes)
+        got, got_spikes, _ = hard.stream(x, sizing)
+    assert all(0.0 < float(s.mean()) < 1.0 for s in spikes)
+    assert all(torch.equal(a, b) for a, b in zip(got_spikes, spikes, strict=True))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_slayer_adaptive_cap_follows_the_original_schedule(slayer) -> None:
+    kind = slayer.SlayerAxonalKind(warmup_fraction=0.25, interval=2, window=2, quantile=0.75)
+    layer = kind.build_layer(4, 2, ModelSpec(n_inputs=4, n_hidden=(2,), n_outputs=2, kernel_size=9), "torch", True)
+    assert float(layer.cap) == 8.0
+    with torch.no_grad():
+        layer.delay.copy_(torch.tensor([1.5, 9.7, 3.2, -0.4]))
+    kind.after_step(layer)  # warm-up: clamp to [0, D - 1] only
+    assert layer.delay.tolist() == pytest.approx([1.5, 8.0, 3.2, 0.0]) and float(layer.cap) == 8.0
+    kind.end_epoch(layer, ModelSpec(), 1, 8)  # 8 epochs: the cap stays fixed while epoch <= 8 // 4 (main: <= 250)
+    assert not bool(layer.adaptive)
+    kind.end_epoch(layer, ModelSpec(), 2, 8)
+    assert bool(layer.adaptive)
+    with torch.no_grad():
+        layer.delay.copy_(torch.tensor([1.5, 6.2, 3.2, 5.9]))
+    kind.after_step(layer)
+    kind.after_step(layer)  # 2 steps: not more than `interval`
+    assert float(layer.cap) == 8.0
+    kind.after_step(layer)  # floors sorted [1, 3, 5, 6]: cap = 6; index 3 -> 6 > 6 - 2: cap 7, count restarts
+    assert float(layer.cap) == 7.0 and int(layer.steps_since_check) == 0
+    with torch.no_grad():
+        layer.delay.copy_(torch.tensor([0.5, 4.2, 0.2, 0.9]))
+    for _ in range(3):
+        kind.after_step(layer)  # floors [0, 0, 0, 4]: cap = 4; index 3 -> 4 > 2: cap 5
+    assert float(layer.cap) == 5.0
+    median = slayer.SlayerAxonalKind(interval=0, window=2, quantile=0.5)
+    median.after_step(layer)  # floors [0, 0, 0, 4]: cap = 4; index 2 -> 0 is not > 2: the cap shrinks to 4
+    assert float(layer.cap) == 4.0 and int(layer.steps_since_check) == 1
+    assert float(layer.delay.detach().max()) == 4.0  # 4.2 clamped to the new cap
+    b = kind.buffers(layer, 1, 32, 32)
+    assert (b.allocated_bits, b.learned_bits, b.stored_delay_value_bits) == (4 * 4, 0 + 4 + 0 + 0, 4 * 3)
+
+
+def test_slayer_synaptic_operations_by_hand(slayer) -> None:
+    kind = slayer.SlayerAxonalKind()
+    layer = kind.build_layer(2, 3, ModelSpec(n_inputs=2, n_hidden=(3,), n_outputs=3, kernel_size=5), "torch", True)
+    with torch.no_grad():
+        layer.delay.copy_(torch.tensor([2.0, 0.0]))
+        layer.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 2.0], [0.0, 3.0]]))
+    h = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]]).unsqueeze(1)  # (T=4, B=1, 2)
+    ops = kind.operations(layer.eval(), h)
+    # input 0 delayed by 2: its spikes at t=0, 2, 3 arrive at 2, 4 (past the end), 5 (past) -> 1 read x 2 weights;
+    # input 1 (no delay): spikes at 1 and 2 -> 2 reads x 2 weights
+    assert ops.effective == 1 * 2 + 2 * 2 == 6
+    assert ops.dense == 4 * 1 * 2 * 3
+    torch.testing.assert_close(ops.output, layer(h))
+
+
+def test_slayer_tiny_training_run_lowers_the_loss(slayer) -> None:
+    torch.manual_seed(0)
+    net = Stack(slayer.SlayerAxonalKind(), ModelSpec(n_inputs=4, n_hidden=(16,), n_outputs=2, kernel_size=9,
+                                                     dropout=0.0))
+    before = [layer.delay.detach().clone() for layer in net.layers]
+    losses = train_losses(net, epochs=4, steps=8, lr=0.02)
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert any(not torch.equal(layer.delay, b) for layer, b in zip(net.layers, before, strict=True))
+    assert all(float(layer.delay.min()) >= 0 and float(layer.delay.max()) <= 8 for layer in net.layers)
+
+
+# ---------------------------------------------------------------- DelRec recurrent delays
+
+def delrec_spec(kernel_size: int = 7) -> ModelSpec:
+    return ModelSpec(n_inputs=5, n_hidden=(6, 4), n_outputs=3, kernel_size=kernel_size, tau=2.0, dropout=0.0)
+
+
+def test_delrec_parameter_counts_by_hand_and_the_published_ssc_size(delrec) -> None:
+    kind = delrec.DelRecKind()
+    net = Stack(kind, delrec_spec())
+    # hidden: W_ff + bias + W_rec + delays + spreads; output: W + bias
+    assert [count(layer) for layer in net.layers] == [5 * 6 + 6 + 36 + 6 + 6, 6 * 4 + 4 + 16 + 4 + 4, 4 * 3 + 3]
+    assert count(net) == 84 + 52 + 15 == 151
+    groups = kind.param_groups(net.layers[0])
+    assert [len(groups[k]) for k in ("weights", "norm", "positions")] == [3, 0, 2]
+    # configs/perf_SSC.py: 700 // 5 inputs, three recurrent layers of 256, 35 classes: the paper's "0.37 M"
+    ssc = ModelSpec(n_inputs=140, n_hidden=(256, 256, 256), n_outputs=35, kernel_size=31)
+    sizes = ssc.layer_sizes
+    total = sum(count(kind.build_layer(i, o, ssc, "torch", k == len(sizes) - 1)) for k, (i, o) in enumerate(sizes))
+    assert total == (140 * 256 + 256) + 2 * (256 * 256 + 256) + (256 * 35 + 35) + 3 * (256 * 256 + 2 * 256) == 374_819
+
+
+def test_delrec_buffer_bits_by_hand(delrec) -> None:
+    kind = delrec.DelRecKind()
+    torch.manual_seed(1)
+    net = Stack(kind, delrec_spec(kernel_size=7))
+    with torch.no_grad():
+        net.layers[0].recurrent_delays.copy_(torch.tensor([0.2, 1.6, 6.0, 2.4, 0.5, 3.5]))  # rounds 0 2 6 2 0 4
+        net.layers[1].recurrent_delays.copy_(torch.tensor([5.0, 0.0, 1.0, 2.6]))  # 5 0 1 3
+    hard = net.hard_copy()
+    bufs = [kind.buffers(layer, i, 32, 32) for i, layer in enumerate(hard.layers)]
+    assert [b.allocated_bits for b in bufs] == [6 * 6, 4 * 6, 0]
+    assert [b.learned_bits for b in bufs] == [0 + 2 + 6 + 2 + 0 + 4, 5 + 0 + 1 + 3, 0] == [14, 9, 0]
+    assert [b.site for b in bufs] == ["recurrent", "recurrent", "none"]
+    assert [(b.stored_delay_values, b.stored_delay_value_bits) for b in bufs] == [(6, 18), (4, 12), (0, 0)]
+    assert [b.extras for b in bufs] == [{"recurrent_lines": 6}, {"recurrent_lines": 4}, {}]
+    x = torch.rand(12, 2, 5)
+    assert hard.stream(x, "allocated")[2] == [36, 24, 0]
+    assert hard.stream(x, "learned")[2] == [14, 9, 0]
+
+
+def spiking_delrec(delrec, seed: int) -> Stack:
+    torch.manual_seed(seed)
+    net = Stack(delrec.DelRecKind(), delrec_spec())
+    with torch.no_grad():
+        for layer in net.layers[:-1]:
+            layer.linear.weight.mul_(4.0)
+            layer.recurrent_delays.uniform_(0.0, 6.0)
+    return net
+
+
+@pytest.mark.parametrize("sizing", ["allocated", "learned"])
+def test_delrec_streaming_equals_batch(delrec, sizing: str) -> None:
+    hard = spiking_delrec(delrec, 2).hard_copy()
+    x = torch.rand(25, 3, 5)
+    spikes: list[torch.Tensor] = []
+    with torch.no_grad():
+        want = hard(x, spikes)
+        got, got_spikes, _ = hard.stream(x, sizing)
+    assert all(0.05 < float(s.mean()) < 0.95 for s in spikes)
+    assert all(torch.equal(a, b) for a, b in zip(got_spikes, spikes, strict=True))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_delrec_hard_forward_is_the_soft_kernel_at_zero_spread(delrec) -> None:
+    """sigma = 0 and integer delays: the training path's triangle is one step wide, so both paths give one spike
+    train (the hard path reads y[t - 1 - d] directly; the soft one moves a window of future inputs)."""
+    hard = spiking_delrec(delrec, 4).hard_copy()
+    soft = copy.deepcopy(hard)
+    for layer in soft.layers[:-1]:
+        layer.hard.fill_(False)
+    x = torch.rand(25, 3, 5)
+    hidden_hard: list[torch.Tensor] = []
+    hidden_soft: list[torch.Tensor] = []
+    with torch.no_grad():
+        torch.testing.assert_close(soft(x, hidden_soft), hard(x, hidden_hard), atol=1e-5, rtol=0)
+    assert all(torch.equal(a, b) for a, b in zip(hidden_soft, hidden_hard, strict=True))
+
+
+def original_axonal_recdel(layer: nn.Module, current: torch.Tensor) -> torch.Tensor:
+    """alexmaxad/DelRec src/recurrent_neurons.py ``axonal_recdel.multi_step_forward`` (lines 70-123), dropout off,
+    its spikingjelly LIFNode(decay_input=False, v_reset=None) written out: the in-place ring with a pointer."""
+    from suite_delrec.kind import TriangleSpike
+
+    t_len, batch, n = current.shape
+    w = layer.recurrent_weights.unsqueeze(0)
+    d = layer.recurrent_delays
+    s = 1.0 + 2.0 * layer.sigma * torch.sigmoid(layer.p_spread)
+    s_max = s.max()
+    s = s.unsqueeze(1)
+    length = int(torch.ceil(1.0 + torch.max(d) + s_max).item()) + 1
+    support = torch.arange(length, dtype=current.dtype)
+    mask = (torch.clamp(s - torch.abs(support[None, :] - (1.0 + d)[:, None]), min=0.0) / (s * s)).unsqueeze(0)
+    buffer = torch.zeros(batch, n, length, dtype=current.dtype)
+    pointer = 0
+    v = torch.zeros(batch, n, dtype=current.dtype)
+    out = []
+    for t in range(t_len):
+        rec_now = buffer[:, :, pointer]
+        v = v - (v - 0.0) / layer.tau + (current[t] + rec_now)
+        y = TriangleSpike.apply(v - layer.v_threshold)
+        v = v - y * layer.v_threshold
+        x_rec = torch.matmul(w, y.unsqueeze(2) * mask)
+        buffer[:, :, pointer] = 0.0
+        pointer = (pointer + 1) % length
+        first = min(length - 1, length - pointer)
+        if first > 0:
+            buffer[:, :, pointer:pointer + first].add_(x_rec[:, :, 1:1 + first])
+        remaining = length - 1 - first
+        if remaining > 0:
+            buffer[:, :, 0:remaining].add_(x_rec[:, :, 1 + first:1 + first + remaining])
+        out.append(y)
+    return torch.stack(out)
+
+
+def test_delrec_training_path_and_delay_gradients_match_the_original(delrec) -> None:
+    torch.manual_seed(5)
+    layer = delrec.DelRecKind(recurrent_dropout=0.0).build_layer(5, 6, delrec_spec(), "torch", False).double()
+    with torch.no_grad():
+        layer.linear.weight.mul_(4.0)
+        layer.p_spread.uniform_(-1.0, 1.0)
+        layer.sigma.fill_(1.5)
+    x = torch.rand(30, 2, 5, dtype=torch.float64)
+    probe = torch.randn(30, 2, 6, dtype=torch.float64)
+    grads = []
+    for forward in (layer, lambda inp: original_axonal_recdel(layer, layer.linear(inp))):
+        layer.zero_grad()
+        out = forward(x)
+        (out * probe).sum().backward()
+        grads.append((out.detach(), layer.recurrent_delays.grad.clone(), layer.p_spread.grad.clone(),
+                      layer.recurrent_weights.grad.clone()))
+    (ours, *our_grads), (theirs, *their_grads) = grads
+    assert 0.05 < float(ours.mean()) < 0.95
+    assert torch.equal(ours, theirs)
+    for a, b in zip(our_grads, their_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+    assert float(our_grads[0].abs().max()) > 0 and float(our_grads[1].abs().max()) > 0
+
+
+def test_delrec_kernel_gradient_matches_finite_differences(delrec) -> None:
+    """Delays enter the model only through the triangular kernel, which is piecewise linear in d and s: away from its
+    kinks autograd and a central difference agree."""
+    d = torch.tensor([0.3, 2.45, 4.7], dtype=torch.float64, requires_grad=True)
+    s = torch.tensor([1.25, 2.2, 1.05], dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(3, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+    def loss(dd: torch.Tensor, ss: torch.Tensor) -> torch.Tensor:
+        return (delrec.kind.recurrent_kernel(dd, ss)[:, :9] * probe).sum()
+
+    loss(d, s).backward()
+    eps = 1e-6
+    for var, grad in ((d, d.grad), (s, s.grad)):
+        for i in range(3):
+            step = torch.zeros(3, dtype=torch.float64)
+            step[i] = eps
+            plus = loss(d + step, s) if var is d else loss(d, s + step)
+            minus = loss(d - step, s) if var is d else loss(d, s - step)
+            assert float(grad[i]) == pytest.approx(float(plus - minus) / (2 * eps), abs=1e-6)
+    assert float(d.grad.abs().min()) > 0
+
+
+def test_delrec_operations_count_arrivals_within_the_sequence(delrec) -> None:
+    kind = delrec.DelRecKind()
+    hard = spiking_delrec(delrec, 6).hard_copy()
+    layer = hard.layers[0]
+    x = torch.rand(16, 2, 5)
+    ops = kind.operations(layer, x)
+    out = layer(x)
+    torch.testing.assert_close(ops.output, out)
+    ff = sum(int((x[:, :, i] != 0).sum()) * int((layer.linear.weight[:, i] != 0).sum()) for i in range(5))
+    arrive = 1 + layer.integer_delays()
+    rec = sum(int((out[: 16 - int(arrive[n]), :, n] != 0).sum()) * int((layer.recurrent_weights[:, n] != 0).sum())
+              for n in range(6))
+    assert rec > 0 and ops.effective == ff + rec
+    assert ops.dense == 16 * 2 * (5 * 6 + 6 * 6)
+
+
+def test_delrec_end_epoch_rounds_delays_and_shrinks_sigma_as_released(delrec) -> None:
+    kind = delrec.DelRecKind()
+    layer = kind.build_layer(5, 6, delrec_spec(), "torch", False)
+    with torch.no_grad():
+        layer.recurrent_delays.copy_(torch.tensor([0.4, 1.6, 7.3, 2.5, 3.49, -0.2]))
+    kind.after_step(layer)
+    assert layer.recurrent_delays.tolist() == pytest.approx([0.4, 1.6, 6.0, 2.5, 3.49, 0.0])
+    kind.end_epoch(layer, delrec_spec(), 0, 50)
+    assert layer.recurrent_delays.tolist() == [0.0, 2.0, 6.0, 2.0, 3.0, 0.0]
+    assert float(layer.sigma) == pytest.approx(10.0 * 0.95 ** 2)  # decay per epoch 0.95^(100 / 50), epoch 1
+    assert kind.training_macs_per_step(layer) == 5 * 6 + 6 * 6 * (math.ceil(1 + 6 + float(layer.spread().max())))
+
+
+def test_delrec_tiny_training_run_lowers_the_loss(delrec) -> None:
+    torch.manual_seed(0)
+    net = Stack(delrec.DelRecKind(), ModelSpec(n_inputs=4, n_hidden=(16,), n_outputs=2, kernel_size=9, tau=2.0,
+                                                dropout=0.0))
+    before = net.layers[0].recurrent_delays.detach().clone()
+    losses = train_losses(net, epochs=4, steps=8, lr=0.02)
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert not torch.equal(net.layers[0].recurrent_delays, before)
+
+
+# ---------------------------------------------------------------- installed as a user installs them
+
+@pytest.fixture
+def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """What ``pip install examples/suite-slayer-delays examples/suite-delrec`` provides: each package on sys.path and
+    its entry-point metadata, discovered through importlib.metadata like any installed distribution."""
+    import suite.kinds
+
+    if not hasattr(suite.kinds, "register_kind"):
+        pytest.skip("the kind registry (suite.kinds.register_kind, branch 'kinds') is not in this checkout")
+    for project, module, _ in PACKAGES.values():
+        entry = project.removeprefix("suite-")
+        dist_info = tmp_path / f"{module}-0.1.0.dist-info"
+        dist_info.mkdir()
+        (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project}\nVersion: 0.1.0\n")
+        (dist_info / "entry_points.txt").write_text(f"[suite.variants]\n{entry} = {module}:register\n")
+        monkeypatch.syspath_prepend(str(EXAMPLES / project / "src"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_VARIANTS", dict(registry._VARIANTS))
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    kinds_before = dict(suite.kinds._KINDS)
+    yield
+    suite.kinds._KINDS.clear()
+    suite.kinds._KINDS.update(kinds_before)
+
+
+@pytest.mark.parametrize(("key", "params"), [
+    # tiny protocol (35 -> 8 -> 10, D = 5): delays + weights + BatchNorm; output delays + weights
+    ("slayer", (35 + 35 * 8 + 2 * 8) + (8 + 8 * 10)),
+    # W_ff + bias + W_rec + delays + spreads; output W + bias
+    ("delrec", (35 * 8 + 8 + 64 + 8 + 8) + (8 * 10 + 10)),
+])
+def test_installed_kind_trains_on_the_tiny_protocol_and_reaches_the_leaderboard(
+        installed: None, tmp_path: Path, tiny_protocol_path: Path, data_cache: Path, key: str, params: int) -> None:
+    from suite.report import build_leaderboard
+    from suite.specs import RunSpec
+    from suite.train import run_training
+
+    project, _, variant = PACKAGES[key]
+    found = registry.variants()
+    assert variant in found and found[variant].origin == project
+    protocol = registry.get_protocol(str(tiny_protocol_path))
+    record = run_training(RunSpec(variant, "tiny"), tmp_path, cache_dir=data_cache, protocol=protocol)
+    metrics = record["metrics"]
+    assert metrics["params_trainable"] == params
+    assert metrics["buffer_allocated_bits"] > 0 and metrics["buffer_learned_bits"] <= metrics["buffer_allocated_bits"]
+    frames, warnings = build_leaderboard(tmp_path)
+    assert not warnings
+    assert variant in set(frames["tiny"]["variant"])
