@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from suite import registry
+from suite.errors import SuiteError
 from suite.kinds.base import DelayKind
 from suite.models.network import summed_softmax_loss
 from suite.specs import ModelSpec
@@ -275,7 +276,8 @@ def test_slayer_tiny_training_run_lowers_the_loss(slayer) -> None:
     losses = train_losses(net, epochs=4, steps=8, lr=0.02)
     assert losses[-1] < 0.9 * losses[0], losses
     assert any(not torch.equal(layer.delay, b) for layer, b in zip(net.layers, before, strict=True))
-    assert all(float(layer.delay.min()) >= 0 and float(layer.delay.max()) <= 8 for layer in net.layers)
+    assert all(0.0 <= float(layer.delay.detach().min()) <= float(layer.delay.detach().max()) <= 8.0
+               for layer in net.layers)
 
 
 # ---------------------------------------------------------------- DelRec recurrent delays
@@ -426,7 +428,7 @@ def test_delrec_kernel_gradient_matches_finite_differences(delrec) -> None:
             step[i] = eps
             plus = loss(d + step, s) if var is d else loss(d, s + step)
             minus = loss(d - step, s) if var is d else loss(d, s - step)
-            assert float(grad[i]) == pytest.approx(float(plus - minus) / (2 * eps), abs=1e-6)
+            assert float(grad[i]) == pytest.approx(float((plus - minus).detach()) / (2 * eps), abs=1e-6)
     assert float(d.grad.abs().min()) > 0
 
 
@@ -467,6 +469,18 @@ def test_delrec_tiny_training_run_lowers_the_loss(delrec) -> None:
     losses = train_losses(net, epochs=4, steps=8, lr=0.02)
     assert losses[-1] < 0.9 * losses[0], losses
     assert not torch.equal(net.layers[0].recurrent_delays, before)
+
+
+@pytest.mark.parametrize("key", ["slayer", "delrec"])
+@pytest.mark.parametrize("field", ["delay_sparsity", "weight_sparsity"])
+def test_sparse_specs_are_refused_naming_the_key(key: str, field: str) -> None:
+    package = _import(key)
+    kind = package.SlayerAxonalKind() if key == "slayer" else package.DelRecKind()
+    kind.validate(ModelSpec(), "protocol tiny model")  # the dense paper spec is fine
+    spec = ModelSpec(**{field: 0.5, "delay_type": "axonal"})
+    with pytest.raises(SuiteError, match=rf"^protocol tiny model\.{field}: kind '{kind.name}' has no sparse form, "
+                                         r"got 0\.5 \(expected 0\)$"):
+        kind.validate(spec, "protocol tiny model")
 
 
 # ---------------------------------------------------------------- installed as a user installs them

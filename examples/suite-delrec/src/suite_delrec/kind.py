@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from suite.errors import SuiteError
 from suite.kinds.base import DelayKind, LayerBuffers, LayerOperations, Sizing, StreamingLayer
 from suite.models.lif import LeakyReadout
 from suite.specs import ModelSpec
@@ -156,6 +157,13 @@ class DelRecKind(DelayKind):
                  recurrent_dropout: float = 0.3) -> None:
         self.sigma_init, self.sigma_decay = sigma_init, sigma_decay
         self.delay_std, self.recurrent_dropout = delay_std, recurrent_dropout
+
+    def validate(self, spec: ModelSpec, where: str) -> None:
+        """Sparse delays and sparse weights are options of the suite's own kinds, not of this one."""
+        for key in ("delay_sparsity", "weight_sparsity"):
+            if getattr(spec, key):
+                raise SuiteError(f"{where}.{key}: kind {self.name!r} has no sparse form, got {getattr(spec, key)!r} "
+                                 "(expected 0)")
 
     def build_layer(self, n_in: int, n_out: int, spec: ModelSpec, backend: str, is_output: bool) -> nn.Module:
         if is_output:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from suite.errors import SuiteError
 from suite.kinds.base import DelayKind, LayerBuffers, LayerOperations, Sizing, StreamingLayer
 from suite.models.lif import LIF, LeakyReadout
 from suite.specs import ModelSpec
@@ -75,6 +76,13 @@ class SlayerAxonalKind(DelayKind):
     def __init__(self, warmup_fraction: float = 0.25, interval: int = 150, window: int = 5,
                  quantile: float = 0.85) -> None:
         self.warmup_fraction, self.interval, self.window, self.quantile = warmup_fraction, interval, window, quantile
+
+    def validate(self, spec: ModelSpec, where: str) -> None:
+        """Sparse delays and sparse weights are options of the suite's own kinds, not of this one."""
+        for key in ("delay_sparsity", "weight_sparsity"):
+            if getattr(spec, key):
+                raise SuiteError(f"{where}.{key}: kind {self.name!r} has no sparse form, got {getattr(spec, key)!r} "
+                                 "(expected 0)")
 
     def build_layer(self, n_in: int, n_out: int, spec: ModelSpec, backend: str, is_output: bool) -> nn.Module:
         return SlayerAxonalLayer(n_in, n_out, spec, backend, is_output)
