@@ -75,7 +75,13 @@ SSC_INPUTS = 140
 HIDDEN, OUTPUTS = 512, 35
 BATCH = 16 if not torch.cuda.is_available() else 128
 KERNEL_SIZES = [15, 31]
-DELAY_TYPES = ["synaptic", "axonal", "dendritic"]
+try:
+    from suite.kinds import PUBLISHED_KINDS as DELAY_KINDS
+except ImportError:  # commits before suite/kinds: the delay types of specs.py less 'none'
+    from suite.specs import DELAY_TYPES as _ALL_TYPES
+
+    DELAY_KINDS = _ALL_TYPES[1:]
+DELAY_TYPES = list(DELAY_KINDS)
 
 
 def backends() -> list[str]:

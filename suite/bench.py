@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.errors import SuiteError
+from suite.kinds import PUBLISHED_KINDS
 from suite.metrics.latency import make_train_step
 from suite.metrics.memory import MALLOC_ENV
 from suite.ops import native
@@ -60,7 +61,7 @@ from suite.runtime import configure_cpu_process, resolve_device
 
 PARITY_TOL = 1e-4
 """Largest absolute difference of the forward output sequences (ours vs published) accepted before timing."""
-DELAY_TYPES = ("synaptic", "axonal", "dendritic")
+DELAY_TYPES = PUBLISHED_KINDS
 PROTOCOL_SHAPES: dict[str, tuple[int, int]] = {"gsc": (40, 98), "ssc": (140, 100)}
 """(input channels, time steps) per protocol: GSC 40 mel bins x 98 frames (1 s clip); SSC 140 channels, 100 frames."""
 N_OUTPUTS = 35

@@ -68,6 +68,7 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from suite.kinds import kinds
     from suite.ops.registry import BACKENDS
     from suite.registry import get_protocol, protocol_names, variants
 
@@ -78,6 +79,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_row(*map(terminal, (v.name, v.delay_type, ", ".join(v.supported_backends()), v.description,
                                       v.origin)))
     console().print(table)
+    delay_kinds = Table(title="Delay kinds", title_justify="left")
+    for col in ("kind", "description"):
+        delay_kinds.add_column(col)
+    for kind in kinds().values():
+        delay_kinds.add_row(terminal(kind.name), terminal(kind.label))
+    console().print(delay_kinds)
     backends = Table(title="Backends", title_justify="left")
     backends.add_column("backend")
     backends.add_column("description")
@@ -98,6 +105,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def describe(variant: str, protocol_name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Architecture, parameters and static costs of a variant on a protocol, without training."""
     from suite import metrics
+    from suite.kinds import kind_of
     from suite.registry import create_model, get_protocol
     from suite.specs import split_overrides
 
@@ -109,8 +117,7 @@ def describe(variant: str, protocol_name: str, overrides: dict[str, Any]) -> dic
         delay = getattr(layer, "delay", None)
         layers.append({
             "layer": i, "n_in": layer.n_in, "n_out": layer.n_out, "output": layer.is_output,
-            "delay": {"pre": "axonal (before W)", "post": "dendritic (after W)", "fused": "synaptic (per synapse)",
-                      "none": "none"}[layer.delay_site],
+            "delay": kind_of(model).label,
             "kernel_size": delay.kernel_size if delay is not None else None,
             "delayed_lines": delay.active_lines() if hasattr(delay, "active_lines") else None,
             "batchnorm": layer.norm is not None,

@@ -1,9 +1,11 @@
 """Registries of model variants, backends and protocols (timm-style ``register_variant`` + ``create_model``).
 
 Third-party packages add variants without editing the suite: they declare an entry point in the group
-``suite.variants`` whose target is a module (imported for its ``register_variant`` calls) or a callable (called once).
-A plug-in that fails (import error, registration error, a name already taken) costs one warning line on stderr naming
-its distribution and entry point; its partial registrations are undone and everything else keeps working.
+``suite.variants`` whose target is a module (imported for its ``register_variant`` calls) or a callable (called once);
+a package with a new kind of delay calls ``suite.kinds.register_kind`` there first. A plug-in that fails (import
+error, registration error, a name already taken, a model that breaks the contract of suite/models/contract.py) costs
+one warning line on stderr naming its distribution and entry point; its partial registrations (variants and kinds)
+are undone and everything else keeps working.
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ from typing import Any
 
 from torch import nn
 
+from suite import kinds
 from suite.errors import SuiteError
+from suite.models.contract import MEMBERS, missing_members
 from suite.ops.registry import BACKENDS
-from suite.specs import DELAY_TYPES, ModelSpec, ProtocolSpec, load_protocol_file, protocol_differences
+from suite.specs import ModelSpec, ProtocolSpec, load_protocol_file, protocol_differences
 
 ENTRY_POINT_GROUP = "suite.variants"
 PROTOCOL_DIR = Path(__file__).parent / "protocols"
 
 Builder = Callable[[ModelSpec, str], nn.Module]
-#: What the runner and the metrics call on a built network (docs/adding-a-method.md, section 2).
-NETWORK_METHODS = ("param_groups", "after_step", "end_epoch", "hard_copy", "delay_modules")
+#: The spec a variant is built with once when it is registered, to check its model against the contract (cheap).
+CONTRACT_CHECK_SPEC = {"n_inputs": 3, "n_hidden": (4,), "n_outputs": 2, "kernel_size": 3}
 
 
 @dataclass(frozen=True)
@@ -65,13 +69,24 @@ class Variant:
         except Exception as err:
             raise SuiteError(f"variant {self.name!r} (from {self.origin}): its builder failed: "
                              f"{type(err).__name__}: {_one_line(err)}") from None
-        missing = [m for m in NETWORK_METHODS if not callable(getattr(model, m, None))]
-        if not isinstance(model, nn.Module) or missing:
-            lacks = f" lacking {', '.join(missing)}" if isinstance(model, nn.Module) else ""
+        missing = missing_members(model)
+        if missing:
             raise SuiteError(f"variant {self.name!r} (from {self.origin}): its builder returned "
-                             f"{type(model).__name__}{lacks}, expected a torch.nn.Module with "
-                             f"{', '.join(NETWORK_METHODS)} (e.g. a DelayNetwork; docs/adding-a-method.md)")
+                             f"{type(model).__name__} lacking {', '.join(missing)}, expected a torch.nn.Module with "
+                             f"{', '.join(MEMBERS)} (the model contract: suite/models/contract.py)")
         return model
+
+    def check_contract(self) -> None:
+        """Build the variant once on a tiny spec (``CONTRACT_CHECK_SPEC`` over its defaults) on the "torch" backend
+        and check the model contract: a broken plug-in fails at registration, naming the missing member."""
+        if self.builder is None or "torch" not in self.supported_backends():
+            return
+        try:
+            spec = ModelSpec(**{**self.defaults, "variant": self.name, **CONTRACT_CHECK_SPEC})
+        except SuiteError as err:
+            raise SuiteError(f"variant {self.name!r} (from {self.origin}): its defaults are not a valid model: "
+                             f"{err}") from None
+        self._checked_build(spec, "torch")
 
 
 _VARIANTS: dict[str, Variant] = {}
@@ -95,9 +110,10 @@ def register_variant(name: str, *, description: str, delay_type: str, backends: 
     if name in _VARIANTS:
         raise SuiteError(f"variant {name!r} from {origin} is already registered by {_VARIANTS[name].origin}")
     if model_delay_type is None:
-        model_delay_type = delay_type if delay_type in DELAY_TYPES else "none"
+        model_delay_type = delay_type if delay_type in kinds.registered_kinds() else "none"
     variant = Variant(name, description, delay_type, {"delay_type": model_delay_type, **defaults}, builder, backends,
                       origin)
+    variant.check_contract()
     _VARIANTS[name] = variant
     return variant
 
@@ -120,6 +136,7 @@ def _load_entry_points() -> None:
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
         before = dict(_VARIANTS)
+        kinds_before = set(kinds.registered_kinds())
         _loading_origin = dist
         try:
             target = ep.load()
@@ -128,6 +145,8 @@ def _load_entry_points() -> None:
         except Exception as err:  # a broken plug-in must not take the suite down: one line, then carry on
             _VARIANTS.clear()
             _VARIANTS.update(before)
+            for added in set(kinds.registered_kinds()) - kinds_before:
+                kinds.unregister_kind(added)
             print(f"warning: plug-in {dist} (entry point {ep.name} = {ep.value} in group {ENTRY_POINT_GROUP}) "
                   f"skipped: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
         finally:

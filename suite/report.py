@@ -139,13 +139,14 @@ def _group_key(record: dict[str, Any]) -> dict[str, Any]:
     """Everything that separates configurations; records whose protocol content differs from the registered
     protocol's get their own label and a NOT COMPARABLE reason (suite/identity.py)."""
     from suite.identity import comparability, record_content
+    from suite.kinds import uses_kernel_size
     from suite.specs import content_hash
 
     spec, protocol, model = record["spec"], record["protocol"], record["model_spec"]
     if not isinstance(protocol, dict) or not isinstance(model, dict):
         raise SuiteError("'protocol' and 'model_spec' must be objects")
     version = protocol.get("version")
-    kernel = model.get("kernel_size") if model.get("delay_type") != "none" else None  # no delays: no D
+    kernel = model.get("kernel_size") if uses_kernel_size(model.get("delay_type")) else None  # no delays: no D
     name = str(protocol.get("name") or spec["protocol"])
     label, reason = comparability(name, protocol)
     return {

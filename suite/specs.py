@@ -20,8 +20,10 @@ from typing import Any
 import yaml
 
 from suite.errors import SuiteError
+from suite.kinds import KIND_NAMES
 
-DELAY_TYPES = ("none", "synaptic", "axonal", "dendritic")
+DELAY_TYPES = KIND_NAMES
+"""The built-in delay kinds; ``ModelSpec.delay_type`` accepts any registered kind (suite/kinds)."""
 PASSTHROUGH_MODES = ("official", "zero")
 
 
@@ -70,6 +72,16 @@ def check_seed(value: Any, where: str) -> None:
            f"must be a non-negative int up to 2**32 - 1 (numpy's seed range), got {value!r}")
 
 
+def _delay_kind(name: Any, where: str) -> Any:
+    """The registered delay kind ``name`` (a :class:`suite.kinds.base.DelayKind`); SuiteError naming ``where``."""
+    from suite.kinds import get_kind, kinds
+
+    try:
+        return get_kind(name) if isinstance(name, str) else get_kind("")
+    except SuiteError:
+        raise SuiteError(f"{where}: {name!r} is not one of {tuple(kinds())}") from None
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Architecture of a feed-forward delay SNN (defaults: the paper's GSC model, docs/protocol-facts.md 'Network').
@@ -108,8 +120,7 @@ class ModelSpec:
     def validate(self, where: str) -> None:
         """Raise SuiteError naming ``where`` and the key for any value the builders cannot honour (type and range)."""
         _check(isinstance(self.variant, str), f"{where}.variant", f"expected a name, got {self.variant!r}")
-        _check(isinstance(self.delay_type, str) and self.delay_type in DELAY_TYPES, f"{where}.delay_type",
-               f"{self.delay_type!r} is not one of {DELAY_TYPES}")
+        kind = _delay_kind(self.delay_type, f"{where}.delay_type")
         _check(isinstance(self.passthrough, str) and self.passthrough in PASSTHROUGH_MODES, f"{where}.passthrough",
                f"{self.passthrough!r} is not one of {PASSTHROUGH_MODES}")
         for key in ("n_inputs", "n_outputs"):
@@ -128,8 +139,9 @@ class ModelSpec:
             value = getattr(self, key)
             _check(_is_real(value) and 0.0 <= value < 1.0, f"{where}.{key}", f"must be in [0, 1), got {value!r}")
         check_bool(self.batchnorm, f"{where}.batchnorm")
-        _check(self.delay_sparsity == 0.0 or self.delay_type in ("axonal", "dendritic"), f"{where}.delay_sparsity",
+        _check(self.delay_sparsity == 0.0 or kind.sparse_delays, f"{where}.delay_sparsity",
                f"delay sparsity needs axonal or dendritic delays, not {self.delay_type!r}")
+        kind.validate(self, where)
 
     @property
     def layer_sizes(self) -> list[tuple[int, int]]:
@@ -184,7 +196,8 @@ class ProtocolSpec:
         values = {key: _typed(f"protocol {self.name}, variant {variant}: model.{key}", value, MODEL_TYPES[key])
                   for key, value in values.items()}
         sparse = self.model.get("delay_sparsity", 0.0)
-        if sparse and "delay_sparsity" not in overrides and values["delay_type"] not in ("axonal", "dendritic"):
+        where = f"protocol {self.name}, variant {variant}: model.delay_type"
+        if sparse and "delay_sparsity" not in overrides and not _delay_kind(values["delay_type"], where).sparse_delays:
             raise SuiteError(f"protocol {self.name}, variant {variant}: the protocol's delay_sparsity {sparse} needs "
                              f"axonal (official) or dendritic delays, not {values['delay_type']!r}; run an axonal "
                              "variant, or add --set delay_sparsity=0 to keep only the weight sparsity")

@@ -289,7 +289,7 @@ PAIRS = [("synaptic", 0.0), ("axonal", 0.0), ("dendritic", 0.0), ("axonal", 0.5)
 @pytest.mark.parametrize(("delay_type", "sparsity"), PAIRS)
 @pytest.mark.parametrize("hard", [False, True])
 def test_layer_synaptic_current_matches_official(delay_type: str, sparsity: float, hard: bool) -> None:
-    """Each ``DelayBlock.synaptic_current`` (delays + weights) against the official layer's, with gradients."""
+    """Each layer's ``synaptic_current`` (delays + weights) against the official layer's, with gradients."""
     official, ours = _small_pair(delay_type, sparsity)
     if hard:
         official.set_hard(True)

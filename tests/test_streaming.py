@@ -104,14 +104,14 @@ def _formula_bits(net: DelayNetwork, sizing: str) -> list[int]:
             continue
         k = delay.kernel_size
         d = delay.delays()
-        if layer.delay_site == "fused":
+        if net.spec.delay_type == "synaptic":
             if sizing == "allocated":
                 bits.append(layer.n_out * (k - 1) * 32)
             else:
                 live = torch.where(layer.weight != 0, d, 0)
                 bits.append(int(live.max(dim=1).values.sum()) * 32)
             continue
-        entry = (32 if i == 0 else 1) if layer.delay_site == "pre" else 32
+        entry = (32 if i == 0 else 1) if net.spec.delay_type == "axonal" else 32
         lines = d.numel()
         if delay.delay_mask is not None:
             active = delay.delay_mask.bool()

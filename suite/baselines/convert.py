@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from suite.errors import SuiteError
+from suite.kinds import PUBLISHED_KINDS
 from suite.models.network import DelayNetwork
 from suite.specs import ModelSpec
 
-_DELAY_TYPES = ("synaptic", "axonal", "dendritic")
+_DELAY_TYPES = PUBLISHED_KINDS
 _NORM_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 _OFFICIAL_KEY = re.compile(r"^snn\.(\d+)\.(.+)$")
 _SUITE_KEY = re.compile(r"^layers\.(\d+)\.(.+)$")

@@ -24,7 +24,9 @@ from DCLS.construct.modules import Dcls1d
 from spikingjelly.activation_based import functional, layer, neuron, surrogate
 from torch import nn
 
-DELAY_TYPES = ("synaptic", "axonal", "dendritic")
+from suite.kinds import PUBLISHED_KINDS
+
+DELAY_TYPES = PUBLISHED_KINDS
 
 
 class MaskedDcls1d(Dcls1d):

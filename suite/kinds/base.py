@@ -88,6 +88,11 @@ class DelayKind(ABC):
     """Registry key and ``ModelSpec.delay_type`` value, e.g. 'axonal'."""
     label: ClassVar[str]
     """One line for listings and ``describe``, e.g. 'axonal (before W)'."""
+    uses_kernel_size: ClassVar[bool] = True
+    """Whether ``ModelSpec.kernel_size`` (D) sizes this kind's delays; the leaderboard shows no D otherwise."""
+    sparse_delays: ClassVar[bool] = False
+    """Whether the kind honours ``ModelSpec.delay_sparsity`` and ``passthrough`` (lines left undelayed); specs refuse
+    a delay sparsity for a kind without them."""
 
     def validate(self, spec: ModelSpec, where: str) -> None:
         """Refuse a spec this kind cannot build (raise ``suite.errors.SpecError`` naming ``where``); default: any."""

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from suite.metrics.buffers import buffer_bits, network_lines
+from suite.kinds import kind_of
+from suite.metrics.buffers import buffer_bits
 from suite.metrics.params import count_parameters
 from suite.metrics.synops import synaptic_operations
 
@@ -48,16 +49,15 @@ def dense_op_counts(net: nn.Module) -> dict[str, int]:
 
     ``dense_synops_per_step``: sum of N_in N_out (one tap per synapse, NeuroBench 'Dense' per step);
     ``effective_synapses``: non-zero weights; ``training_conv_macs_per_step``: what the soft-delay training kernels
-    multiply per step: synaptic N_in N_out D (DCLS convolution), axonal N_in D + N_in N_out, dendritic
-    N_in N_out + N_out D, no delay N_in N_out.
+    multiply per step, asked of the kind (:meth:`~suite.kinds.base.DelayKind.training_macs_per_step`): synaptic
+    N_in N_out D (DCLS convolution), axonal N_in D + N_in N_out, dendritic N_in N_out + N_out D, no delay N_in N_out.
     """
+    kind = kind_of(net)
     dense = synapses = conv = 0
-    for ll, layer in zip(network_lines(net), net.layers, strict=True):
-        n_in, n_out, k = ll.n_in, ll.n_out, ll.kernel_size
-        dense += n_in * n_out
+    for layer in net.layers:
+        dense += layer.n_in * layer.n_out
         synapses += int(torch.count_nonzero(layer.weight.detach()))
-        conv += {"fused": n_in * n_out * k, "pre": n_in * k + n_in * n_out, "post": n_in * n_out + n_out * k,
-                 "none": n_in * n_out}[ll.site]
+        conv += kind.training_macs_per_step(layer)
     return {"dense_synops_per_step": dense, "effective_synapses": synapses, "training_conv_macs_per_step": conv}
 
 
@@ -108,9 +108,9 @@ def runtime_metrics(net: nn.Module, batch_x: torch.Tensor, lengths: torch.Tensor
             out["training_step_source"] = "caller"
         train = latency.training_step_latency(train_step_fn, dev, warmup, repeats)
         out.update({f"training_step_latency_{k}": train[k] for k in keys})
-    if measure_memory and hasattr(net, "spec"):
+    if measure_memory:
         spec = asdict(net.spec)
-        backend = getattr(net, "backend", "torch")
+        backend = net.backend
         t_steps, batch = x.shape[0], x.shape[1]
         inf_mem = inference_peak_memory(spec, backend, batch, t_steps, str(dev))
         out["inference_peak_bytes"] = inf_mem["peak_bytes"]

@@ -4,7 +4,8 @@ Counted the NeuroBench way (``neurobench.metrics.workload.SynapticOperations``):
 input is binarised (non-zero -> 1) and so is the weight matrix, so one operation = one (non-zero input, non-zero
 weight) pair; a layer whose input values all lie in {-1, 0, 1} performs accumulates (``Effective_ACs``), any other
 layer multiply-accumulates (``Effective_MACs``); ``Dense`` counts every (input, weight) pair, zeros included. All three
-are averaged per sample. Delay-aware extensions:
+are averaged per sample. Each layer's kind counts its own (:meth:`suite.kinds.base.DelayKind.operations`); the
+built-in kinds' delay-aware extensions:
 
 - axonal: the weights act on the delayed presynaptic sequence (T + (D - 1) // 2 steps; values that the delay pushes
   beyond the end are never read and never counted);
@@ -24,42 +25,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from suite.kinds import kind_of
 
 
 def _is_spiking(x: torch.Tensor) -> bool:
     """NeuroBench's test (``binary_inputs``): every value in {-1, 0, 1}."""
     return bool(((x == 0) | (x == 1) | (x == -1)).all())
-
-
-def _layer_ops(layer: nn.Module, h: torch.Tensor) -> tuple[int, int]:
-    """(effective, dense) synaptic operations of one layer on its input sequence h (T, B, N_in)."""
-    weight = layer.weight.detach()
-    present = weight != 0
-    n_out, n_in = weight.shape
-    if layer.delay_site == "fused":
-        delay = layer.delay
-        k = delay.kernel_size
-        delays = delay.delays().to(h.device)
-        xpad = F.pad(h, (0, 0, 0, 0, delay.pad_left, delay.pad_right))
-        t_out = xpad.shape[0] - k + 1
-        nonzero = xpad != 0
-        effective = 0
-        for d in torch.unique(delays[present]).tolist():
-            tap = k - 1 - d
-            per_input = nonzero[tap : tap + t_out].sum(dim=(0, 1))  # non-zero inputs each synapse of delay d reads
-            fan_out = (present & (delays == d)).sum(dim=0)
-            effective += int((per_input * fan_out).sum())
-        return effective, t_out * h.shape[1] * n_in * n_out
-    lin_in = layer.delay(h) if layer.delay_site == "pre" else h
-    effective = int(((lin_in != 0).sum(dim=(0, 1)) * present.sum(dim=0)).sum())
-    return effective, lin_in.shape[0] * lin_in.shape[1] * n_in * n_out
-
-
-def _hard_eval(net: nn.Module) -> nn.Module:
-    if hasattr(net, "hard_copy"):
-        return net.hard_copy()
-    return net.eval()
 
 
 @torch.no_grad()
@@ -72,7 +44,8 @@ def synaptic_operations(net: nn.Module, x: torch.Tensor, lengths: torch.Tensor |
     ``effective_synops_per_layer``, ``dense_synops_per_layer``, ``synops_kind_per_layer`` ('AC', 'MAC' or 'mixed'),
     ``samples``, ``input_steps_per_sample``.
     """
-    model = _hard_eval(net)
+    model = net.hard_copy()
+    kind = kind_of(model)
     layers = list(model.layers)
     n = len(layers)
     batch = x.shape[1]
@@ -94,16 +67,16 @@ def synaptic_operations(net: nn.Module, x: torch.Tensor, lengths: torch.Tensor |
         h = x[:t_len, idx.to(x.device)]
         steps += t_len * len(idx)
         for i, layer in enumerate(layers):
-            e, d = _layer_ops(layer, h)
-            eff[i] += e
-            dense[i] += d
+            ops = kind.operations(layer, h)
+            eff[i] += ops.effective
+            dense[i] += ops.dense
             spiking = _is_spiking(h)
             kinds[i].add("AC" if spiking else "MAC")
             if spiking:  # classified per call, as NeuroBench classifies per forward pass
-                acs += e
+                acs += ops.effective
             else:
-                macs += e
-            h = layer(h)
+                macs += ops.effective
+            h = ops.output
             if i < n - 1:
                 spikes[i] += int(torch.count_nonzero(h))
                 slots[i] += h.numel()

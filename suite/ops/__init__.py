@@ -18,7 +18,9 @@ OPTIONAL_FUNCTIONS = (
     "delay_batchnorm_lif_supported",
     "batchnorm_lif_delay",
     "batchnorm_lif_delay_supported",
+    "network_forward",
 )
 """A backend may also fuse a hidden layer's training-mode BatchNorm -> LIF -> dropout, with a dendritic layer's soft
 delay before it or with the next layer's soft axonal delay after it (see ``suite.ops.pytorch``); models use each
-where its ``*_supported`` says so and compose the steps otherwise."""
+where its ``*_supported`` says so and compose the steps otherwise. ``network_forward(layers, x, spikes)`` is the
+training forward of a layer stack with those fusions (suite/ops/fused_stages.py); a backend without it composes."""

@@ -870,3 +870,13 @@ def synaptic_delay_hard(
         taps = weight.detach().unsqueeze(-1).contiguous()
         return native.time_major(native.window_correlate(src, taps, start, t_out), x.shape[1])
     return _synaptic_hard_sparse(x, weight, delays, kernel_size, pad_left, pad_right)
+
+
+def network_forward(layers: list[torch.nn.Module], x: torch.Tensor,
+                    spikes: list[torch.Tensor] | None = None) -> torch.Tensor | None:
+    """Training forward of a layer stack with this backend's fused neuron stages (suite/ops/fused_stages.py)."""
+    import sys
+
+    from suite.ops import fused_stages
+
+    return fused_stages.network_forward(sys.modules[__name__], layers, x, spikes)
