@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 import math
 import sys
 from collections.abc import Iterator
@@ -16,11 +17,15 @@ import pytest
 import torch
 from torch import nn
 
+import suite
 from suite import registry
 from suite.errors import SuiteError
-from suite.kinds.base import DelayKind
-from suite.models.network import summed_softmax_loss
+from suite.kinds import register_kind, registered_kinds, unregister_kind
+from suite.kinds.base import Sizing
+from suite.metrics.buffers import buffer_bits
+from suite.models.network import DelayNetwork, summed_softmax_loss
 from suite.specs import ModelSpec
+from suite.streaming import StreamingExecutor
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PACKAGES = {"slayer": ("suite-slayer-delays", "suite_slayer_delays", "axonal-slayer"),
@@ -28,12 +33,12 @@ PACKAGES = {"slayer": ("suite-slayer-delays", "suite_slayer_delays", "axonal-sla
 
 
 @pytest.fixture(scope="module")
-def slayer() -> ModuleType:
+def slayer(kinds_registered: None) -> ModuleType:
     return _import("slayer")
 
 
 @pytest.fixture(scope="module")
-def delrec() -> ModuleType:
+def delrec(kinds_registered: None) -> ModuleType:
     return _import("delrec")
 
 
@@ -46,62 +51,45 @@ def _import(key: str) -> ModuleType:
     return importlib.import_module(module)
 
 
-class Stack(nn.Module):
-    """Layers of one kind in sequence, as the suite's generic network stacks them (built by ``build_layer``)."""
+@pytest.fixture(scope="module")
+def kinds_registered() -> Iterator[None]:
+    """Both kinds in the suite's registry (what each package's ``register`` does first), removed afterwards."""
+    registered = [register_kind(_import("slayer").SlayerAxonalKind()), register_kind(_import("delrec").DelRecKind())]
+    yield
+    for kind in registered:
+        unregister_kind(kind.name)
 
-    def __init__(self, kind: DelayKind, spec: ModelSpec) -> None:
-        super().__init__()
-        self.kind = kind
-        sizes = spec.layer_sizes
-        self.layers = nn.ModuleList(kind.build_layer(i, o, spec, "torch", k == len(sizes) - 1)
-                                    for k, (i, o) in enumerate(sizes))
 
-    def forward(self, x: torch.Tensor, spikes: list[torch.Tensor] | None = None) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
-            if spikes is not None and not layer.is_output:
-                spikes.append(x)
-        return x
+def network(delay_type: str, seed: int = 0, **model: object) -> DelayNetwork:
+    """The suite's generic network of ``delay_type`` layers (dropout off unless given)."""
+    torch.manual_seed(seed)
+    return DelayNetwork(ModelSpec(delay_type=delay_type, **{"dropout": 0.0, **model}))
 
-    def hard_copy(self) -> Stack:
-        clone = copy.deepcopy(self).eval()
-        for layer in clone.layers:
-            self.kind.harden(layer)
-        return clone
 
-    def stream(self, x: torch.Tensor, sizing: str) -> tuple[torch.Tensor, list[torch.Tensor], list[int]]:
-        """Step by step through the kind's streaming layers: (outputs, hidden spikes, buffer bits per layer)."""
-        steps = [self.kind.streaming_layer(layer, i, sizing, x.device) for i, layer in enumerate(self.layers)]
-        for s in steps:
-            s.allocate(x.shape[1])
-        outs, hidden = [], [[] for _ in steps[:-1]]
-        for t, frame in enumerate(x):
-            u = frame
-            for i, s in enumerate(steps):
-                u = s.step(u, t, None)
-                if not s.is_output:
-                    hidden[i].append(u)
-            outs.append(u)
-        return torch.stack(outs), [torch.stack(h) for h in hidden], [s.buffer_bits for s in steps]
-
-    @torch.no_grad()
-    def assert_streams_like_batch(self, x: torch.Tensor, sizing: str) -> None:
-        """Every hidden layer spikes (neither silent nor saturated), the streamed spikes equal the batch spikes and
-        the output membranes agree to float32 rounding (the suite's own streaming tolerance)."""
-        spikes: list[torch.Tensor] = []
-        want = self(x, spikes)
-        got, got_spikes, _ = self.stream(x, sizing)
-        assert all(0.02 < float(s.mean()) < 0.98 for s in spikes)
-        assert all(torch.equal(a, b) for a, b in zip(got_spikes, spikes, strict=True))
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+@torch.no_grad()
+def assert_streams_like_batch(hard: DelayNetwork, x: torch.Tensor, sizing: Sizing) -> list[int]:
+    """Every hidden layer spikes (neither silent nor saturated); the executor's spikes equal the batch spikes and
+    its output membranes agree to float32 rounding (the suite's own streaming tolerance). Returns the executor's
+    buffer bits per layer."""
+    spikes: list[torch.Tensor] = []
+    want = hard(x, spikes)
+    executor = StreamingExecutor.from_model(hard, sizing)
+    got_spikes: list[torch.Tensor] = []
+    got = executor.run(x, spikes=got_spikes)
+    assert all(0.02 < float(s.mean()) < 0.98 for s in spikes)
+    assert all(torch.equal(a, b) for a, b in zip(got_spikes, spikes, strict=True))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    return executor.buffer_bits_per_layer()
 
 
 def count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def timing_task(seed: int, batch: int = 32, t_len: int = 14, channels: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two classes with the same events in opposite order (channel 0 then 1, or 1 then 0, 5 steps apart)."""
+def timing_task(seed: int, batch: int = 32, t_len: int = 14, channels: int = 4, gap: int = 5
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes with the same events in opposite order (channel 0 then 1, or 1 then 0, ``gap`` steps apart), plus
+    sparse noise on the other channels."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, 2, (batch,), generator=g)
     x = torch.zeros(t_len, batch, channels)
@@ -109,56 +97,52 @@ def timing_task(seed: int, batch: int = 32, t_len: int = 14, channels: int = 4) 
     for b in range(batch):
         first, second = (0, 1) if labels[b] == 0 else (1, 0)
         x[start[b], b, first] = 1.0
-        x[start[b] + 5, b, second] = 1.0
+        x[start[b] + gap, b, second] = 1.0
     x[:, :, 2:] = (torch.rand(t_len, batch, channels - 2, generator=g) < 0.1).float()
     return x, labels
 
 
-def train_losses(net: Stack, epochs: int, steps: int, lr: float) -> list[float]:
-    """Adam on the kind's parameter groups, ``after_step`` after each step and ``end_epoch`` after each epoch;
-    the mean training loss of every epoch."""
-    groups: dict[str, list[nn.Parameter]] = {}
-    for layer in net.layers:
-        for name, params in net.kind.param_groups(layer).items():
-            groups.setdefault(name, []).extend(params)
-    assert sorted(p for ps in groups.values() for p in map(id, ps)) == sorted(map(id, net.parameters()))
-    opt = torch.optim.Adam([{"params": ps} for ps in groups.values() if ps], lr=lr)
+def train_losses(net: DelayNetwork, epochs: int, steps: int, lr: float, lr_pos: float, gap: int) -> list[float]:
+    """Adam on the network's parameter groups (asked of the kind; ``positions`` at ``lr_pos``), ``after_step`` after
+    each step and ``end_epoch`` after each epoch, as the runner does, on the timing task with events ``gap`` steps
+    apart; the mean training loss of every epoch."""
+    groups = net.param_groups()
+    assert sorted(map(id, (p for ps in groups.values() for p in ps))) == sorted(map(id, net.parameters()))
+    opt = torch.optim.Adam([{"params": ps, "lr": lr_pos if name == "positions" else lr}
+                            for name, ps in groups.items() if ps])
     losses = []
     for epoch in range(epochs):
         total = 0.0
         for step in range(steps):
-            x, y = timing_task(100 * epoch + step)
+            x, y = timing_task(100 * epoch + step, gap=gap)
             net.train()
             loss = summed_softmax_loss(net(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            for layer in net.layers:
-                net.kind.after_step(layer)
+            net.after_step()
             total += loss.item()
-        for layer in net.layers:
-            net.kind.end_epoch(layer, ModelSpec(), epoch, epochs)
+        net.end_epoch(epoch, epochs)
         losses.append(total / steps)
     return losses
 
 
-def with_running_stats(net: Stack, x: torch.Tensor) -> Stack:
+def with_running_stats(net: DelayNetwork, x: torch.Tensor) -> DelayNetwork:
     """Give every BatchNorm non-trivial running statistics and affine (as training would)."""
+    norms = [layer.norm for layer in net.layers if getattr(layer, "norm", None) is not None]
     with torch.no_grad():
-        for layer in net.layers:
-            if getattr(layer, "norm", None) is not None:
-                layer.norm.momentum = 1.0
+        for norm in norms:
+            norm.momentum = 1.0
         net.train()(x)
-        for layer in net.layers:
-            if getattr(layer, "norm", None) is not None:
-                layer.norm.weight.uniform_(0.8, 1.6)
-                layer.norm.bias.uniform_(0.0, 0.6)
+        for norm in norms:
+            norm.weight.uniform_(0.8, 1.6)
+            norm.bias.uniform_(0.0, 0.6)
     return net.eval()
 
 
 # ---------------------------------------------------------------- SLAYER-style integer axonal delays
 
-def test_slayer_shift_is_integer_and_its_gradients_are_slayers(slayer) -> None:
+def test_slayer_shift_is_integer_and_its_gradients_are_slayers(slayer: ModuleType) -> None:
     x = torch.tensor([[1.0, 2.0], [3.0, 0.0], [0.0, 5.0], [4.0, 6.0], [2.0, 1.0]]).unsqueeze(1)  # (T=5, B=1, N=2)
     x.requires_grad_(True)
     d = torch.tensor([1.6, 0.2], requires_grad=True)  # floors: 1 and 0
@@ -177,22 +161,16 @@ def test_slayer_shift_is_integer_and_its_gradients_are_slayers(slayer) -> None:
     assert x.grad.squeeze(1).tolist() == [[2.0, -1.0], [-1.0, 1.0], [1.5, 0.5], [1.0, 2.0], [0.0, -0.5]]
 
 
-def slayer_spec() -> ModelSpec:
-    return ModelSpec(n_inputs=3, n_hidden=(4,), n_outputs=2, kernel_size=5, dropout=0.0)
-
-
-def test_slayer_parameters_and_buffer_bits_by_hand(slayer) -> None:
-    kind = slayer.SlayerAxonalKind()
-    torch.manual_seed(0)
-    net = Stack(kind, slayer_spec())
+def test_slayer_parameters_and_buffer_bits_by_hand(slayer: ModuleType) -> None:
+    net = network("slayer-axonal", n_inputs=3, n_hidden=(4,), n_outputs=2, kernel_size=5)
+    kind = net.kind
     # layer 1: 3 delays + 4 x 3 weights + BatchNorm 2 x 4; output: 4 delays + 2 x 4 weights
     assert count(net) == (3 + 12 + 8) + (4 + 8) == 35
     assert [count(layer) for layer in net.layers] == [23, 12]
-    assert [kind.param_groups(layer)["positions"] for layer in net.layers] == [[net.layers[0].delay],
-                                                                                [net.layers[1].delay]]
+    assert net.param_groups()["positions"] == [net.layers[0].axon_delay, net.layers[1].axon_delay]
     with torch.no_grad():
-        net.layers[0].delay.copy_(torch.tensor([0.3, 2.7, 4.0]))
-        net.layers[1].delay.copy_(torch.tensor([1.2, 3.9, 0.0, 2.5]))
+        net.layers[0].axon_delay.copy_(torch.tensor([0.3, 2.7, 4.0]))
+        net.layers[1].axon_delay.copy_(torch.tensor([1.2, 3.9, 0.0, 2.5]))
     hard = net.hard_copy()
     bufs = [kind.buffers(layer, i, 32, 32) for i, layer in enumerate(hard.layers)]
     assert [b.allocated_bits for b in bufs] == [3 * 4 * 32, 4 * 4 * 1] == [384, 16]
@@ -200,64 +178,63 @@ def test_slayer_parameters_and_buffer_bits_by_hand(slayer) -> None:
     assert [b.entry_bits for b in bufs] == [32, 1]
     assert [(b.stored_delay_values, b.stored_delay_value_bits) for b in bufs] == [(3, 3 * 3), (4, 4 * 3)]
     assert [b.buffered_lines for b in bufs] == [3, 4] and {b.site for b in bufs} == {"pre"}
-    x = torch.rand(9, 2, 3) * 2.0
+    report = buffer_bits(hard)  # the network report asks the kind
+    assert (report["allocated_bits"], report["learned_bits"], report["delay_sites"]) == (400, 198, ["pre", "pre"])
     for sizing, want in (("allocated", [384, 16]), ("learned", [192, 6])):
-        assert hard.stream(x, sizing)[2] == want
+        assert StreamingExecutor.from_model(hard, sizing).buffer_bits_per_layer() == want
     assert [kind.training_macs_per_step(layer) for layer in hard.layers] == [12, 8]
-    assert [kind.output_length(layer, 9) for layer in hard.layers] == [9, 9]
+    assert hard.output_length(9) == 9
 
 
 @pytest.mark.parametrize("sizing", ["allocated", "learned"])
-def test_slayer_streaming_equals_batch(slayer, sizing: str) -> None:
-    kind = slayer.SlayerAxonalKind()
-    torch.manual_seed(3)
-    spec = ModelSpec(n_inputs=6, n_hidden=(10, 8), n_outputs=3, kernel_size=7, dropout=0.0)
-    net = Stack(kind, spec)
+def test_slayer_streaming_equals_batch(slayer: ModuleType, sizing: Sizing) -> None:
+    net = network("slayer-axonal", 3, n_inputs=6, n_hidden=(10, 8), n_outputs=3, kernel_size=7)
     with torch.no_grad():
         for layer in net.layers:
-            layer.delay.uniform_(0.0, 6.99)
+            layer.axon_delay.uniform_(0.0, 6.99)
             layer.weight.mul_(2.0)
     x = torch.rand(20, 4, 6) * 2.0
-    with_running_stats(net, x).hard_copy().assert_streams_like_batch(x, sizing)
+    bits = assert_streams_like_batch(with_running_stats(net, x).hard_copy(), x, sizing)
+    assert bits == buffer_bits(net.hard_copy())[f"{sizing}_bits_per_layer"]
 
 
-def test_slayer_adaptive_cap_follows_the_original_schedule(slayer) -> None:
+def test_slayer_adaptive_cap_follows_the_original_schedule(slayer: ModuleType) -> None:
     kind = slayer.SlayerAxonalKind(warmup_fraction=0.25, interval=2, window=2, quantile=0.75)
     layer = kind.build_layer(4, 2, ModelSpec(n_inputs=4, n_hidden=(2,), n_outputs=2, kernel_size=9), "torch", True)
     assert float(layer.cap) == 8.0
     with torch.no_grad():
-        layer.delay.copy_(torch.tensor([1.5, 9.7, 3.2, -0.4]))
+        layer.axon_delay.copy_(torch.tensor([1.5, 9.7, 3.2, -0.4]))
     kind.after_step(layer)  # warm-up: clamp to [0, D - 1] only
-    assert layer.delay.tolist() == pytest.approx([1.5, 8.0, 3.2, 0.0]) and float(layer.cap) == 8.0
+    assert layer.axon_delay.tolist() == pytest.approx([1.5, 8.0, 3.2, 0.0]) and float(layer.cap) == 8.0
     kind.end_epoch(layer, ModelSpec(), 1, 8)  # 8 epochs: the cap stays fixed while epoch <= 8 // 4 (main: <= 250)
     assert not bool(layer.adaptive)
     kind.end_epoch(layer, ModelSpec(), 2, 8)
     assert bool(layer.adaptive)
     with torch.no_grad():
-        layer.delay.copy_(torch.tensor([1.5, 6.2, 3.2, 5.9]))
+        layer.axon_delay.copy_(torch.tensor([1.5, 6.2, 3.2, 5.9]))
     kind.after_step(layer)
     kind.after_step(layer)  # 2 steps: not more than `interval`
     assert float(layer.cap) == 8.0
     kind.after_step(layer)  # floors sorted [1, 3, 5, 6]: cap = 6; index 3 -> 6 > 6 - 2: cap 7, count restarts
     assert float(layer.cap) == 7.0 and int(layer.steps_since_check) == 0
     with torch.no_grad():
-        layer.delay.copy_(torch.tensor([0.5, 4.2, 0.2, 0.9]))
+        layer.axon_delay.copy_(torch.tensor([0.5, 4.2, 0.2, 0.9]))
     for _ in range(3):
         kind.after_step(layer)  # floors [0, 0, 0, 4]: cap = 4; index 3 -> 4 > 2: cap 5
     assert float(layer.cap) == 5.0
     median = slayer.SlayerAxonalKind(interval=0, window=2, quantile=0.5)
     median.after_step(layer)  # floors [0, 0, 0, 4]: cap = 4; index 2 -> 0 is not > 2: the cap shrinks to 4
     assert float(layer.cap) == 4.0 and int(layer.steps_since_check) == 1
-    assert float(layer.delay.detach().max()) == 4.0  # 4.2 clamped to the new cap
+    assert float(layer.axon_delay.detach().max()) == 4.0  # 4.2 clamped to the new cap
     b = kind.buffers(layer, 1, 32, 32)
     assert (b.allocated_bits, b.learned_bits, b.stored_delay_value_bits) == (4 * 4, 0 + 4 + 0 + 0, 4 * 3)
 
 
-def test_slayer_synaptic_operations_by_hand(slayer) -> None:
+def test_slayer_synaptic_operations_by_hand(slayer: ModuleType) -> None:
     kind = slayer.SlayerAxonalKind()
     layer = kind.build_layer(2, 3, ModelSpec(n_inputs=2, n_hidden=(3,), n_outputs=3, kernel_size=5), "torch", True)
     with torch.no_grad():
-        layer.delay.copy_(torch.tensor([2.0, 0.0]))
+        layer.axon_delay.copy_(torch.tensor([2.0, 0.0]))
         layer.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 2.0], [0.0, 3.0]]))
     h = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 0.0]]).unsqueeze(1)  # (T=4, B=1, 2)
     ops = kind.operations(layer.eval(), h)
@@ -268,61 +245,61 @@ def test_slayer_synaptic_operations_by_hand(slayer) -> None:
     torch.testing.assert_close(ops.output, layer(h))
 
 
-def test_slayer_tiny_training_run_lowers_the_loss(slayer) -> None:
-    torch.manual_seed(0)
-    net = Stack(slayer.SlayerAxonalKind(), ModelSpec(n_inputs=4, n_hidden=(16,), n_outputs=2, kernel_size=9,
-                                                     dropout=0.0))
-    before = [layer.delay.detach().clone() for layer in net.layers]
-    losses = train_losses(net, epochs=4, steps=8, lr=0.02)
+def test_slayer_tiny_training_run_lowers_the_loss(slayer: ModuleType) -> None:
+    """In the suite's generic network (training through the backend's fused neuron stages), with sparse weights: the
+    loss falls, the delays move and stay in [0, D - 1], pruned weights stay zero."""
+    net = network("slayer-axonal", n_inputs=4, n_hidden=(16,), n_outputs=2, kernel_size=9, weight_sparsity=0.3)
+    pruned = [layer.weight == 0 for layer in net.layers]
+    assert all(0 < int(p.sum()) < p.numel() for p in pruned)
+    before = [layer.axon_delay.detach().clone() for layer in net.layers]
+    losses = train_losses(net, epochs=4, steps=8, lr=0.02, lr_pos=0.1, gap=2)
     assert losses[-1] < 0.9 * losses[0], losses
-    assert any(not torch.equal(layer.delay, b) for layer, b in zip(net.layers, before, strict=True))
-    assert all(0.0 <= float(layer.delay.detach().min()) <= float(layer.delay.detach().max()) <= 8.0
+    assert all(bool((layer.weight[p] == 0).all()) for layer, p in zip(net.layers, pruned, strict=True))
+    assert any(not torch.equal(layer.axon_delay, b) for layer, b in zip(net.layers, before, strict=True))
+    assert all(0.0 <= float(layer.axon_delay.detach().min()) <= float(layer.axon_delay.detach().max()) <= 8.0
                for layer in net.layers)
 
 
 # ---------------------------------------------------------------- DelRec recurrent delays
 
-def delrec_spec(kernel_size: int = 7) -> ModelSpec:
-    return ModelSpec(n_inputs=5, n_hidden=(6, 4), n_outputs=3, kernel_size=kernel_size, tau=2.0, dropout=0.0)
+DELREC = {"n_inputs": 5, "n_hidden": (6, 4), "n_outputs": 3, "kernel_size": 7, "tau": 2.0}
 
 
-def test_delrec_parameter_counts_by_hand_and_the_published_ssc_size(delrec) -> None:
-    kind = delrec.DelRecKind()
-    net = Stack(kind, delrec_spec())
+def test_delrec_parameter_counts_by_hand_and_the_published_ssc_size(delrec: ModuleType) -> None:
+    net = network("delrec", **DELREC)
     # hidden: W_ff + bias + W_rec + delays + spreads; output: W + bias
     assert [count(layer) for layer in net.layers] == [5 * 6 + 6 + 36 + 6 + 6, 6 * 4 + 4 + 16 + 4 + 4, 4 * 3 + 3]
     assert count(net) == 84 + 52 + 15 == 151
-    groups = kind.param_groups(net.layers[0])
-    assert [len(groups[k]) for k in ("weights", "norm", "positions")] == [3, 0, 2]
+    groups = net.param_groups()
+    assert [len(groups[k]) for k in ("weights", "norm", "positions")] == [3 + 3 + 2, 0, 2 + 2]
     # configs/perf_SSC.py: 700 // 5 inputs, three recurrent layers of 256, 35 classes: the paper's "0.37 M"
-    ssc = ModelSpec(n_inputs=140, n_hidden=(256, 256, 256), n_outputs=35, kernel_size=31)
-    sizes = ssc.layer_sizes
-    total = sum(count(kind.build_layer(i, o, ssc, "torch", k == len(sizes) - 1)) for k, (i, o) in enumerate(sizes))
-    assert total == (140 * 256 + 256) + 2 * (256 * 256 + 256) + (256 * 35 + 35) + 3 * (256 * 256 + 2 * 256) == 374_819
+    ssc = network("delrec", n_inputs=140, n_hidden=(256, 256, 256), n_outputs=35, kernel_size=31)
+    assert count(ssc) == (140 * 256 + 256) + 2 * (256 * 256 + 256) + (256 * 35 + 35) + 3 * (256 * 256 + 2 * 256)
+    assert count(ssc) == 374_819
 
 
-def test_delrec_buffer_bits_by_hand(delrec) -> None:
-    kind = delrec.DelRecKind()
-    torch.manual_seed(1)
-    net = Stack(kind, delrec_spec(kernel_size=7))
+def test_delrec_buffer_bits_by_hand(delrec: ModuleType) -> None:
+    net = network("delrec", 1, **DELREC)
     with torch.no_grad():
         net.layers[0].recurrent_delays.copy_(torch.tensor([0.2, 1.6, 6.0, 2.4, 0.5, 3.5]))  # rounds 0 2 6 2 0 4
         net.layers[1].recurrent_delays.copy_(torch.tensor([5.0, 0.0, 1.0, 2.6]))  # 5 0 1 3
     hard = net.hard_copy()
-    bufs = [kind.buffers(layer, i, 32, 32) for i, layer in enumerate(hard.layers)]
+    bufs = [net.kind.buffers(layer, i, 32, 32) for i, layer in enumerate(hard.layers)]
+    # one 1-bit spike line per recurrent source neuron: D - 1 = 6 deep allocated, its own delay deep learned
     assert [b.allocated_bits for b in bufs] == [6 * 6, 4 * 6, 0]
     assert [b.learned_bits for b in bufs] == [0 + 2 + 6 + 2 + 0 + 4, 5 + 0 + 1 + 3, 0] == [14, 9, 0]
     assert [b.site for b in bufs] == ["recurrent", "recurrent", "none"]
     assert [(b.stored_delay_values, b.stored_delay_value_bits) for b in bufs] == [(6, 18), (4, 12), (0, 0)]
-    assert [b.extras for b in bufs] == [{"recurrent_lines": 6}, {"recurrent_lines": 4}, {}]
-    x = torch.rand(12, 2, 5)
-    assert hard.stream(x, "allocated")[2] == [36, 24, 0]
-    assert hard.stream(x, "learned")[2] == [14, 9, 0]
+    assert [b.buffered_lines for b in bufs] == [6, 4, 0]
+    report = buffer_bits(hard)
+    assert (report["allocated_bits"], report["learned_bits"]) == (60, 23)
+    assert report["delay_sites"] == ["recurrent", "recurrent", "none"]
+    assert StreamingExecutor.from_model(hard, "allocated").buffer_bits_per_layer() == [36, 24, 0]
+    assert StreamingExecutor.from_model(hard, "learned").buffer_bits_per_layer() == [14, 9, 0]
 
 
-def spiking_delrec(delrec, seed: int) -> Stack:
-    torch.manual_seed(seed)
-    net = Stack(delrec.DelRecKind(), delrec_spec())
+def spiking_delrec(seed: int) -> DelayNetwork:
+    net = network("delrec", seed, **DELREC)
     with torch.no_grad():
         for layer in net.layers[:-1]:
             layer.linear.weight.mul_(4.0)
@@ -331,14 +308,16 @@ def spiking_delrec(delrec, seed: int) -> Stack:
 
 
 @pytest.mark.parametrize("sizing", ["allocated", "learned"])
-def test_delrec_streaming_equals_batch(delrec, sizing: str) -> None:
-    spiking_delrec(delrec, 2).hard_copy().assert_streams_like_batch(torch.rand(25, 3, 5), sizing)
+def test_delrec_streaming_equals_batch(delrec: ModuleType, sizing: Sizing) -> None:
+    hard = spiking_delrec(2).hard_copy()
+    bits = assert_streams_like_batch(hard, torch.rand(25, 3, 5), sizing)
+    assert bits == buffer_bits(hard)[f"{sizing}_bits_per_layer"]
 
 
-def test_delrec_hard_forward_is_the_soft_kernel_at_zero_spread(delrec) -> None:
+def test_delrec_hard_forward_is_the_soft_kernel_at_zero_spread(delrec: ModuleType) -> None:
     """sigma = 0 and integer delays: the training path's triangle is one step wide, so both paths give one spike
     train (the hard path reads y[t - 1 - d] directly; the soft one moves a window of future inputs)."""
-    hard = spiking_delrec(delrec, 4).hard_copy()
+    hard = spiking_delrec(4).hard_copy()
     soft = copy.deepcopy(hard)
     for layer in soft.layers[:-1]:
         layer.hard.fill_(False)
@@ -386,9 +365,10 @@ def original_axonal_recdel(layer: nn.Module, current: torch.Tensor) -> torch.Ten
     return torch.stack(out)
 
 
-def test_delrec_training_path_and_delay_gradients_match_the_original(delrec) -> None:
+def test_delrec_training_path_and_delay_gradients_match_the_original(delrec: ModuleType) -> None:
     torch.manual_seed(5)
-    layer = delrec.DelRecKind(recurrent_dropout=0.0).build_layer(5, 6, delrec_spec(), "torch", False).double()
+    spec = ModelSpec(delay_type="delrec", dropout=0.0, **DELREC)
+    layer = delrec.DelRecKind(recurrent_dropout=0.0).build_layer(5, 6, spec, "torch", False).double()
     with torch.no_grad():
         layer.linear.weight.mul_(4.0)
         layer.p_spread.uniform_(-1.0, 1.0)
@@ -410,7 +390,7 @@ def test_delrec_training_path_and_delay_gradients_match_the_original(delrec) -> 
     assert float(our_grads[0].abs().max()) > 0 and float(our_grads[1].abs().max()) > 0
 
 
-def test_delrec_kernel_gradient_matches_finite_differences(delrec) -> None:
+def test_delrec_kernel_gradient_matches_finite_differences(delrec: ModuleType) -> None:
     """Delays enter the model only through the triangular kernel, which is piecewise linear in d and s: away from its
     kinks autograd and a central difference agree."""
     d = torch.tensor([0.3, 2.45, 4.7], dtype=torch.float64, requires_grad=True)
@@ -432,12 +412,11 @@ def test_delrec_kernel_gradient_matches_finite_differences(delrec) -> None:
     assert float(d.grad.abs().min()) > 0
 
 
-def test_delrec_operations_count_arrivals_within_the_sequence(delrec) -> None:
-    kind = delrec.DelRecKind()
-    hard = spiking_delrec(delrec, 6).hard_copy()
+def test_delrec_operations_count_arrivals_within_the_sequence(delrec: ModuleType) -> None:
+    hard = spiking_delrec(6).hard_copy()
     layer = hard.layers[0]
     x = torch.rand(16, 2, 5)
-    ops = kind.operations(layer, x)
+    ops = hard.kind.operations(layer, x)
     out = layer(x)
     torch.testing.assert_close(ops.output, out)
     ff = sum(int((x[:, :, i] != 0).sum()) * int((layer.linear.weight[:, i] != 0).sum()) for i in range(5))
@@ -448,75 +427,92 @@ def test_delrec_operations_count_arrivals_within_the_sequence(delrec) -> None:
     assert ops.dense == 16 * 2 * (5 * 6 + 6 * 6)
 
 
-def test_delrec_end_epoch_rounds_delays_and_shrinks_sigma_as_released(delrec) -> None:
-    kind = delrec.DelRecKind()
-    layer = kind.build_layer(5, 6, delrec_spec(), "torch", False)
+def test_delrec_end_epoch_rounds_delays_and_shrinks_sigma_as_released(delrec: ModuleType) -> None:
+    net = network("delrec", **DELREC)
+    kind, layer = net.kind, net.layers[0]
     with torch.no_grad():
         layer.recurrent_delays.copy_(torch.tensor([0.4, 1.6, 7.3, 2.5, 3.49, -0.2]))
     kind.after_step(layer)
     assert layer.recurrent_delays.tolist() == pytest.approx([0.4, 1.6, 6.0, 2.5, 3.49, 0.0])
-    kind.end_epoch(layer, delrec_spec(), 0, 50)
+    kind.end_epoch(layer, net.spec, 0, 50)
     assert layer.recurrent_delays.tolist() == [0.0, 2.0, 6.0, 2.0, 3.0, 0.0]
     assert float(layer.sigma) == pytest.approx(10.0 * 0.95 ** 2)  # decay per epoch 0.95^(100 / 50), epoch 1
-    assert kind.training_macs_per_step(layer) == 5 * 6 + 6 * 6 * (math.ceil(1 + 6 + float(layer.spread().max())))
+    lags = math.ceil(1 + 6 + float(layer.spread().detach().max()))  # L - 1 of the kernel: 1 + max d + max s
+    assert kind.training_macs_per_step(layer) == 5 * 6 + 6 * 6 * lags
 
 
-def test_delrec_tiny_training_run_lowers_the_loss(delrec) -> None:
-    torch.manual_seed(0)
-    net = Stack(delrec.DelRecKind(), ModelSpec(n_inputs=4, n_hidden=(16,), n_outputs=2, kernel_size=9, tau=2.0,
-                                                dropout=0.0))
+def test_delrec_tiny_training_run_lowers_the_loss(delrec: ModuleType) -> None:
+    net = network("delrec", n_inputs=4, n_hidden=(16,), n_outputs=2, kernel_size=9, tau=2.0)
     before = net.layers[0].recurrent_delays.detach().clone()
-    losses = train_losses(net, epochs=4, steps=8, lr=0.02)
+    losses = train_losses(net, epochs=4, steps=6, lr=0.02, lr_pos=0.05, gap=5)
     assert losses[-1] < 0.9 * losses[0], losses
     assert not torch.equal(net.layers[0].recurrent_delays, before)
 
 
-@pytest.mark.parametrize("key", ["slayer", "delrec"])
-@pytest.mark.parametrize("field", ["delay_sparsity", "weight_sparsity"])
-def test_sparse_specs_are_refused_naming_the_key(key: str, field: str) -> None:
-    package = _import(key)
-    kind = package.SlayerAxonalKind() if key == "slayer" else package.DelRecKind()
-    kind.validate(ModelSpec(), "protocol tiny model")  # the dense paper spec is fine
-    spec = ModelSpec(**{field: 0.5, "delay_type": "axonal"})
-    with pytest.raises(SuiteError, match=rf"^protocol tiny model\.{field}: kind '{kind.name}' has no sparse form, "
-                                         r"got 0\.5 \(expected 0\)$"):
-        kind.validate(spec, "protocol tiny model")
+@pytest.mark.parametrize(("kind", "field", "message"), [
+    ("slayer-axonal", "delay_sparsity", "delay sparsity needs axonal or dendritic delays, not 'slayer-axonal'"),
+    ("delrec", "delay_sparsity", "delay sparsity needs axonal or dendritic delays, not 'delrec'"),
+    ("delrec", "weight_sparsity", "kind 'delrec' has no sparse form, got 0.5 (expected 0)"),
+])
+def test_sparse_specs_the_kind_cannot_build_are_refused_naming_the_key(
+        kinds_registered: None, kind: str, field: str, message: str) -> None:
+    with pytest.raises(SuiteError) as err:
+        ModelSpec(delay_type=kind, **{field: 0.5})
+    assert str(err.value) == f"model.{field}: {message}"
 
 
 # ---------------------------------------------------------------- installed as a user installs them
 
+def write_dist_infos(folder: Path) -> None:
+    """What ``pip install`` leaves for each example package: a .dist-info with its ``suite.variants`` entry point."""
+    for project, module, _ in PACKAGES.values():
+        dist_info = folder / f"{module}-0.1.0.dist-info"
+        dist_info.mkdir()
+        (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project}\nVersion: 0.1.0\n")
+        entry = project.removeprefix("suite-")
+        (dist_info / "entry_points.txt").write_text(f"[suite.variants]\n{entry} = {module}:register\n")
+
+
 @pytest.fixture
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """What ``pip install examples/suite-slayer-delays examples/suite-delrec`` provides: each package on sys.path and
-    its entry-point metadata, discovered through importlib.metadata like any installed distribution."""
-    import suite.kinds
-
-    if not hasattr(suite.kinds, "register_kind"):
-        pytest.skip("the kind registry (suite.kinds.register_kind, branch 'kinds') is not in this checkout")
-    for project, module, _ in PACKAGES.values():
-        entry = project.removeprefix("suite-")
-        dist_info = tmp_path / f"{module}-0.1.0.dist-info"
-        dist_info.mkdir()
-        (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project}\nVersion: 0.1.0\n")
-        (dist_info / "entry_points.txt").write_text(f"[suite.variants]\n{entry} = {module}:register\n")
+    its entry-point metadata, discovered through importlib.metadata like any installed distribution. The kinds
+    this module registered by hand make way for the packages' own registration, and come back afterwards."""
+    write_dist_infos(tmp_path)
+    for project, _, _ in PACKAGES.values():
         monkeypatch.syspath_prepend(str(EXAMPLES / project / "src"))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_VARIANTS", dict(registry._VARIANTS))
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
-    kinds_before = dict(suite.kinds._KINDS)
+    before = registered_kinds()
+    for name in ("slayer-axonal", "delrec"):
+        unregister_kind(name)
     yield
-    suite.kinds._KINDS.clear()
-    suite.kinds._KINDS.update(kinds_before)
+    for name in ("slayer-axonal", "delrec"):
+        unregister_kind(name)
+        if name in before:
+            register_kind(before[name])
 
 
-@pytest.mark.parametrize(("key", "params"), [
-    # tiny protocol (35 -> 8 -> 10, D = 5): delays + weights + BatchNorm; output delays + weights
-    ("slayer", (35 + 35 * 8 + 2 * 8) + (8 + 8 * 10)),
-    # W_ff + bias + W_rec + delays + spreads; output W + bias
-    ("delrec", (35 * 8 + 8 + 64 + 8 + 8) + (8 * 10 + 10)),
+def _schema_enumerates_kinds() -> bool:
+    """Whether the run-record schema still lists the built-in kinds as the only delay types (then the record of a
+    plug-in kind cannot validate; branch 'kinds' opens it to any registered name)."""
+    schema = json.loads((Path(suite.__file__).parent / "schemas" / "run-record.schema.json").read_text())
+    return "enum" in schema["properties"]["model_spec"]["properties"]["delay_type"]
+
+
+@pytest.mark.skipif(_schema_enumerates_kinds(), reason="suite/schemas/run-record.schema.json enumerates the built-in "
+                    "delay kinds, so a plug-in kind's record cannot validate (opened on branch 'kinds')")
+@pytest.mark.parametrize(("key", "params", "allocated"), [
+    # tiny protocol (35 -> 8 -> 10, D = 5): delays + weights + BatchNorm; output delays + weights. Buffers: 35 lines
+    # of 4 x 32-bit inputs, 8 lines of 4 spikes (the cap stays at D - 1: 9 steps in all, far below 150)
+    ("slayer", (35 + 35 * 8 + 2 * 8) + (8 + 8 * 10), 35 * 4 * 32 + 8 * 4),
+    # W_ff + bias + W_rec + delays + spreads; output W + bias. Buffers: 8 recurrent lines of 4 spikes
+    ("delrec", (35 * 8 + 8 + 64 + 8 + 8) + (8 * 10 + 10), 8 * 4),
 ])
 def test_installed_kind_trains_on_the_tiny_protocol_and_reaches_the_leaderboard(
-        installed: None, tmp_path: Path, tiny_protocol_path: Path, data_cache: Path, key: str, params: int) -> None:
+        installed: None, tmp_path: Path, tiny_protocol_path: Path, data_cache: Path, key: str, params: int,
+        allocated: int) -> None:
     from suite.report import build_leaderboard
     from suite.specs import RunSpec
     from suite.train import run_training
@@ -528,7 +524,8 @@ def test_installed_kind_trains_on_the_tiny_protocol_and_reaches_the_leaderboard(
     record = run_training(RunSpec(variant, "tiny"), tmp_path, cache_dir=data_cache, protocol=protocol)
     metrics = record["metrics"]
     assert metrics["params_trainable"] == params
-    assert metrics["buffer_allocated_bits"] > 0 and metrics["buffer_learned_bits"] <= metrics["buffer_allocated_bits"]
+    assert metrics["buffer_allocated_bits"] == allocated
+    assert 0 <= metrics["buffer_learned_bits"] <= allocated
     frames, warnings = build_leaderboard(tmp_path)
     assert not warnings
     assert variant in set(frames["tiny"]["variant"])

@@ -13,17 +13,16 @@ triangle collapses onto the single step 1 + d_n, which the hard forward reads fr
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from suite.errors import SuiteError
 from suite.kinds.base import DelayKind, LayerBuffers, LayerOperations, Sizing, StreamingLayer
+from suite.kinds.common import delay_value_bits
+from suite.kinds.rings import STATE_DTYPE, DelayLines
 from suite.models.lif import LeakyReadout
 from suite.specs import ModelSpec
-from suite.streaming import STATE_DTYPE, DelayLines
 
 
 class TriangleSpike(torch.autograd.Function):
@@ -82,6 +81,11 @@ class DelRecLayer(nn.Module):
         self.p_spread = nn.Parameter(torch.zeros(n_out))
         self.register_buffer("sigma", torch.tensor(float(sigma)))
         self.register_buffer("hard", torch.tensor(False))
+
+    @property
+    def weight(self) -> nn.Parameter:
+        """The feed-forward (N_out, N_in) weights: what the suite's data-free counts read of every layer."""
+        return self.linear.weight
 
     def integer_delays(self) -> torch.Tensor:
         """Rounded recurrent delays (long, (n_out,)): the hard layer's extra steps beyond the one-step recurrence."""
@@ -142,6 +146,10 @@ class DelRecReadout(nn.Module):
         self.linear = nn.Linear(n_in, n_out)
         self.neuron = LeakyReadout(spec.tau, backend)
 
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.linear.weight
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.neuron(self.linear(x))
 
@@ -159,11 +167,11 @@ class DelRecKind(DelayKind):
         self.delay_std, self.recurrent_dropout = delay_std, recurrent_dropout
 
     def validate(self, spec: ModelSpec, where: str) -> None:
-        """Sparse delays and sparse weights are options of the suite's own kinds, not of this one."""
-        for key in ("delay_sparsity", "weight_sparsity"):
-            if getattr(spec, key):
-                raise SuiteError(f"{where}.{key}: kind {self.name!r} has no sparse form, got {getattr(spec, key)!r} "
-                                 "(expected 0)")
+        """Sparse weights are an option of the suite's neuron layers, not of this one (sparse delays are refused by
+        the spec for every kind without ``sparse_delays``)."""
+        if spec.weight_sparsity:
+            raise SuiteError(f"{where}.weight_sparsity: kind {self.name!r} has no sparse form, got "
+                             f"{spec.weight_sparsity!r} (expected 0)")
 
     def build_layer(self, n_in: int, n_out: int, spec: ModelSpec, backend: str, is_output: bool) -> nn.Module:
         if is_output:
@@ -212,8 +220,7 @@ class DelRecKind(DelayKind):
         n, depth = layer.n_out, layer.max_delay
         return LayerBuffers(site="recurrent", allocated_bits=n * depth, learned_bits=int(layer.integer_delays().sum()),
                             buffered_lines=n if depth > 0 else 0, entry_bits=1, stored_delay_values=n,
-                            stored_delay_value_bits=n * (math.ceil(math.log2(depth + 1)) if depth > 0 else 0),
-                            extras={"recurrent_lines": n})
+                            stored_delay_value_bits=n * delay_value_bits(depth + 1))
 
     @torch.no_grad()
     def operations(self, layer: nn.Module, h: torch.Tensor) -> LayerOperations:
