@@ -25,7 +25,7 @@ from suite.kinds.base import Sizing
 from suite.metrics.buffers import buffer_bits
 from suite.models.network import DelayNetwork, summed_softmax_loss
 from suite.specs import ModelSpec
-from suite.streaming import StreamingExecutor
+from suite.streaming import StreamingExecutor, streaming_state_bytes
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PACKAGES = {"slayer": ("suite-slayer-delays", "suite_slayer_delays", "axonal-slayer"),
@@ -181,7 +181,10 @@ def test_slayer_parameters_and_buffer_bits_by_hand(slayer: ModuleType) -> None:
     report = buffer_bits(hard)  # the network report asks the kind
     assert (report["allocated_bits"], report["learned_bits"], report["delay_sites"]) == (400, 198, ["pre", "pre"])
     for sizing, want in (("allocated", [384, 16]), ("learned", [192, 6])):
-        assert StreamingExecutor.from_model(hard, sizing).buffer_bits_per_layer() == want
+        executor = StreamingExecutor.from_model(hard, sizing)
+        assert executor.buffer_bits_per_layer() == want
+        state = sum(math.ceil(b / 8) for b in want) + 4 * (4 + 2)  # bit-packed rings + float32 membranes
+        assert executor.state_bytes() == state == streaming_state_bytes(hard, sizing)
     assert [kind.training_macs_per_step(layer) for layer in hard.layers] == [12, 8]
     assert hard.output_length(9) == 9
 
@@ -285,17 +288,21 @@ def test_delrec_buffer_bits_by_hand(delrec: ModuleType) -> None:
         net.layers[1].recurrent_delays.copy_(torch.tensor([5.0, 0.0, 1.0, 2.6]))  # 5 0 1 3
     hard = net.hard_copy()
     bufs = [net.kind.buffers(layer, i, 32, 32) for i, layer in enumerate(hard.layers)]
-    # one 1-bit spike line per recurrent source neuron: D - 1 = 6 deep allocated, its own delay deep learned
-    assert [b.allocated_bits for b in bufs] == [6 * 6, 4 * 6, 0]
-    assert [b.learned_bits for b in bufs] == [0 + 2 + 6 + 2 + 0 + 4, 5 + 0 + 1 + 3, 0] == [14, 9, 0]
+    # one 1-bit spike line per recurrent source neuron: D = 7 deep allocated, 1 + its own delay deep learned
+    assert [b.allocated_bits for b in bufs] == [6 * 7, 4 * 7, 0]
+    assert [b.learned_bits for b in bufs] == [6 + (0 + 2 + 6 + 2 + 0 + 4), 4 + (5 + 0 + 1 + 3), 0] == [20, 13, 0]
     assert [b.site for b in bufs] == ["recurrent", "recurrent", "none"]
     assert [(b.stored_delay_values, b.stored_delay_value_bits) for b in bufs] == [(6, 18), (4, 12), (0, 0)]
     assert [b.buffered_lines for b in bufs] == [6, 4, 0]
     report = buffer_bits(hard)
-    assert (report["allocated_bits"], report["learned_bits"]) == (60, 23)
+    assert (report["allocated_bits"], report["learned_bits"]) == (70, 33)
     assert report["delay_sites"] == ["recurrent", "recurrent", "none"]
-    assert StreamingExecutor.from_model(hard, "allocated").buffer_bits_per_layer() == [36, 24, 0]
-    assert StreamingExecutor.from_model(hard, "learned").buffer_bits_per_layer() == [14, 9, 0]
+    for sizing, bits in (("allocated", [42, 28, 0]), ("learned", [20, 13, 0])):
+        executor = StreamingExecutor.from_model(hard, sizing)
+        assert executor.buffer_bits_per_layer() == bits
+        # real bytes per stream: bit-packed rings + one float32 membrane per neuron, the documented formula
+        state = sum(math.ceil(b / 8) for b in bits) + 4 * (6 + 4 + 3)
+        assert executor.state_bytes() == state == streaming_state_bytes(hard, sizing)
 
 
 def spiking_delrec(seed: int) -> DelayNetwork:
@@ -507,8 +514,8 @@ def _schema_enumerates_kinds() -> bool:
     # tiny protocol (35 -> 8 -> 10, D = 5): delays + weights + BatchNorm; output delays + weights. Buffers: 35 lines
     # of 4 x 32-bit inputs, 8 lines of 4 spikes (the cap stays at D - 1: 9 steps in all, far below 150)
     ("slayer", (35 + 35 * 8 + 2 * 8) + (8 + 8 * 10), 35 * 4 * 32 + 8 * 4),
-    # W_ff + bias + W_rec + delays + spreads; output W + bias. Buffers: 8 recurrent lines of 4 spikes
-    ("delrec", (35 * 8 + 8 + 64 + 8 + 8) + (8 * 10 + 10), 8 * 4),
+    # W_ff + bias + W_rec + delays + spreads; output W + bias. Buffers: 8 recurrent lines of D = 5 spikes
+    ("delrec", (35 * 8 + 8 + 64 + 8 + 8) + (8 * 10 + 10), 8 * 5),
 ])
 def test_installed_kind_trains_on_the_tiny_protocol_and_reaches_the_leaderboard(
         installed: None, tmp_path: Path, tiny_protocol_path: Path, data_cache: Path, key: str, params: int,

@@ -213,14 +213,15 @@ class DelRecKind(DelayKind):
         layer.hard.fill_(True)
 
     def buffers(self, layer: nn.Module, index: int, input_bits: int, acc_bits: int) -> LayerBuffers:
-        """Recurrent lines: one 1-bit spike line per source neuron, as deep as its delay (learned) or D - 1
-        (allocated); the one-step recurrence every recurrent layer has is neuron state, not delay buffer."""
+        """Recurrent lines: one 1-bit spike line per source neuron n holding its last 1 + d_n spikes (learned) or D
+        (allocated: delays up to D - 1). The one step every recurrence needs is counted in: a layer with all delays
+        0 holds N bits, its previous spikes."""
         if layer.is_output:
             return LayerBuffers("none", 0, 0, 0, 0, 0, 0)
-        n, depth = layer.n_out, layer.max_delay
-        return LayerBuffers(site="recurrent", allocated_bits=n * depth, learned_bits=int(layer.integer_delays().sum()),
-                            buffered_lines=n if depth > 0 else 0, entry_bits=1, stored_delay_values=n,
-                            stored_delay_value_bits=n * delay_value_bits(depth + 1))
+        n, longest = layer.n_out, layer.max_delay + 1
+        return LayerBuffers(site="recurrent", allocated_bits=n * longest,
+                            learned_bits=int((1 + layer.integer_delays()).sum()), buffered_lines=n, entry_bits=1,
+                            stored_delay_values=n, stored_delay_value_bits=n * delay_value_bits(longest))
 
     @torch.no_grad()
     def operations(self, layer: nn.Module, h: torch.Tensor) -> LayerOperations:
@@ -252,8 +253,9 @@ class DelRecKind(DelayKind):
 
 
 class DelRecStreamingLayer(StreamingLayer):
-    """The hard layer step by step. Hidden: per source neuron a 1-bit spike ring (suite.streaming.DelayLines) that
-    yields y[t - d] after step t; that vector drives the recurrent weights at step t + 1. Output: the readout."""
+    """The hard layer step by step. Hidden: per source neuron n a 1-bit spike ring (suite.kinds.rings.DelayLines)
+    with delay 1 + d_n, as deep as that delay (learned) or D (allocated): step t first reads every y[t - 1 - d_n]
+    (clearing the slot it frees), then, once the neuron fired, writes y[t] there. Output: the readout."""
 
     def __init__(self, layer: nn.Module, sizing: Sizing, device: torch.device) -> None:
         self.is_output, self.n_in, self.n_out = layer.is_output, layer.n_in, layer.n_out
@@ -266,31 +268,29 @@ class DelRecStreamingLayer(StreamingLayer):
         else:
             self.tau, self.v_threshold = layer.tau, layer.v_threshold
             self.recurrent = layer.recurrent_weights.detach().to(device, STATE_DTYPE).clone()
-            delays = layer.integer_delays().cpu()
-            depths = torch.full_like(delays, layer.max_delay) if sizing == "allocated" else delays
+            delays = 1 + layer.integer_delays().cpu()
+            depths = torch.full_like(delays, layer.max_delay + 1) if sizing == "allocated" else delays
             self.ring = DelayLines(delays, depths, bits=True, device=device)
-        self.v = self.delayed = torch.zeros(0)
+        self.v = torch.zeros(0)
 
     def allocate(self, batch: int) -> None:
         if self.ring is not None:
             self.ring.allocate(batch)
         self.v = torch.zeros(batch, self.n_out, dtype=STATE_DTYPE, device=self.device)
-        self.delayed = torch.zeros_like(self.v)
 
     def step(self, u: torch.Tensor, t: int, t_in: int | None) -> torch.Tensor:
         current = F.linear(u, self.weight, self.bias)
         if self.ring is None:
             self.v = torch.add(current, self.v, alpha=self.decay)
             return self.v
-        spikes, self.v = lif_step(self.v, current + F.linear(self.delayed, self.recurrent), self.tau,
-                                  self.v_threshold)
-        self.delayed = self.ring.step(spikes, t)
+        delayed = self.ring.step(torch.zeros_like(self.v), t)  # read y[t - 1 - d]; its slot is step t's
+        spikes, self.v = lif_step(self.v, current + F.linear(delayed, self.recurrent), self.tau, self.v_threshold)
+        self.ring.step(spikes, t)  # write y[t] into that slot
         return spikes
 
     @property
     def state_bytes(self) -> int:
-        """Ring, membranes and (hidden) the delayed spike vector that feeds the next step."""
-        ring = self.ring.nbytes + self.delayed.shape[1] * self.delayed.element_size() if self.ring else 0
+        ring = self.ring.nbytes if self.ring is not None else 0
         return ring + self.v.shape[1] * self.v.element_size()
 
     @property
