@@ -356,9 +356,9 @@ def original_axonal_recdel(layer: nn.Module, current: torch.Tensor) -> torch.Ten
     out = []
     for t in range(t_len):
         rec_now = buffer[:, :, pointer]
-        v = v - (v - 0.0) / layer.tau + (current[t] + rec_now)
-        y = TriangleSpike.apply(v - layer.v_threshold)
-        v = v - y * layer.v_threshold
+        v = v - (v - 0.0) / layer.neuron.tau + (current[t] + rec_now)
+        y = TriangleSpike.apply(v - layer.neuron.v_threshold)
+        v = v - y * layer.neuron.v_threshold
         x_rec = torch.matmul(w, y.unsqueeze(2) * mask)
         buffer[:, :, pointer] = 0.0
         pointer = (pointer + 1) % length

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from suite.errors import SuiteError
 from suite.kinds.base import DelayKind, LayerBuffers, LayerOperations, Sizing, StreamingLayer
 from suite.kinds.common import delay_value_bits
-from suite.kinds.rings import STATE_DTYPE, DelayLines
+from suite.kinds.rings import STATE_DTYPE, DelayLines, NeuronStreamingLayer
 from suite.models.lif import LeakyReadout
 from suite.specs import ModelSpec
 
@@ -40,14 +40,23 @@ class TriangleSpike(torch.autograd.Function):
         return grad * (1.0 - x.abs()).clamp(min=0.0)
 
 
-def lif_step(v: torch.Tensor, current: torch.Tensor, tau: float, v_threshold: float
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of spikingjelly's ``LIFNode(decay_input=False, v_reset=None)``: charge v - v/tau + I, fire at
-    v >= threshold, soft reset (subtract the threshold, reset not detached). Returns (spikes, new v); shared by the
-    batch forward and the streaming step so that both compute the same bits."""
-    h = v - v / tau + current
-    spikes = TriangleSpike.apply(h - v_threshold)
-    return spikes, h - spikes * v_threshold
+class SoftResetLIF(nn.Module):
+    """spikingjelly's ``LIFNode(decay_input=False, v_reset=None)`` one step at a time: charge v - v/tau + I, fire at
+    v >= threshold, soft reset (subtract the threshold, reset not detached). Stateless; the batch forward and the
+    streaming step both call :meth:`step`, so that both compute the same bits."""
+
+    def __init__(self, tau: float, v_threshold: float) -> None:
+        super().__init__()
+        self.tau, self.v_threshold = tau, v_threshold
+
+    def step(self, v: torch.Tensor, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(membrane, input current) of one step -> (spikes, new membrane)."""
+        h = v - v / self.tau + current
+        spikes = TriangleSpike.apply(h - self.v_threshold)
+        return spikes, h - spikes * self.v_threshold
+
+    def extra_repr(self) -> str:
+        return f"tau={self.tau}, v_threshold={self.v_threshold}, soft reset, triangle surrogate"
 
 
 def recurrent_kernel(delays: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
@@ -71,7 +80,8 @@ class DelRecLayer(nn.Module):
                  recurrent_dropout: float) -> None:
         super().__init__()
         self.n_in, self.n_out, self.is_output = n_in, n_out, False
-        self.tau, self.v_threshold = spec.tau, spec.v_threshold
+        self.neuron = SoftResetLIF(spec.tau, spec.v_threshold)
+        self.norm = None
         self.dropout, self.recurrent_dropout = spec.dropout, recurrent_dropout
         self.max_delay = spec.kernel_size - 1
         self.linear = nn.Linear(n_in, n_out)
@@ -116,8 +126,7 @@ class DelRecLayer(nn.Module):
         out = []
         for frame in current:
             rec_now = pending[:, :, 0]
-            spikes, v = lif_step(v, frame + (rec_now if rec_keep is None else rec_now * rec_keep), self.tau,
-                                 self.v_threshold)
+            spikes, v = self.neuron.step(v, frame + (rec_now if rec_keep is None else rec_now * rec_keep))
             arriving = torch.matmul(self.recurrent_weights, spikes.unsqueeze(2) * kernel)
             pending = F.pad(pending[:, :, 1:], (0, 1)) + arriving
             out.append(spikes)
@@ -131,7 +140,7 @@ class DelRecLayer(nn.Module):
         delayed = torch.zeros_like(v)
         history = []
         for t, frame in enumerate(current):
-            spikes, v = lif_step(v, frame + F.linear(delayed, self.recurrent_weights), self.tau, self.v_threshold)
+            spikes, v = self.neuron.step(v, frame + F.linear(delayed, self.recurrent_weights))
             history.append(spikes)
             delayed = sum((history[t - k] * sel for k, sel in lines if t - k >= 0), torch.zeros_like(v))
         return torch.stack(history)
@@ -145,6 +154,7 @@ class DelRecReadout(nn.Module):
         self.n_in, self.n_out, self.is_output = n_in, n_out, True
         self.linear = nn.Linear(n_in, n_out)
         self.neuron = LeakyReadout(spec.tau, backend)
+        self.norm = None
 
     @property
     def weight(self) -> nn.Parameter:
@@ -252,47 +262,29 @@ class DelRecKind(DelayKind):
         return DelRecStreamingLayer(layer, sizing, device)
 
 
-class DelRecStreamingLayer(StreamingLayer):
+class DelRecStreamingLayer(NeuronStreamingLayer):
     """The hard layer step by step. Hidden: per source neuron n a 1-bit spike ring (suite.kinds.rings.DelayLines)
     with delay 1 + d_n, as deep as that delay (learned) or D (allocated): step t first reads every y[t - 1 - d_n]
-    (clearing the slot it frees), then, once the neuron fired, writes y[t] there. Output: the readout."""
+    (clearing the slot it frees), then, once the neuron fired, writes y[t] there. Output: the suite's readout step."""
 
     def __init__(self, layer: nn.Module, sizing: Sizing, device: torch.device) -> None:
-        self.is_output, self.n_in, self.n_out = layer.is_output, layer.n_in, layer.n_out
-        self.device = device
-        self.weight = layer.linear.weight.detach().to(device, STATE_DTYPE).clone()
-        self.bias = layer.linear.bias.detach().to(device, STATE_DTYPE).clone()
-        self.ring: DelayLines | None = None
-        if self.is_output:
-            self.decay = 1.0 - 1.0 / layer.neuron.tau
-        else:
-            self.tau, self.v_threshold = layer.tau, layer.v_threshold
-            self.recurrent = layer.recurrent_weights.detach().to(device, STATE_DTYPE).clone()
+        ring = None
+        if not layer.is_output:
             delays = 1 + layer.integer_delays().cpu()
             depths = torch.full_like(delays, layer.max_delay + 1) if sizing == "allocated" else delays
-            self.ring = DelayLines(delays, depths, bits=True, device=device)
-        self.v = torch.zeros(0)
+            ring = DelayLines(delays, depths, bits=True, device=device)
+            self.neuron = layer.neuron  # stateless: tau and threshold
+            self.recurrent = layer.recurrent_weights.detach().to(device, STATE_DTYPE).clone()
+        super().__init__(layer, device, ring)
+        self.bias = layer.linear.bias.detach().to(device, STATE_DTYPE).clone()
 
-    def allocate(self, batch: int) -> None:
-        if self.ring is not None:
-            self.ring.allocate(batch)
-        self.v = torch.zeros(batch, self.n_out, dtype=STATE_DTYPE, device=self.device)
+    def current(self, u: torch.Tensor, t: int, t_in: int | None) -> torch.Tensor:
+        return F.linear(u, self.weight, self.bias)
 
     def step(self, u: torch.Tensor, t: int, t_in: int | None) -> torch.Tensor:
-        current = F.linear(u, self.weight, self.bias)
         if self.ring is None:
-            self.v = torch.add(current, self.v, alpha=self.decay)
-            return self.v
+            return super().step(u, t, t_in)
         delayed = self.ring.step(torch.zeros_like(self.v), t)  # read y[t - 1 - d]; its slot is step t's
-        spikes, self.v = lif_step(self.v, current + F.linear(delayed, self.recurrent), self.tau, self.v_threshold)
+        spikes, self.v = self.neuron.step(self.v, self.current(u, t, t_in) + F.linear(delayed, self.recurrent))
         self.ring.step(spikes, t)  # write y[t] into that slot
         return spikes
-
-    @property
-    def state_bytes(self) -> int:
-        ring = self.ring.nbytes if self.ring is not None else 0
-        return ring + self.v.shape[1] * self.v.element_size()
-
-    @property
-    def buffer_bits(self) -> int:
-        return self.ring.bits if self.ring is not None else 0
