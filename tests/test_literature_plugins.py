@@ -23,6 +23,7 @@ from suite.errors import SuiteError
 from suite.kinds import register_kind, registered_kinds, unregister_kind
 from suite.kinds.base import Sizing
 from suite.metrics.buffers import buffer_bits
+from suite.metrics.synops import synaptic_operations
 from suite.models.network import DelayNetwork, summed_softmax_loss
 from suite.specs import ModelSpec
 from suite.streaming import StreamingExecutor, streaming_state_bytes
@@ -432,6 +433,10 @@ def test_delrec_operations_count_arrivals_within_the_sequence(delrec: ModuleType
               for n in range(6))
     assert rec > 0 and ops.effective == ff + rec
     assert ops.dense == 16 * 2 * (5 * 6 + 6 * 6)
+    report = synaptic_operations(hard, x)  # the network report asks the kind, layer by layer, per sample
+    assert report["effective_synops_per_layer"][0] == (ff + rec) / 2
+    assert report["dense_synops_per_layer"] == [16 * (5 * 6 + 6 * 6), 16 * (6 * 4 + 4 * 4), 16 * 4 * 3]
+    assert report["spikes_per_sample_per_layer"][0] == int(out.sum()) / 2
 
 
 def test_delrec_end_epoch_rounds_delays_and_shrinks_sigma_as_released(delrec: ModuleType) -> None:
