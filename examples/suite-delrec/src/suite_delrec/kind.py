@@ -102,6 +102,7 @@ class DelRecLayer(nn.Module):
         return torch.round(self.recurrent_delays.detach()).long()
 
     def spread(self) -> torch.Tensor:
+        """Half-widths s_n = 1 + 2 sigma sigmoid(p_n) of the training kernel (1 everywhere once sigma is 0)."""
         return 1.0 + 2.0 * self.sigma * torch.sigmoid(self.p_spread)
 
     def _mask(self, x: torch.Tensor, p: float) -> torch.Tensor | None:
