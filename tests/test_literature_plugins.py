@@ -22,6 +22,7 @@ from suite import registry
 from suite.errors import SuiteError
 from suite.kinds import register_kind, registered_kinds, unregister_kind
 from suite.kinds.base import Sizing
+from suite.metrics import dense_op_counts
 from suite.metrics.buffers import buffer_bits
 from suite.metrics.synops import synaptic_operations
 from suite.models.network import DelayNetwork, summed_softmax_loss
@@ -280,6 +281,12 @@ def test_delrec_parameter_counts_by_hand_and_the_published_ssc_size(delrec: Modu
     ssc = network("delrec", n_inputs=140, n_hidden=(256, 256, 256), n_outputs=35, kernel_size=31)
     assert count(ssc) == (140 * 256 + 256) + 2 * (256 * 256 + 256) + (256 * 35 + 35) + 3 * (256 * 256 + 2 * 256)
     assert count(ssc) == 374_819
+    # dense operations per step and effective synapses count the recurrent N^2 synapses too
+    with torch.no_grad():
+        net.layers[0].recurrent_weights[0, :2] = 0.0
+    counts = dense_op_counts(net)
+    assert counts["dense_synops_per_step"] == (5 * 6 + 36) + (6 * 4 + 16) + 4 * 3
+    assert counts["effective_synapses"] == (5 * 6 + 36 - 2) + (6 * 4 + 16) + 4 * 3
 
 
 def test_delrec_buffer_bits_by_hand(delrec: ModuleType) -> None:

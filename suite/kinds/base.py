@@ -135,6 +135,12 @@ class DelayKind(ABC):
     def operations(self, layer: nn.Module, h: torch.Tensor) -> LayerOperations:
         """Synaptic operations of the hard, eval-mode layer on its input sequence ``h`` (T, B, n_in)."""
 
+    def synapses(self, layer: nn.Module) -> tuple[int, int]:
+        """(connections, connections with a non-zero weight) of the layer: its dense synaptic operations per step and
+        its effective synapses. Default: the (n_out, n_in) weight matrix; a kind with more connections (recurrent
+        ones) adds them."""
+        return layer.n_in * layer.n_out, int(torch.count_nonzero(layer.weight.detach()))
+
     @abstractmethod
     def training_macs_per_step(self, layer: nn.Module) -> int:
         """Multiply-accumulates per time step of the soft-delay training computation (docs/metrics.md)."""

@@ -48,16 +48,18 @@ def __getattr__(name: str) -> Any:
 def dense_op_counts(net: nn.Module) -> dict[str, int]:
     """Per-time-step operation counts that need no data.
 
-    ``dense_synops_per_step``: sum of N_in N_out (one tap per synapse, NeuroBench 'Dense' per step);
-    ``effective_synapses``: non-zero weights; ``training_conv_macs_per_step``: what the soft-delay training kernels
+    ``dense_synops_per_step``: every connection once (N_in N_out per layer, plus what a kind adds, e.g. recurrent
+    synapses; NeuroBench 'Dense' per step); ``effective_synapses``: connections with a non-zero weight (both asked of
+    the kind, :meth:`~suite.kinds.base.DelayKind.synapses`); ``training_conv_macs_per_step``: what the soft-delay training kernels
     multiply per step, asked of the kind (:meth:`~suite.kinds.base.DelayKind.training_macs_per_step`): synaptic
     N_in N_out D (DCLS convolution), axonal N_in D + N_in N_out, dendritic N_in N_out + N_out D, no delay N_in N_out.
     """
     kind = kind_of(net)
     dense = synapses = conv = 0
     for layer in net.layers:
-        dense += layer.n_in * layer.n_out
-        synapses += int(torch.count_nonzero(layer.weight.detach()))
+        connections, nonzero = kind.synapses(layer)
+        dense += connections
+        synapses += nonzero
         conv += kind.training_macs_per_step(layer)
     return {"dense_synops_per_step": dense, "effective_synapses": synapses, "training_conv_macs_per_step": conv}
 

@@ -251,6 +251,14 @@ class DelRecKind(DelayKind):
             dense += t_len * batch * layer.n_out * layer.n_out
         return LayerOperations(effective=effective, dense=dense, output=out)
 
+    def synapses(self, layer: nn.Module) -> tuple[int, int]:
+        """Feed-forward N_in N_out plus the recurrent N^2 (hidden layers)."""
+        connections, nonzero = layer.n_in * layer.n_out, int(torch.count_nonzero(layer.linear.weight.detach()))
+        if not layer.is_output:
+            connections += layer.n_out * layer.n_out
+            nonzero += int(torch.count_nonzero(layer.recurrent_weights.detach()))
+        return connections, nonzero
+
     def training_macs_per_step(self, layer: nn.Module) -> int:
         """Feed-forward N_in N_out plus the soft kernel's N^2 (L - 1) (every source, every target, every lag)."""
         macs = layer.n_in * layer.n_out
