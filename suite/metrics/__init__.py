@@ -50,9 +50,10 @@ def dense_op_counts(net: nn.Module) -> dict[str, int]:
 
     ``dense_synops_per_step``: every connection once (N_in N_out per layer, plus what a kind adds, e.g. recurrent
     synapses; NeuroBench 'Dense' per step); ``effective_synapses``: connections with a non-zero weight (both asked of
-    the kind, :meth:`~suite.kinds.base.DelayKind.synapses`); ``training_conv_macs_per_step``: what the soft-delay training kernels
-    multiply per step, asked of the kind (:meth:`~suite.kinds.base.DelayKind.training_macs_per_step`): synaptic
-    N_in N_out D (DCLS convolution), axonal N_in D + N_in N_out, dendritic N_in N_out + N_out D, no delay N_in N_out.
+    the kind, :meth:`~suite.kinds.base.DelayKind.synapses`); ``training_conv_macs_per_step``: what the soft-delay
+    training kernels multiply per step, asked of the kind (:meth:`~suite.kinds.base.DelayKind.training_macs_per_step`):
+    synaptic N_in N_out D (DCLS convolution), axonal N_in D + N_in N_out, dendritic N_in N_out + N_out D, no delay
+    N_in N_out.
     """
     kind = kind_of(net)
     dense = synapses = conv = 0
