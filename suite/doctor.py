@@ -158,7 +158,7 @@ def _environment(gpu: bool) -> dict[str, str]:
         "numba": _version("numba"),
         "numba-cuda": _version("numba-cuda"),
         "CUDA (torch build)": str(torch.version.cuda),
-        "CPU kernels of the torch backend": native.status(),
+        "Compiled CPU kernels (backend cpu-kernels)": native.status(),
     }
     if gpu:
         env["device"] = f"{torch.cuda.get_device_name()} (compute capability {torch.cuda.get_device_capability()})"

@@ -120,10 +120,9 @@ def _measure(request: Mapping[str, Any]) -> dict[str, Any]:
 
     mode = request["mode"]
     device = torch.device(request.get("device", "cpu"))
-    if device.type == "cpu":  # compile or load the CPU kernels before anything is measured
-        from suite.ops import native
+    from suite.ops.registry import get_ops
 
-        native.library()
+    get_ops(request.get("backend", "torch"))  # build or load the backend (compiled kernels) before any measurement
     if request.get("threads"):
         torch.set_num_threads(int(request["threads"]))
     torch.manual_seed(int(request.get("seed", 0)))

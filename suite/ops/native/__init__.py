@@ -135,9 +135,6 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 
 def _load() -> None:
-    if os.environ.get("SUITE_NATIVE", "1") == "0":
-        _state["reason"] = "disabled by SUITE_NATIVE=0"
-        return
     if platform.system() != "Linux":
         _state["reason"] = f"built only on Linux, not {platform.system()}"
         return
@@ -155,7 +152,7 @@ def _load() -> None:
     except OSError as err:
         _state["reason"] = str(err)
         return
-    except Exception as err:  # any failure to build or load means: use the PyTorch ops (status() says why)
+    except Exception as err:  # any failure to build or load: the backend reports it (status() says why)
         _state["reason"] = f"{type(err).__name__}: {err}"
         return
     _state.update(lib=lib, vector_width=lib.suite_vector_width(), threads=threads, pool=entries,
@@ -174,7 +171,7 @@ def library() -> ctypes.CDLL | None:
 def status() -> str:
     """One line: whether the compiled kernels are in use, and why not if they are not."""
     if library() is None:
-        return f"unavailable ({_state['reason']}); the CPU backend uses PyTorch ops"
+        return f"unavailable ({_state['reason']})"
     return f"compiled ({_state['threads']}), cache {cache_dir()}"
 
 
