@@ -228,10 +228,24 @@ def test_failing_compiler_is_reported_and_nothing_is_cached(fresh_native, monkey
     assert not list((fresh_native / "cache").glob("*.so"))
 
 
+def test_failing_extension_build_is_reported_and_nothing_is_cached(fresh_native, monkeypatch) -> None:
+    """The C++ step (torch.utils.cpp_extension in a child process): its compiler's error line, not a traceback."""
+    broken = fresh_native / "c++"
+    broken.write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && exec {shutil.which('c++')} --version\n"
+                      "echo 'fatal error: disk full' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("CXX", str(broken))
+    assert native.library() is None
+    assert native.status().startswith(f"unavailable ({broken} failed on the CPU kernels' torch extension "
+                                      "(torch.utils.cpp_extension): "), native.status()
+    assert native.status().endswith("fatal error: disk full)"), native.status()
+    assert not list((fresh_native / "cache").glob("*.so"))
+
+
 def test_any_load_failure_is_one_line_when_asked_for(fresh_native, monkeypatch) -> None:
     """Not only compiler errors: whatever goes wrong while building or loading, asking for cpu-kernels is a one-line
     SuiteError naming the cause (never a silent fallback), and ``auto`` resolves to the reference."""
-    def broken(_compiler):
+    def broken(_compiler, _cxx):
         raise KeyError("no home directory")
 
     monkeypatch.setattr(native, "_build", broken)
@@ -321,10 +335,11 @@ def test_checkpointed_backward_is_bit_identical_for_any_chunk(dtype, threads, mo
 
 @needs_library
 def test_build_is_cached_per_source_and_cpu(fresh_native) -> None:
-    first = native._build(shutil.which("cc"))
+    compilers = shutil.which("cc"), shutil.which("c++")
+    first = native._build(*compilers)
     assert first.parent == fresh_native / "cache" and first.exists()
     stamp = first.stat().st_mtime_ns
-    assert native._build(shutil.which("cc")) == first and first.stat().st_mtime_ns == stamp  # not rebuilt
+    assert native._build(*compilers) == first and first.stat().st_mtime_ns == stamp  # not rebuilt
 
 
 # ----------------------------------------------------------------------- fused BatchNorm -> LIF -> dropout
