@@ -32,6 +32,7 @@ from suite.ops.pytorch import (
     KERNEL_NORM_EPS,
     SIGMA_OFFSET,
     WINDOW_MAX_TAPS,
+    LIFSpikes,
     _channel_conv_inference,
     _ChannelConv,
     atan_scale,
@@ -52,24 +53,14 @@ def check_available() -> None:
 # ------------------------------------------------------------------------------------------- LIF, readout
 
 
-class _LIFSpikes(torch.autograd.Function):
-    """Whole-sequence LIF, one compiled pass forward (H and spikes) and one backward; only H is saved."""
+def _lif_forward(x: torch.Tensor, decay: float, v_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H, spikes) in one compiled pass (:func:`suite.ops.pytorch.lif_steps`)."""
+    h_seq, spikes = native.lif_forward(x, decay, v_threshold, keep_h=True)
+    return h_seq, spikes  # type: ignore[return-value]
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:  # type: ignore[override]
-        decay = 1.0 - 1.0 / tau
-        h_seq, spikes = native.lif_forward(x, decay, v_threshold, keep_h=True)
-        ctx.save_for_backward(h_seq)
-        ctx.decay, ctx.v_threshold, ctx.alpha = decay, v_threshold, alpha
-        return spikes
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_spikes: torch.Tensor):  # type: ignore[override]
-        (h_seq,) = ctx.saved_tensors
-        grad_x = native.lif_backward(h_seq, grad_spikes, ctx.decay, ctx.v_threshold, atan_scale(ctx.alpha),
-                                     ctx.alpha / 2)
-        return grad_x, None, None, None
+LIF_PASSES = (_lif_forward, native.lif_backward)
+"""The LIF's compiled forward and backward passes for :class:`suite.ops.pytorch.LIFSpikes`."""
 
 
 class _LeakyReadout(torch.autograd.Function):
@@ -92,7 +83,7 @@ def lif_spikes(x: torch.Tensor, tau: float, v_threshold: float, alpha: float) ->
         return reference.lif_spikes(x, tau, v_threshold, alpha)
     if not (torch.is_grad_enabled() and x.requires_grad):
         return native.lif_forward(x, 1.0 - 1.0 / tau, v_threshold, keep_h=False)[1]
-    return _LIFSpikes.apply(x, tau, v_threshold, alpha)
+    return LIFSpikes.apply(x, tau, v_threshold, alpha, LIF_PASSES)
 
 
 def leaky_readout(x: torch.Tensor, tau: float) -> torch.Tensor:

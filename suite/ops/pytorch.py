@@ -68,48 +68,58 @@ def _just_below(value: float, dtype: torch.dtype) -> float:
     return float(torch.nextafter(torch.tensor(value, dtype=dtype), torch.tensor(-math.inf, dtype=dtype)))
 
 
-class _LIFSpikes(torch.autograd.Function):
-    """Whole-sequence LIF; only H is saved, and the element-wise work that does not depend on the recurrence
-    (spikes, surrogate) runs with it.
+def lif_steps(x: torch.Tensor, decay: float, v_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H, spikes) of the LIF over (T, ...) ``x``: three small in-place ops per step (``H[t] = X[t] + decay V``
+    written straight into the saved sequence, ``F = threshold(H, thr-, 0)``, i.e. H where H >= thr, and
+    ``V = H - F``, exactly ``H (1 - S)``), then the spikes from one comparison over the whole sequence."""
+    h_seq = torch.empty_like(x, memory_format=torch.contiguous_format)
+    spikes = torch.empty_like(h_seq)
+    below = _just_below(v_threshold, x.dtype)
+    fired = h_seq.new_empty(h_seq.shape[1:])
+    v = h_seq.new_zeros(h_seq.shape[1:])
+    for x_t, h_t in zip(x.unbind(0), h_seq.unbind(0), strict=True):  # unbind: all step views in one call
+        torch.add(x_t, v, alpha=decay, out=h_t)
+        torch.threshold(h_t, below, 0.0, out=fired)
+        torch.sub(h_t, fired, out=v)
+    torch.ge(h_seq, v_threshold, out=spikes)
+    return h_seq, spikes
 
-    Three small in-place ops per step forward (``H[t] = X[t] + decay V`` written straight into the saved sequence,
-    ``F = threshold(H, thr-, 0)``, i.e. H where H >= thr, and ``V = H - F``, exactly ``H (1 - S)``), spikes from one
-    comparison over the whole sequence, and one in-place op per step backward.
-    """
+
+def lif_steps_backward(h_seq: torch.Tensor, grad_spikes: torch.Tensor, decay: float, v_threshold: float,
+                       scale: float, half_alpha: float) -> torch.Tensor:
+    """dL/dX of :func:`lif_steps` from H and dL/dS: dL/dH[t] = g[t] surrogate[t] + dL/dH[t+1] decay (1 - S[t]), with
+    surrogate = (alpha/2) / (1 + scale (H - thr)^2), scale = (pi/2 alpha)^2. Three whole-sequence passes, then one
+    in-place op per step."""
+    centred = torch.sub(h_seq, v_threshold)
+    grad_x = torch.addcmul(centred.new_ones(()), centred, centred, value=scale)
+    torch.addcdiv(centred.new_zeros(()), grad_spikes, grad_x, value=half_alpha, out=grad_x)
+    carry = torch.lt(h_seq, v_threshold, out=centred).mul_(decay)
+    g_steps, c_steps = grad_x.unbind(0), carry.unbind(0)
+    for t in range(grad_x.shape[0] - 2, -1, -1):
+        g_steps[t].addcmul_(g_steps[t + 1], c_steps[t])
+    return grad_x
+
+
+class LIFSpikes(torch.autograd.Function):
+    """Whole-sequence LIF; only H is saved, and the element-wise work that does not depend on the recurrence
+    (spikes, surrogate) runs with it. ``passes`` computes it: (forward, backward) with the signatures of
+    :func:`lif_steps` and :func:`lif_steps_backward` (those here; the compiled ones on cpu-kernels)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float,  # type: ignore[override]
+                passes: tuple = (lif_steps, lif_steps_backward)) -> torch.Tensor:
         decay = 1.0 - 1.0 / tau
-        h_seq = torch.empty_like(x, memory_format=torch.contiguous_format)
-        spikes = torch.empty_like(h_seq)
-        below = _just_below(v_threshold, x.dtype)
-        fired = h_seq.new_empty(h_seq.shape[1:])
-        v = h_seq.new_zeros(h_seq.shape[1:])
-        for x_t, h_t in zip(x.unbind(0), h_seq.unbind(0), strict=True):  # unbind: all step views in one call
-            torch.add(x_t, v, alpha=decay, out=h_t)
-            torch.threshold(h_t, below, 0.0, out=fired)
-            torch.sub(h_t, fired, out=v)
-        torch.ge(h_seq, v_threshold, out=spikes)
+        h_seq, spikes = passes[0](x, decay, v_threshold)
         ctx.save_for_backward(h_seq)
-        ctx.decay, ctx.v_threshold, ctx.alpha = decay, v_threshold, alpha
+        ctx.decay, ctx.v_threshold, ctx.alpha, ctx.passes = decay, v_threshold, alpha, passes
         return spikes
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_spikes: torch.Tensor):  # type: ignore[override]
         (h_seq,) = ctx.saved_tensors
-        # dL/dH[t] = g[t] surrogate[t] + dL/dH[t+1] * decay * (1 - S[t]), surrogate = (alpha/2) / (1 + (c (H - thr))^2)
-        # with c = pi/2 alpha.
-        scale = atan_scale(ctx.alpha)
-        # Three whole-sequence passes, then one in-place op per step.
-        centred = torch.sub(h_seq, ctx.v_threshold)
-        grad_x = torch.addcmul(centred.new_ones(()), centred, centred, value=scale)
-        torch.addcdiv(centred.new_zeros(()), grad_spikes, grad_x, value=ctx.alpha / 2, out=grad_x)
-        carry = torch.lt(h_seq, ctx.v_threshold, out=centred).mul_(ctx.decay)
-        g_steps, c_steps = grad_x.unbind(0), carry.unbind(0)
-        for t in range(grad_x.shape[0] - 2, -1, -1):
-            g_steps[t].addcmul_(g_steps[t + 1], c_steps[t])
-        return grad_x, None, None, None
+        grad_x = ctx.passes[1](h_seq, grad_spikes, ctx.decay, ctx.v_threshold, atan_scale(ctx.alpha), ctx.alpha / 2)
+        return grad_x, None, None, None, None
 
 
 class _LeakyReadout(torch.autograd.Function):
@@ -155,7 +165,7 @@ def lif_spikes(x: torch.Tensor, tau: float, v_threshold: float, alpha: float) ->
     """Spikes of a multi-step LIF over ``x`` of shape (T, ...): H = (1 - 1/tau) V + X, S = H >= thr, V = H (1 - S)."""
     if not (torch.is_grad_enabled() and x.requires_grad):
         return _lif_spikes_inference(x, tau, v_threshold)
-    return _LIFSpikes.apply(x, tau, v_threshold, alpha)
+    return LIFSpikes.apply(x, tau, v_threshold, alpha)
 
 
 def leaky_readout(x: torch.Tensor, tau: float) -> torch.Tensor:
