@@ -174,7 +174,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         submitted = submit(jobs, out, resources, sweep.name)
         array = submitted[0].job_id.split("_")[0]
         print(f"submitted {len(submitted)} Slurm job(s) ({array}_[0-{len(submitted) - 1}]); logs in {out / LOGS_DIR}; "
-              f"follow with: python -m suite status {out} --sweep {args.sweep}")
+              f"follow with: python -m suite status {out} --sweep {args.sweep} --backend {todo[0].spec.backend} "
+              f"--device {device}")
         return 0
     return _run_here(jobs, args.jobs, out)
 
