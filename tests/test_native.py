@@ -558,3 +558,23 @@ def _graph(out: torch.Tensor) -> list[str]:
         names.append(type(node).__name__)
         stack += [child for child, _ in node.next_functions]
     return names
+
+
+@needs_library
+def test_operators_are_typed_and_check_their_tensors() -> None:
+    """torch.ops.suite_kernels.*: typed schemas (outputs marked mutable), and a tensor of the wrong dtype or layout is
+    a one-line error naming the operator and the argument, never an out-of-bounds read."""
+    kernels = native.library()
+    assert str(kernels.recurrence.default._schema) == (
+        "suite_kernels::recurrence(int kind, Tensor input, Tensor? grad, Tensor(a!) out, Tensor(b!)? out2, "
+        "Tensor(c!)? v, float decay, float threshold, float scale, float half_alpha, int T, int N, int h_rows, "
+        "int threads) -> ()")
+    src = torch.zeros(2, 3, 16, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=r"^suite_kernels\.window_correlate: src must be a contiguous CPU Float "
+                                           r"tensor, got Double on cpu$"):
+        kernels.window_correlate(src, torch.zeros(1, 2, 1), torch.zeros(1, 2, dtype=torch.int32),
+                                 torch.zeros(1, 1, 16), 1, 2, 1, 3, 1, 1, 1)
+    with pytest.raises(RuntimeError, match=r"^suite_kernels\.recurrence: out must be a contiguous CPU Float tensor, "
+                                           r"got Float on cpu \(not contiguous\)$"):
+        kernels.recurrence(0, torch.zeros(3, 4), None, torch.zeros(4, 3).t(), None, None, 0.5, 1.0, 0.0, 0.0, 3, 4, 3,
+                           1)
