@@ -85,8 +85,9 @@ DELAY_TYPES = list(DELAY_KINDS)
 
 
 def backends() -> list[str]:
-    """'torch' on CPU, plus 'torch-cuda' and 'numba-cuda' where a GPU (and numba) is present."""
-    names = ["torch"]
+    """'torch' and 'cpu-kernels' on CPU (commits before the named backends skip 'cpu-kernels': their 'torch' ran the
+    compiled kernels), plus 'torch-cuda' and 'numba-cuda' where a GPU (and numba) is present."""
+    names = ["torch", "cpu-kernels"]
     if torch.cuda.is_available():
         names.append("torch-cuda")
         if importlib.util.find_spec("numba") is not None:
@@ -96,8 +97,8 @@ def backends() -> list[str]:
 
 def resolve(name: str) -> tuple[str, torch.device]:
     """Benchmark backend label -> (ops backend name, device)."""
-    if name == "torch":
-        return "torch", torch.device("cpu")
+    if name in ("torch", "cpu-kernels"):
+        return name, torch.device("cpu")
     if name == "torch-cuda":
         return "torch", torch.device("cuda")
     return name, torch.device("cuda")

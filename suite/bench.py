@@ -372,20 +372,19 @@ def environment(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def available_backends(requested: Sequence[str] | None, device: str) -> list[str]:
-    """The backends to time: ``torch`` always, ``numba-cuda`` on CUDA when it imports (auto), or those requested."""
-    from suite.ops.registry import get_ops
+    """The backends to time: those requested (resolved for ``device``: SuiteError, one line, when unusable), else
+    ``torch`` and the device's compiled backend where it loads (cpu-kernels on CPU, numba-cuda on CUDA)."""
+    from suite.ops.registry import get_ops, resolve
 
     if requested:
-        for name in requested:
-            get_ops(name)  # SuiteError (one line) when unusable
-        return list(requested)
+        return list(dict.fromkeys(resolve(name, device) for name in requested))
     names = ["torch"]
-    if device == "cuda":
-        try:
-            get_ops("numba-cuda")
-            names.append("numba-cuda")
-        except SuiteError:
-            pass
+    compiled = "numba-cuda" if device == "cuda" else "cpu-kernels"
+    try:
+        get_ops(compiled)
+        names.append(compiled)
+    except SuiteError:
+        pass
     return names
 
 
@@ -564,7 +563,8 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines += ["", f"Process (suite/runtime.py): subnormals flushed {_yes(settings, 'flush_denormal')}; glibc keeps "
               f"freed memory {_yes(settings, 'retain_freed_memory')}. Minor page faults per call (median), training "
               f"steps and the dense reference: {faults}.",
-              "", f"CPU kernels of the torch backend (suite/ops/native): {env.get('cpu_kernels', 'not recorded')}."]
+              "", "Compiled CPU kernels (backend cpu-kernels, suite/ops/native): "
+              f"{env.get('cpu_kernels', 'not recorded')}."]
     lines += ["", "Parity, asserted before timing (teacher-forced, layer by layer: max |ours - published| of every "
               f"neuron input and of the output membrane, <= {report['parity_tolerance']:g}): {parity}.",
               f"Machine: {env['cpu']} ({env['cpu_count']} CPUs){', ' + env['gpu'] if env.get('gpu') else ''}; "
@@ -652,7 +652,8 @@ def add_bench_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--backend", action="append", dest="backends", default=None, metavar="NAME",
-                   help="one of our backends (repeatable; default torch, plus numba-cuda on CUDA when available)")
+                   help="one of our backends, or auto (repeatable; default: torch and the compiled one, cpu-kernels "
+                        "on CPU or numba-cuda on CUDA, where it loads)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads on CPU (default 2)")
     p.add_argument("--time-steps", type=int, default=None, help="T (default 98 for gsc, 100 for ssc)")
     p.add_argument("--hidden", type=int, default=512, help="hidden layer width (default 512)")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from suite import __version__
 from suite.errors import SuiteError
+from suite.ops.registry import BACKEND_HELP, DEFAULT_BACKEND
 from suite.safetext import one_line, terminal
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def _plan(args: argparse.Namespace) -> list[tuple[Any, Any]]:
     touched; then each protocol's data is fingerprinted (file listing and stat only) for the run ids.
     """
     from suite.data.identity import data_fingerprint
-    from suite.ops.registry import get_ops
+    from suite.ops.registry import resolve
     from suite.registry import get_protocol, get_variant, resolve_model_spec, variants
     from suite.specs import RunSpec, split_overrides
 
@@ -189,11 +190,11 @@ def _plan(args: argparse.Namespace) -> list[tuple[Any, Any]]:
         if not args.protocol or not args.variant:
             raise SuiteError("run: give --protocol and --variant, or --all (every variant on the embedded protocols)")
         protocol_names, variant_names = args.protocol, args.variant
-    get_ops(args.backend)  # unknown or unusable backend: fail before any data is built
+    backend = resolve(args.backend, args.device)  # unknown or unusable backend: fail before any data is built
     for name in variant_names:
         found = get_variant(name)
-        if args.backend not in found.supported_backends():
-            raise SuiteError(f"variant {name!r} does not support backend {args.backend!r} "
+        if backend not in found.supported_backends():
+            raise SuiteError(f"variant {name!r} does not support backend {backend!r} "
                              f"(supported: {', '.join(found.supported_backends())})")
     protocol_overrides, overrides = split_overrides(_overrides(args.set))
     protocols = [get_protocol(name).with_overrides(protocol_overrides) for name in protocol_names]
@@ -207,7 +208,7 @@ def _plan(args: argparse.Namespace) -> list[tuple[Any, Any]]:
         seeds = args.seeds if args.seeds is not None else list(protocol.seeds)
         for variant_name in variant_names:
             for seed in seeds:
-                specs.append((RunSpec(variant_name, protocol.name, args.backend, seed,
+                specs.append((RunSpec(variant_name, protocol.name, backend, seed,
                                       tuple(sorted(overrides.items())), args.official_metric, protocol.protocol_hash,
                                       fingerprint), protocol))
     return specs
@@ -377,7 +378,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--protocol", action="append",
                    help="protocol name or path to a protocol YAML file (repeatable)")
     p.add_argument("--variant", action="append", help="variant name (repeatable)")
-    p.add_argument("--backend", default="torch")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, help=BACKEND_HELP)
     p.add_argument("--seeds", type=_seeds, default=None, help="comma-separated seeds (default: the protocol's)")
     p.add_argument("--data-root", type=Path, default=None, help="dataset root for the paper protocols")
     p.add_argument("--cache-dir", type=Path, default=None,

@@ -152,7 +152,7 @@ def _environment(gpu: bool) -> dict[str, str]:
         "numba": package_version("numba") or "not installed",
         "numba-cuda": package_version("numba-cuda") or "not installed",
         "CUDA (torch build)": str(torch.version.cuda),
-        "CPU kernels of the torch backend": native.status(),
+        "Compiled CPU kernels (backend cpu-kernels)": native.status(),
     }
     if gpu:
         env["device"] = f"{torch.cuda.get_device_name()} (compute capability {torch.cuda.get_device_capability()})"

@@ -58,12 +58,13 @@ def _known_run_ids(out_dir: Path) -> dict[str, str]:
     return ids
 
 
-def status_rows(out_dir: Path, sweep: str | None, data_root: Path | None = None) -> list[tuple[str, str, str, str]]:
+def status_rows(out_dir: Path, sweep: str | None, data_root: Path | None = None, backend: str = "auto",
+                device: str = "cpu") -> list[tuple[str, str, str, str]]:
     """(label, run_id, state, detail) for the sweep's runs, or for every run the directory knows of."""
     if sweep is not None:
         from suite.sweeps import load_sweep
 
-        runs = load_sweep(sweep, data_root=data_root).runs
+        runs = load_sweep(sweep, backend, data_root, device).runs  # the backend is part of every run id
         if any(not r.spec.data_fingerprint for r in runs):
             raise SuiteError(f"status --sweep {sweep}: its runs read a real dataset; give --data-root to name them")
         pairs: Any = [(r.spec.label, r.spec.run_id) for r in runs]
@@ -76,7 +77,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     out: Path = args.results
     if not out.is_dir():
         raise SuiteError(f"{out}: results directory does not exist")
-    rows = status_rows(out, args.sweep, args.data_root)
+    rows = status_rows(out, args.sweep, args.data_root, args.backend, args.device)
     for label, run_id, state, detail in rows:
         if state != "done" or args.all:
             print(f"{state:<12} {run_id}  {label}" + (f"  {detail}" if detail else ""))
@@ -90,5 +91,7 @@ def add_status_command(subparsers: Any) -> None:
     p.add_argument("--sweep", default=None, help="sweep name or file: list its runs (default: runs found in RESULTS)")
     p.add_argument("--data-root", type=Path, default=None,
                    help="with --sweep on real datasets: the data the runs read (their ids depend on it)")
+    p.add_argument("--backend", default="auto", help="with --sweep: the backend its runs were launched with")
+    p.add_argument("--device", default="cpu", help="with --sweep: the device they ran on (resolves --backend auto)")
     p.add_argument("--all", action="store_true", help="list done runs too (default: only the others)")
     p.set_defaults(func=cmd_status)

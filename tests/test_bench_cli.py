@@ -44,12 +44,14 @@ def test_bench_tiny_report(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert {"torch", "dcls", "spikingjelly", "loadavg_before", "loadavg_after", "torch_threads"} <= set(
         report["environment"])
     assert set(report["variants"]) == set(bench.DELAY_TYPES)
+    names = report["config"]["backends"]  # by default the reference and, where it builds, the compiled backend
+    assert names == bench.available_backends(None, "cpu") and names[0] == "torch"
     for result in report["variants"].values():
         assert {"parity", "train_step", "inference_hard", "dense_matmuls", "ratios"} <= set(result)
-        for mode in ("soft", "hard"):
-            assert result["parity"]["torch"][mode]["max_abs"] <= bench.PARITY_TOL
+        for mode, name in ((mode, name) for mode in ("soft", "hard") for name in names):
+            assert result["parity"][name][mode]["max_abs"] <= bench.PARITY_TOL
         for key in ("train_step", "inference_hard"):
-            assert set(result[key]) == {"torch", bench.PUBLISHED}
+            assert set(result[key]) == {*names, bench.PUBLISHED}
             assert result[key]["torch"]["median_s"] > 0
         assert set(result["ratios"]["torch"]) == {"train_step", "inference_hard", "train_over_dense"}
         # one round: the paired ratios are the ratios of that round's calls
@@ -158,3 +160,18 @@ def test_bench_at_schedule_widths(tmp_path) -> None:
 def test_bench_rejects_an_unknown_width(capsys: pytest.CaptureFixture) -> None:
     assert main([*TINY, "--no-memory", "--width", "late"]) == 2
     assert "bench --width: 'late' is not a point of the SIG schedule" in capsys.readouterr().err
+
+
+def test_bench_backends_are_resolved_names() -> None:
+    """--backend takes auto (resolved for the device, duplicates dropped); a CPU-only backend on CUDA is refused."""
+    from suite.errors import SuiteError
+    from suite.ops import native
+
+    assert bench.available_backends(["torch", "auto"], "cuda") == ["torch"]
+    if native.library() is None:
+        assert bench.available_backends(None, "cpu") == ["torch"]
+        return
+    assert bench.available_backends(["auto", "cpu-kernels", "torch"], "cpu") == ["cpu-kernels", "torch"]
+    assert bench.available_backends(None, "cpu") == ["torch", "cpu-kernels"]
+    with pytest.raises(SuiteError, match="runs on the CPU only"):
+        bench.available_backends(["cpu-kernels"], "cuda")

@@ -51,7 +51,8 @@ def test_wheel_contents(wheel: Path) -> None:
     assert top == {"suite", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}, top
     for shipped in ("suite/reference_results/embedded.yaml", "suite/reference_results/paper.yaml",
                     "suite/reference_results/literature.yaml", "suite/reference_results/README.md",
-                    "suite/baselines/official.py", "suite/protocols/gsc-mini.yaml", "suite/ops/native/neuron.h"):
+                    "suite/baselines/official.py", "suite/protocols/gsc-mini.yaml", "suite/ops/native/neuron.h",
+                    "suite/ops/native/kernels.cpp"):
         assert shipped in names
 
 

@@ -1,5 +1,6 @@
-"""The compiled CPU kernels (suite.ops.native): built and used where a C compiler exists, equal to the PyTorch forms
-they replace, threaded on PyTorch's pool, and a clear fallback when they cannot be built."""
+"""The cpu-kernels backend and its compiled kernels (suite.ops.native): built and used where a compiler exists,
+equal to the PyTorch reference ops they replace, threaded on PyTorch's pool, and a one-line error when asked for
+where they cannot be built."""
 
 from __future__ import annotations
 
@@ -10,16 +11,17 @@ import shutil
 import pytest
 import torch
 
-from suite.ops import native
-from suite.ops import pytorch as ops
+from suite.errors import SuiteError
+from suite.ops import cpu_kernels as ops
+from suite.ops import native, registry
 
 HAVE_COMPILER = platform.system() == "Linux" and shutil.which(os.environ.get("CC", "cc")) is not None
 
 
 def test_library_is_built_where_a_compiler_exists() -> None:
     """Guards against a silent fallback: on Linux with a C compiler the compiled kernels must be in use."""
-    if not HAVE_COMPILER or os.environ.get("SUITE_NATIVE") == "0":
-        pytest.skip("no C compiler here, or disabled: the fallback is what runs")
+    if not HAVE_COMPILER:
+        pytest.skip("no C compiler here: the cpu-kernels backend cannot be built")
     assert native.library() is not None, native.status()
     assert native.status().startswith("compiled ("), native.status()
 
@@ -206,16 +208,8 @@ def fresh_native(monkeypatch, tmp_path):
     """An unloaded module state and an empty cache, restored afterwards."""
     monkeypatch.setattr(native, "_state", {})
     monkeypatch.setenv("SUITE_NATIVE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("SUITE_NATIVE", raising=False)
+    monkeypatch.setattr(registry, "_LOADED", {})
     return tmp_path
-
-
-def test_disabled_by_environment(fresh_native, monkeypatch) -> None:
-    monkeypatch.setenv("SUITE_NATIVE", "0")
-    assert native.library() is None
-    assert native.status() == "unavailable (disabled by SUITE_NATIVE=0); the CPU backend uses PyTorch ops"
-    x = torch.randn(12, 2, 32, requires_grad=True)
-    assert type(ops._channel_conv(x, torch.rand(32, 5), 4, 2).grad_fn).__name__ == "_ChannelConvBackward"
 
 
 def test_missing_compiler_is_reported(fresh_native, monkeypatch) -> None:
@@ -234,17 +228,34 @@ def test_failing_compiler_is_reported_and_nothing_is_cached(fresh_native, monkey
     assert not list((fresh_native / "cache").glob("*.so"))
 
 
-def test_any_load_failure_falls_back(fresh_native, monkeypatch) -> None:
-    """Not only compiler errors: whatever goes wrong while building or loading, the PyTorch ops run instead."""
-    def broken(_compiler):
+def test_failing_extension_build_is_reported_and_nothing_is_cached(fresh_native, monkeypatch) -> None:
+    """The C++ step (torch.utils.cpp_extension in a child process): its compiler's error line, not a traceback."""
+    broken = fresh_native / "c++"
+    broken.write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && exec {shutil.which('c++')} --version\n"
+                      "echo 'fatal error: disk full' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("CXX", str(broken))
+    assert native.library() is None
+    assert native.status().startswith(f"unavailable ({broken} failed on the CPU kernels' torch extension "
+                                      "(torch.utils.cpp_extension): "), native.status()
+    assert native.status().endswith("fatal error: disk full)"), native.status()
+    assert not list((fresh_native / "cache").glob("*.so"))
+
+
+def test_any_load_failure_is_one_line_when_asked_for(fresh_native, monkeypatch) -> None:
+    """Not only compiler errors: whatever goes wrong while building or loading, asking for cpu-kernels is a one-line
+    SuiteError naming the cause (never a silent fallback), and ``auto`` resolves to the reference."""
+    def broken(_compiler, _cxx):
         raise KeyError("no home directory")
 
     monkeypatch.setattr(native, "_build", broken)
     assert native.library() is None
     assert "KeyError" in native.status() and "no home directory" in native.status()
-    x = torch.randn(6, 2, 8, requires_grad=True)
-    ops.lif_spikes(x, 1.5, 1.0, 5.0).sum().backward()  # runs on the PyTorch per-step form
-    assert x.grad is not None
+    with pytest.raises(SuiteError) as err:
+        registry.resolve("cpu-kernels", "cpu")
+    assert str(err.value) == ("backend 'cpu-kernels' cannot run here: the compiled CPU kernels are unavailable "
+                              "(KeyError: 'no home directory')")
+    assert registry.resolve("auto", "cpu") == "torch"
 
 
 @needs_library
@@ -324,10 +335,11 @@ def test_checkpointed_backward_is_bit_identical_for_any_chunk(dtype, threads, mo
 
 @needs_library
 def test_build_is_cached_per_source_and_cpu(fresh_native) -> None:
-    first = native._build(shutil.which("cc"))
+    compilers = shutil.which("cc"), shutil.which("c++")
+    first = native._build(*compilers)
     assert first.parent == fresh_native / "cache" and first.exists()
     stamp = first.stat().st_mtime_ns
-    assert native._build(shutil.which("cc")) == first and first.stat().st_mtime_ns == stamp  # not rebuilt
+    assert native._build(*compilers) == first and first.stat().st_mtime_ns == stamp  # not rebuilt
 
 
 # ----------------------------------------------------------------------- fused BatchNorm -> LIF -> dropout
@@ -364,7 +376,7 @@ def test_fused_neuron_stage_matches_the_composed_one(dtype, delay_type, dropout,
     spec = ModelSpec(variant=delay_type, delay_type=delay_type, n_inputs=6, n_hidden=(24, 20), n_outputs=5,
                      kernel_size=5, dropout=dropout)
     torch.manual_seed(0)
-    net = DelayNetwork(spec).to(dtype).train()
+    net = DelayNetwork(spec, "cpu-kernels").to(dtype).train()
     for layer in net.layers:
         if layer.norm is not None:
             layer.norm.momentum = momentum
@@ -392,7 +404,7 @@ def test_fused_neuron_stage_runs_in_training_only() -> None:
     from suite.models.network import DelayNetwork
     from suite.specs import ModelSpec
 
-    net = DelayNetwork(ModelSpec(n_inputs=6, n_hidden=(16,), n_outputs=5, kernel_size=5))
+    net = DelayNetwork(ModelSpec(n_inputs=6, n_hidden=(16,), n_outputs=5, kernel_size=5), "cpu-kernels")
     x = torch.rand(12, 4, 6)
     hidden = net.layers[0]
     assert type(ops.network_forward([hidden], x).grad_fn).__name__ == "_BatchNormLIFBackward"
@@ -414,7 +426,7 @@ def test_dendritic_layers_fuse_their_delay_in_training_only() -> None:
     x = torch.rand(12, 4, 6)
     for sparsity, fused in ((0.0, "_DelayBatchNormLIFBackward"), (0.5, "_BatchNormLIFBackward")):
         net = DelayNetwork(ModelSpec(variant="dendritic", delay_type="dendritic", n_inputs=6, n_hidden=(16,),
-                                     n_outputs=5, kernel_size=5, delay_sparsity=sparsity))
+                                     n_outputs=5, kernel_size=5, delay_sparsity=sparsity), "cpu-kernels")
         assert type(ops.network_forward(net.layers[:1], x).grad_fn).__name__ == fused
     net.layers[0].delay.hard = True
     assert type(ops.network_forward(net.layers[:1], x).grad_fn).__name__ == "_BatchNormLIFBackward"
@@ -521,7 +533,7 @@ def test_axonal_layers_take_their_input_delayed_in_training_only(monkeypatch) ->
     for sparsity in (0.0, 0.5):
         torch.manual_seed(0)
         net = DelayNetwork(ModelSpec(variant="axonal", delay_type="axonal", n_inputs=6, n_hidden=(24, 20),
-                                     n_outputs=5, kernel_size=5, dropout=0.0, delay_sparsity=sparsity))
+                                     n_outputs=5, kernel_size=5, dropout=0.0, delay_sparsity=sparsity), "cpu-kernels")
         fused = net(x)
         spikes: list[torch.Tensor] = []
         with_spikes = net(x, spikes=spikes)
@@ -547,3 +559,23 @@ def _graph(out: torch.Tensor) -> list[str]:
         names.append(type(node).__name__)
         stack += [child for child, _ in node.next_functions]
     return names
+
+
+@needs_library
+def test_operators_are_typed_and_check_their_tensors() -> None:
+    """torch.ops.suite_kernels.*: typed schemas (outputs marked mutable), and a tensor of the wrong dtype or layout is
+    a one-line error naming the operator and the argument, never an out-of-bounds read."""
+    kernels = native.library()
+    assert str(kernels.recurrence.default._schema) == (
+        "suite_kernels::recurrence(int kind, Tensor input, Tensor? grad, Tensor(a!) out, Tensor(b!)? out2, "
+        "Tensor(c!)? v, float decay, float threshold, float scale, float half_alpha, int T, int N, int h_rows, "
+        "int threads) -> ()")
+    src = torch.zeros(2, 3, 16, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=r"^suite_kernels\.window_correlate: src must be a contiguous CPU Float "
+                                           r"tensor, got Double on cpu$"):
+        kernels.window_correlate(src, torch.zeros(1, 2, 1), torch.zeros(1, 2, dtype=torch.int32),
+                                 torch.zeros(1, 1, 16), 1, 2, 1, 3, 1, 1, 1)
+    with pytest.raises(RuntimeError, match=r"^suite_kernels\.recurrence: out must be a contiguous CPU Float tensor, "
+                                           r"got Float on cpu \(not contiguous\)$"):
+        kernels.recurrence(0, torch.zeros(3, 4), None, torch.zeros(4, 3).t(), None, None, 0.5, 1.0, 0.0, 0.0, 3, 4, 3,
+                           1)

@@ -40,7 +40,8 @@ from suite.errors import SuiteError
 from suite.models.delays import ChannelDelay, SynapticDelay
 from suite.models.lif import LIF, LeakyReadout
 from suite.models.network import DelayNetwork
-from suite.ops import pytorch as ops
+from suite.ops.pytorch import delays_from_positions
+from suite.ops.registry import get_ops
 from suite.specs import ModelSpec
 
 OUT_TOL = 1e-5
@@ -48,6 +49,9 @@ GRAD_REL_TOL = 1e-4
 LIF_TOL = 1e-6
 NET_TOL = 1e-4
 KERNEL_SIZES = (7, 15, 31)
+BACKENDS = ("torch", "cpu-kernels")
+"""Both CPU backends: the PyTorch reference and the compiled kernels (their fused stages run in the train-mode
+network tests)."""
 OBSERVED: dict[str, float] = defaultdict(float)
 
 
@@ -158,12 +162,11 @@ def run_dcls(layer: Dcls1d, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- op level
 
 
-@pytest.mark.parametrize("path", ["compiled", "onednn"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kernel_size", KERNEL_SIZES)
-def test_channel_delay_op_matches_dcls(kernel_size: int, path: str, monkeypatch) -> None:
-    """Both CPU forms of the per-channel delay: the C kernels (suite.ops.native) and oneDNN (forced here)."""
-    if path == "onednn":
-        monkeypatch.setattr(ops.native, "depthwise_eligible", lambda *_a: False)
+def test_channel_delay_op_matches_dcls(kernel_size: int, backend: str) -> None:
+    """Both CPU forms of the per-channel delay: the compiled kernels (cpu-kernels) and oneDNN (torch)."""
+    ops = get_ops(backend)
     gen = torch.Generator().manual_seed(kernel_size)
     t, b, c = 20, 2, 23  # 23 channels: one full vector of 16 and a partial one
     left, right = kernel_size - 1, (kernel_size - 1) // 2
@@ -171,7 +174,7 @@ def test_channel_delay_op_matches_dcls(kernel_size: int, path: str, monkeypatch)
     x0 = torch.randn(t, b, c, generator=gen)
     for sig in sig_cases(kernel_size):
         for hard in (False, True):
-            label = f"channel op D={kernel_size} sig={sig:.3g} hard={hard}"
+            label = f"channel op {backend} D={kernel_size} sig={sig:.3g} hard={hard}"
             ref_layer = dcls_channel(c, kernel_size, pos0, sig, hard)
             x_ref = x0.clone().requires_grad_(True)
             y_ref = run_dcls(ref_layer, x_ref, kernel_size)
@@ -181,7 +184,7 @@ def test_channel_delay_op_matches_dcls(kernel_size: int, path: str, monkeypatch)
             x = x0.clone().requires_grad_(True)
             pos = pos0.clone().requires_grad_(True)
             if hard:
-                y = ops.channel_delay_hard(x, ops.delays_from_positions(pos, kernel_size), kernel_size, left, right)
+                y = ops.channel_delay_hard(x, delays_from_positions(pos, kernel_size), kernel_size, left, right)
             else:
                 y = ops.channel_delay(x, pos, sig, kernel_size, left, right)
             (y * grad_out).sum().backward()
@@ -192,8 +195,10 @@ def test_channel_delay_op_matches_dcls(kernel_size: int, path: str, monkeypatch)
             check_rel(f"channel op grad P[{label}]", pos.grad, ref_layer.P.grad.view(c))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kernel_size", KERNEL_SIZES)
-def test_synaptic_delay_op_matches_dcls(kernel_size: int) -> None:
+def test_synaptic_delay_op_matches_dcls(kernel_size: int, backend: str) -> None:
+    ops = get_ops(backend)
     gen = torch.Generator().manual_seed(100 + kernel_size)
     t, b, n_in, n_out = 20, 2, 4, 3
     left, right = kernel_size - 1, (kernel_size - 1) // 2
@@ -202,7 +207,7 @@ def test_synaptic_delay_op_matches_dcls(kernel_size: int) -> None:
     x0 = torch.randn(t, b, n_in, generator=gen)
     for sig in sig_cases(kernel_size):
         for hard in (False, True):
-            label = f"synaptic op D={kernel_size} sig={sig:.3g} hard={hard}"
+            label = f"synaptic op {backend} D={kernel_size} sig={sig:.3g} hard={hard}"
             ref_layer = dcls_synaptic(w0, kernel_size, pos0, sig, hard)
             x_ref = x0.clone().requires_grad_(True)
             y_ref = run_dcls(ref_layer, x_ref, kernel_size)
@@ -213,7 +218,7 @@ def test_synaptic_delay_op_matches_dcls(kernel_size: int) -> None:
             w = w0.clone().requires_grad_(True)
             pos = pos0.clone().requires_grad_(True)
             if hard:
-                delays = ops.delays_from_positions(pos, kernel_size)
+                delays = delays_from_positions(pos, kernel_size)
                 y = ops.synaptic_delay_hard(x, w, delays, kernel_size, left, right)
             else:
                 y = ops.synaptic_delay(x, w, pos, sig, kernel_size, left, right)
@@ -259,7 +264,7 @@ def test_delay_modules_match_dcls(kernel_size: int) -> None:
 
 
 def _small_pair(delay_type: str, sparsity: float, kernel_size: int = 7, dropout: float = 0.25,
-                seed: int = 0) -> tuple[OfficialDelaySNN, DelayNetwork]:
+                seed: int = 0, backend: str = "torch") -> tuple[OfficialDelaySNN, DelayNetwork]:
     """A small official model with non-trivial BatchNorm state, and the suite model loaded from it."""
     torch.manual_seed(seed)
     official = OfficialDelaySNN(6, (8, 8), 5, delay_type=delay_type, kernel_size=kernel_size,
@@ -278,7 +283,7 @@ def _small_pair(delay_type: str, sparsity: float, kernel_size: int = 7, dropout:
     official.set_sig(official_sig_schedule(kernel_size)[10])
     spec = ModelSpec(variant=delay_type, delay_type=delay_type, n_inputs=6, n_hidden=(8, 8), n_outputs=5,
                      kernel_size=kernel_size, delay_sparsity=sparsity, dropout=dropout)
-    ours = DelayNetwork(spec)
+    ours = DelayNetwork(spec, backend)
     ours.load_state_dict(official_to_suite(official.state_dict(), delay_type, official.delay_masks()))
     return official, ours
 
@@ -329,12 +334,10 @@ def check_lif(label: str, ours: torch.Tensor, ref: torch.Tensor) -> None:
     check_abs(f"{label} {str(ref.dtype)[6:]}", ours / scale, ref / scale, LIF_TOL)
 
 
-@pytest.fixture(params=["compiled", "loop"])
-def recurrence(request, monkeypatch) -> str:
-    """Both implementations of the time recurrences: the compiled CPU kernels (suite.ops.native) and the PyTorch
-    per-step ops that every other device runs (forced here on CPU)."""
-    if request.param == "loop":
-        monkeypatch.setattr(ops.native, "recurrences_eligible", lambda _x: False)
+@pytest.fixture(params=BACKENDS)
+def recurrence(request) -> str:
+    """Both implementations of the time recurrences: the PyTorch per-step ops (torch, what every other device runs)
+    and the compiled CPU kernels (cpu-kernels)."""
     return request.param
 
 
@@ -349,7 +352,8 @@ def test_lif_matches_spikingjelly(dtype: torch.dtype, recurrence: str) -> None:
     s_ref = node(x_ref)
     (s_ref * grad_out).sum().backward()
     assert 0.05 < s_ref.mean().item() < 0.6  # the test exercises spikes and resets
-    for name, fn in (("op", lambda x: ops.lif_spikes(x, 1.5, 1.0, 5.0)), ("module", LIF(1.5, 1.0, 5.0, "torch"))):
+    for name, fn in (("op", lambda x: get_ops(recurrence).lif_spikes(x, 1.5, 1.0, 5.0)),
+                     ("module", LIF(1.5, 1.0, 5.0, recurrence))):
         x = x0.clone().requires_grad_(True)
         s = fn(x)
         (s * grad_out).sum().backward()
@@ -361,6 +365,7 @@ def test_lif_matches_spikingjelly(dtype: torch.dtype, recurrence: str) -> None:
 
 def test_recurrences_accept_empty_sequences(recurrence: str) -> None:
     """T = 0 gives empty outputs and gradients on both paths (the compiled loops have no bounds checks)."""
+    ops = get_ops(recurrence)
     for name, fn in (("LIF", lambda x: ops.lif_spikes(x, 1.5, 1.0, 5.0)),
                      ("readout", lambda x: ops.leaky_readout(x, 1.5))):
         x = torch.zeros(0, 3, 5, requires_grad=True)
@@ -382,7 +387,8 @@ def test_readout_matches_spikingjelly_v_seq(dtype: torch.dtype, recurrence: str)
     node(x_ref)
     v_ref = node.v_seq
     (v_ref * grad_out).sum().backward()
-    for name, fn in (("op", lambda x: ops.leaky_readout(x, 1.5)), ("module", LeakyReadout(1.5, "torch"))):
+    for name, fn in (("op", lambda x: get_ops(recurrence).leaky_readout(x, 1.5)),
+                     ("module", LeakyReadout(1.5, recurrence))):
         x = x0.clone().requires_grad_(True)
         v = fn(x)
         (v * grad_out).sum().backward()
@@ -398,11 +404,13 @@ def _net_input(seed: int = 11) -> torch.Tensor:
     return torch.rand(12, 3, 6, generator=gen) * 3.0
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kernel_size", [7, 15])
 @pytest.mark.parametrize(("delay_type", "sparsity"), PAIRS)
 @pytest.mark.parametrize("mode", ["soft-eval", "hard-eval"])
-def test_network_matches_official_eval(delay_type: str, sparsity: float, mode: str, kernel_size: int) -> None:
-    official, ours = _small_pair(delay_type, sparsity, kernel_size=kernel_size)
+def test_network_matches_official_eval(delay_type: str, sparsity: float, mode: str, kernel_size: int,
+                                       backend: str) -> None:
+    official, ours = _small_pair(delay_type, sparsity, kernel_size=kernel_size, backend=backend)
     x = _net_input()
     if mode == "hard-eval":
         ref_model = copy.deepcopy(official).eval()
@@ -416,20 +424,21 @@ def test_network_matches_official_eval(delay_type: str, sparsity: float, mode: s
         out = our_model(x, spikes)
     assert out.shape == (ours.output_length(12), 3, 5)
     assert all(0.0 < s.mean().item() < 1.0 for s in spikes)  # hidden layers really spike
-    check_abs(f"network output[{delay_type} s={sparsity} {mode} D={kernel_size}]", out, ref, NET_TOL)
+    check_abs(f"network output[{delay_type} s={sparsity} {mode} D={kernel_size} {backend}]", out, ref, NET_TOL)
     if mode == "hard-eval":  # the training models were not touched
         assert not official.hard and not any(d.hard for d in ours.delay_modules())
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dropout", [0.0, 0.25])
 @pytest.mark.parametrize(("delay_type", "sparsity"), PAIRS)
-def test_network_matches_official_train_mode(delay_type: str, sparsity: float, dropout: float) -> None:
+def test_network_matches_official_train_mode(delay_type: str, sparsity: float, dropout: float, backend: str) -> None:
     """Train mode: BatchNorm uses batch statistics; outputs, loss gradients and updated stats agree.
 
     With dropout 0.25 both stacks draw one mask per sample and neuron for all steps from the same generator
     (spikingjelly: ``F.dropout(ones)``; suite: ``bernoulli_``), so the same seed gives the same masks on CPU.
     """
-    official, ours = _small_pair(delay_type, sparsity, dropout=dropout)
+    official, ours = _small_pair(delay_type, sparsity, dropout=dropout, backend=backend)
     official.train()
     ours.train()
     x = _net_input()
@@ -438,7 +447,7 @@ def test_network_matches_official_train_mode(delay_type: str, sparsity: float, d
     ref = official(x)
     torch.manual_seed(5)
     out = ours(x)
-    label = f"{delay_type} s={sparsity} train p={dropout}"
+    label = f"{delay_type} s={sparsity} train p={dropout} {backend}"
     check_abs(f"network output[{label}]", out, ref, NET_TOL)
     F.cross_entropy(torch.softmax(ref, 2).sum(0), labels).backward()
     F.cross_entropy(torch.softmax(out, 2).sum(0), labels).backward()

@@ -35,8 +35,8 @@ def test_paper_sweeps_are_the_official_grids():
 
 def test_embedded_sweep_is_run_all():
     """The same RunSpecs, hence the same run ids and records, as `run --all`."""
-    args = argparse.Namespace(all=True, protocol=None, variant=None, backend="torch", set=[], seeds=None,
-                              official_metric=False, data_root=None, dry_run=False)
+    args = argparse.Namespace(all=True, protocol=None, variant=None, backend="auto", set=[], seeds=None,
+                              official_metric=False, data_root=None, dry_run=False, device="cpu")
     assert [r.spec for r in load_sweep("embedded").runs] == [spec for spec, _ in _plan(args)]
 
 

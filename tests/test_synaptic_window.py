@@ -1,5 +1,5 @@
-"""Synaptic delays at their active taps (torch backend): the window rule, the windowed delay against the full kernel,
-and hard delays as gathers against the one-hot kernel.
+"""Synaptic delays at their active taps (cpu-kernels backend): the window rule, the windowed delay against the full
+kernel, and hard delays as gathers against the one-hot kernel.
 
 Bound tested for the windowed delay (outputs and the gradients of input, weights and positions): its float32 error
 against a float64 full-kernel reference is at most twice the float32 full kernel's own error plus 2^-19 (about
@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from suite.models.delays import schedule_widths
+from suite.ops import cpu_kernels as kernels
 from suite.ops import native
 from suite.ops import pytorch as ops
 
@@ -90,7 +91,7 @@ def test_windowed_delay_matches_the_full_kernel(sig: float, steps: int, batch: i
     correlate = native.window_correlate
     monkeypatch.setattr(native, "window_correlate", lambda *a: calls.append(a[1].shape[2]) or correlate(*a))
     leaves = [t.clone().requires_grad_(True) for t in (x, weight, pos)]
-    y = ops.synaptic_delay(*leaves, sig, D, PAD_L, PAD_R)
+    y = kernels.synaptic_delay(*leaves, sig, D, PAD_L, PAD_R)
     grad_y = torch.randn(y.shape, generator=torch.Generator().manual_seed(7))
     windowed = [y, *torch.autograd.grad(y, leaves, grad_y)]
     assert calls == [ops.synaptic_window(sig, D)[0]] * 2  # forward and the input gradient ran windowed
@@ -110,13 +111,13 @@ def test_wide_kernels_take_the_full_kernel_unchanged(sig: float, monkeypatch) ->
     """Above WINDOW_MAX_TAPS the op is the full-kernel algorithm itself: bit-identical, no window kernel called."""
     x, weight, pos = _problem(3, 12, 2, 6, 4)
     monkeypatch.setattr(native, "window_correlate", lambda *a: pytest.fail("window kernel called"))
-    y = ops.synaptic_delay(x, weight, pos, sig, D, PAD_L, PAD_R)
+    y = kernels.synaptic_delay(x, weight, pos, sig, D, PAD_L, PAD_R)
     assert torch.equal(y, ops._SynapticDelay.apply(x, weight, pos, sig, D, PAD_L, PAD_R))
 
 
 def test_float64_takes_the_full_kernel() -> None:
     x, weight, pos = (t.double() for t in _problem(4, 10, 2, 5, 3))
-    y = ops.synaptic_delay(x, weight, pos, 0.23, D, PAD_L, PAD_R)
+    y = kernels.synaptic_delay(x, weight, pos, 0.23, D, PAD_L, PAD_R)
     assert torch.equal(y, ops._SynapticDelay.apply(x, weight, pos, 0.23, D, PAD_L, PAD_R))
 
 
@@ -142,12 +143,12 @@ def test_hard_delays_are_a_gather_equal_to_the_one_hot_kernel(steps: int, batch:
     correlate = native.window_correlate
     monkeypatch.setattr(native, "window_correlate", lambda *a: calls.append(a[1].shape[2]) or correlate(*a))
     with torch.no_grad():
-        y = ops.synaptic_delay_hard(spikes, weight, delays, D, PAD_L, PAD_R)
+        y = kernels.synaptic_delay_hard(spikes, weight, delays, D, PAD_L, PAD_R)
         assert calls == [1]
         assert torch.equal(y, _one_hot_reference(spikes, weight, delays).float())
         real = torch.randn(steps, batch, n_in, generator=gen)
         ref = _one_hot_reference(real, weight, delays)
-        err = (ops.synaptic_delay_hard(real, weight, delays, D, PAD_L, PAD_R).double() - ref).abs().max()
+        err = (kernels.synaptic_delay_hard(real, weight, delays, D, PAD_L, PAD_R).double() - ref).abs().max()
         assert float(err) <= 1e-6 * float(ref.abs().max())
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from suite.errors import SuiteError
 from suite.launch import Job
+from suite.ops.registry import BACKEND_HELP, DEFAULT_BACKEND, resolve
 from suite.status import run_state, summary
 from suite.sweeps import PlannedRun, Sweep, data_root_for, load_sweep, sweep_names
 
@@ -43,7 +44,7 @@ def _add_launch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", type=Path, default=None,
                    help="dataset root, or a folder with gsc/, ssc/, shd/ (as `data download --root DIR/<kind>`)")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default OUT/.cache)")
-    p.add_argument("--backend", default="torch")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, help=BACKEND_HELP)
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda for GPU jobs on Slurm, else cpu)")
     group = p.add_argument_group("what each Slurm job asks for (default: the sweep file's resources)")
     group.add_argument("--partition", default=None)
@@ -86,7 +87,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             return rc
         if args.launcher == "slurm":
             waiting += sum(run_state(args.out, r.spec.run_id)[0] != "done"
-                           for r in load_sweep(name, args.backend, args.data_root).runs)
+                           for r in _load(args, name)[0].runs)
     if not args.out.exists():
         return 0
     write_leaderboard(args.out)
@@ -134,13 +135,21 @@ def compute_lines(todo: Sequence[PlannedRun], resources: Mapping[str, Any], laun
     return lines
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace, name: str) -> tuple[Sweep, dict[str, Any], str]:
+    """(the sweep on the backend its jobs will run, the resources each job asks for, the jobs' device): ``--backend``
+    is resolved for that device (``auto``: cpu-kernels on CPU where they build, else torch) before any run id."""
+    sweep = load_sweep(name, "torch", args.data_root)
+    resources = resources_from(args, sweep)
+    gpu_job = args.launcher == "slurm" and int(resources["gpus"]) > 0
+    device = args.device or ("cuda" if gpu_job else "cpu")
+    return sweep.on_backend(resolve(args.backend, device)), resources, device
 
-    sweep = load_sweep(args.sweep, args.backend, args.data_root)
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    sweep, resources, device = _load(args, args.sweep)
     unresolved = sorted({r.protocol.name for r in sweep.runs if not r.spec.data_fingerprint})
     if unresolved and not args.dry_run:
         raise SuiteError(f"sweep {sweep.name}: protocols {', '.join(unresolved)} read a real dataset: give --data-root")
-    resources = resources_from(args, sweep)
     out: Path = args.out
     states = {r.spec.run_id: run_state(out, r.spec.run_id) for r in sweep.runs}
     todo = [r for r in sweep.runs if states[r.spec.run_id][0] not in ("done", "running")]
@@ -157,8 +166,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(line)
     if args.dry_run or not todo:
         return 0
-    gpu_job = args.launcher == "slurm" and int(resources["gpus"]) > 0
-    device = args.device or ("cuda" if gpu_job else "cpu")
     jobs = [Job(r.spec, r.protocol_ref, out.resolve(), data_root_for(args.data_root, r.protocol.data["kind"]),
                 args.cache_dir, device, int(resources["cpus"]) if args.launcher == "slurm" else None) for r in todo]
     if args.launcher == "slurm":
@@ -167,7 +174,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         submitted = submit(jobs, out, resources, sweep.name)
         array = submitted[0].job_id.split("_")[0]
         print(f"submitted {len(submitted)} Slurm job(s) ({array}_[0-{len(submitted) - 1}]); logs in {out / LOGS_DIR}; "
-              f"follow with: python -m suite status {out} --sweep {args.sweep}")
+              f"follow with: python -m suite status {out} --sweep {args.sweep} --backend {todo[0].spec.backend} "
+              f"--device {device}")
         return 0
     return _run_here(jobs, args.jobs, out)
 

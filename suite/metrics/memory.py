@@ -121,13 +121,12 @@ def peak_rss_bytes() -> int:
 
 
 def prepare_worker(request: Mapping[str, Any]) -> torch.device:
-    """Set up a fresh measuring process as every worker mode needs it: the CPU kernels compiled or loaded before
-    anything is measured (so no compiler memory is counted), the requested thread count, the seed."""
+    """Set up a fresh measuring process as every worker mode needs it: the backend (compiled kernels) built or loaded
+    before anything is measured (so no compiler memory is counted), the requested thread count, the seed."""
     device = torch.device(request.get("device", "cpu"))
-    if device.type == "cpu":
-        from suite.ops import native
+    from suite.ops.registry import get_ops
 
-        native.library()
+    get_ops(request.get("backend", "torch"))
     if request.get("threads"):
         torch.set_num_threads(int(request["threads"]))
     torch.manual_seed(int(request.get("seed", 0)))

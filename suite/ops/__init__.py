@@ -1,5 +1,6 @@
 """Kernel backends. Each backend is a module exposing the functions in ``BACKEND_FUNCTIONS`` with the signatures of
-:mod:`suite.ops.pytorch`; models look their backend up by name at call time, so a model can switch backend freely."""
+:mod:`suite.ops.pytorch` (the ``torch`` reference); models look their backend up by name at call time
+(:mod:`suite.ops.registry`), so a model can switch backend freely."""
 
 from __future__ import annotations
 
@@ -21,6 +22,6 @@ OPTIONAL_FUNCTIONS = (
     "network_forward",
 )
 """A backend may also fuse a hidden layer's training-mode BatchNorm -> LIF -> dropout, with a dendritic layer's soft
-delay before it or with the next layer's soft axonal delay after it (see ``suite.ops.pytorch``); models use each
+delay before it or with the next layer's soft axonal delay after it (``suite.ops.cpu_kernels`` does); models use each
 where its ``*_supported`` says so and compose the steps otherwise. ``network_forward(layers, x, spikes)`` is the
 training forward of a layer stack with those fusions (suite/ops/fused_stages.py); a backend without it composes."""

@@ -13,36 +13,26 @@ Delay convention (DCLS): the input is padded with ``pad_left`` zeros in front an
 cross-correlation with a kernel of length D runs over time. A kernel peak at tap ``i = pos + D // 2`` reads
 ``x[t - (D - 1 - i)]`` when ``pad_left = D - 1``, so the delay in steps is ``D // 2 - pos``.
 
-How the kernels are laid out for speed (docs/kernels.md; current timings in docs/performance.md):
+This is the ``torch`` backend: the readable reference, PyTorch ops only, on CPU and CUDA. The parity tests against
+the published stack (dcls, spikingjelly) run on it, and the ``cpu-kernels`` backend (:mod:`suite.ops.cpu_kernels`)
+is tested against it. How its ops are laid out (docs/kernels.md):
 
-- LIF and readout are whole-sequence autograd Functions. On CPU each direction is one compiled pass over the
-  sequence (:mod:`suite.ops.native`: C compiled on first use, the neurons split across PyTorch's threads);
-  elsewhere (CUDA, or no C compiler) small in-place per-step ops write straight into the saved sequence (three per
-  step for the LIF forward, one for the readout and for every backward step) and the element-wise work that does
-  not depend on the recurrence (spikes, surrogate, reset masks) runs once over the whole sequence. Without autograd
-  the LIF saves nothing.
-- Per-channel delays are a depthwise correlation over time. On CPU (float32) the compiled kernels of
-  :mod:`suite.ops.native` build the Gaussian kernels in their own layout, copy a block of (batch item, 8 x 16
-  channels) series into per-thread buffers with the padding as zeros and keep 16 outputs in registers across the
-  taps; they save the unpadded input, and the position gradient comes in closed form from the kernel gradient. In
-  training they also fuse with the neuron stage (``delay_batchnorm_lif``: a dendritic layer's delay and its
-  BatchNorm -> LIF -> dropout; ``batchnorm_lif_delay``: that stage and the next layer's axonal delay). Elsewhere the
-  time-major (T, B, C) tensor *is* the channels-last layout of a (1, C, T, B) image, so ``conv2d`` with a
-  (C, 1, D, 1) kernel runs oneDNN's NHWC depthwise kernel with no permute copy, and the backward calls
-  ``convolution_backward`` in the same layout.
-- Soft synaptic delays take one of two algorithms, chosen by the width alone (:func:`synaptic_delay`). Wide kernels
-  (SIG above ~0.75 at D = 31, the first fifth of the official schedule): D accumulating matrix products over shifted
-  time slices (contiguous in the time-major layout, no padding copy, rows that would only read padding skipped); the
-  (D, N_in, N_out) kernel is never stored: it is rebuilt from (weight, pos) a chunk of taps (8 MiB) at a time when it
-  is needed, in the forward and in the backward, whose weight and position gradients are reduced chunk by chunk in
-  closed form. Narrow kernels (on CPU float32 with the compiled kernels): only each synapse's window of taps that can
-  contribute (:func:`synaptic_window`: 6 of 31 at the final width), as W short correlations per synapse in
-  ``native/synaptic.c``; the (N_out, N_in, W) window taps come from (weight, pos) by a small element-wise autograd
-  graph.
+- LIF and readout are whole-sequence autograd Functions: small in-place per-step ops write straight into the saved
+  sequence (three per step for the LIF forward, one for the readout and for every backward step) and the
+  element-wise work that does not depend on the recurrence (spikes, surrogate, reset masks) runs once over the whole
+  sequence. Without autograd the LIF saves nothing.
+- Per-channel delays are a depthwise correlation over time: the time-major (T, B, C) tensor *is* the channels-last
+  layout of a (1, C, T, B) image, so ``conv2d`` with a (C, 1, D, 1) kernel runs oneDNN's NHWC depthwise kernel with
+  no permute copy, and the backward calls ``convolution_backward`` in the same layout.
+- Soft synaptic delays: D accumulating matrix products over shifted time slices (contiguous in the time-major
+  layout, no padding copy, rows that would only read padding skipped); the (D, N_in, N_out) kernel is never stored:
+  it is rebuilt from (weight, pos) a chunk of taps (8 MiB) at a time when it is needed, in the forward and in the
+  backward, whose weight and position gradients are reduced chunk by chunk in closed form. The window of taps that
+  can contribute (:func:`synaptic_window`) and its taps (:func:`synaptic_window_taps`) are defined here for the
+  backends that run the narrow-kernel algorithm (cpu-kernels, numba-cuda).
 - Hard per-channel delays are the same depthwise convolution with one-hot kernels (faster than a gather there).
-- Hard synaptic delays without autograd are a gather on CPU (the window kernel with one tap per synapse); without
-  the compiled kernels they group the synapses by delay into D sparse CSR matrices; with autograd they keep the
-  dense one-product-per-delay form.
+- Hard synaptic delays without autograd on CPU group the synapses by delay into D sparse CSR matrices; with autograd
+  (or on CUDA) they keep the dense one-product-per-delay form.
 """
 
 from __future__ import annotations
@@ -53,8 +43,6 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
-
-from suite.ops import native
 
 SIGMA_OFFSET = 0.27
 """DCLS adds this to |SIG| so that the Gaussian never collapses (``dcls`` 0.1.1, ``ConstructKernel1d``)."""
@@ -80,55 +68,58 @@ def _just_below(value: float, dtype: torch.dtype) -> float:
     return float(torch.nextafter(torch.tensor(value, dtype=dtype), torch.tensor(-math.inf, dtype=dtype)))
 
 
-class _LIFSpikes(torch.autograd.Function):
-    """Whole-sequence LIF; only H is saved, and the element-wise work that does not depend on the recurrence
-    (spikes, surrogate) runs with it.
+def lif_steps(x: torch.Tensor, decay: float, v_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(H, spikes) of the LIF over (T, ...) ``x``: three small in-place ops per step (``H[t] = X[t] + decay V``
+    written straight into the saved sequence, ``F = threshold(H, thr-, 0)``, i.e. H where H >= thr, and
+    ``V = H - F``, exactly ``H (1 - S)``), then the spikes from one comparison over the whole sequence."""
+    h_seq = torch.empty_like(x, memory_format=torch.contiguous_format)
+    spikes = torch.empty_like(h_seq)
+    below = _just_below(v_threshold, x.dtype)
+    fired = h_seq.new_empty(h_seq.shape[1:])
+    v = h_seq.new_zeros(h_seq.shape[1:])
+    for x_t, h_t in zip(x.unbind(0), h_seq.unbind(0), strict=True):  # unbind: all step views in one call
+        torch.add(x_t, v, alpha=decay, out=h_t)
+        torch.threshold(h_t, below, 0.0, out=fired)
+        torch.sub(h_t, fired, out=v)
+    torch.ge(h_seq, v_threshold, out=spikes)
+    return h_seq, spikes
 
-    CPU: one compiled pass forward and one backward (:mod:`suite.ops.native`). Elsewhere three small in-place
-    ops per step forward (``H[t] = X[t] + decay V`` written straight into the saved sequence, ``F = threshold(H, thr-,
-    0)``, i.e. H where H >= thr, and ``V = H - F``, exactly ``H (1 - S)``), spikes from one comparison over the whole
-    sequence, and one in-place op per step backward.
-    """
+
+def lif_steps_backward(h_seq: torch.Tensor, grad_spikes: torch.Tensor, decay: float, v_threshold: float,
+                       scale: float, half_alpha: float) -> torch.Tensor:
+    """dL/dX of :func:`lif_steps` from H and dL/dS: dL/dH[t] = g[t] surrogate[t] + dL/dH[t+1] decay (1 - S[t]), with
+    surrogate = (alpha/2) / (1 + scale (H - thr)^2), scale = (pi/2 alpha)^2. Three whole-sequence passes, then one
+    in-place op per step."""
+    centred = torch.sub(h_seq, v_threshold)
+    grad_x = torch.addcmul(centred.new_ones(()), centred, centred, value=scale)
+    torch.addcdiv(centred.new_zeros(()), grad_spikes, grad_x, value=half_alpha, out=grad_x)
+    carry = torch.lt(h_seq, v_threshold, out=centred).mul_(decay)
+    g_steps, c_steps = grad_x.unbind(0), carry.unbind(0)
+    for t in range(grad_x.shape[0] - 2, -1, -1):
+        g_steps[t].addcmul_(g_steps[t + 1], c_steps[t])
+    return grad_x
+
+
+class LIFSpikes(torch.autograd.Function):
+    """Whole-sequence LIF; only H is saved, and the element-wise work that does not depend on the recurrence
+    (spikes, surrogate) runs with it. ``passes`` computes it: (forward, backward) with the signatures of
+    :func:`lif_steps` and :func:`lif_steps_backward` (those here; the compiled ones on cpu-kernels)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, tau: float, v_threshold: float, alpha: float,  # type: ignore[override]
+                passes: tuple = (lif_steps, lif_steps_backward)) -> torch.Tensor:
         decay = 1.0 - 1.0 / tau
-        if native.recurrences_eligible(x):
-            h_seq, spikes = native.lif_forward(x, decay, v_threshold, keep_h=True)
-        else:
-            h_seq = torch.empty_like(x, memory_format=torch.contiguous_format)
-            spikes = torch.empty_like(h_seq)
-            below = _just_below(v_threshold, x.dtype)
-            fired = h_seq.new_empty(h_seq.shape[1:])
-            v = h_seq.new_zeros(h_seq.shape[1:])
-            for x_t, h_t in zip(x.unbind(0), h_seq.unbind(0), strict=True):  # unbind: all step views in one call
-                torch.add(x_t, v, alpha=decay, out=h_t)
-                torch.threshold(h_t, below, 0.0, out=fired)
-                torch.sub(h_t, fired, out=v)
-            torch.ge(h_seq, v_threshold, out=spikes)
+        h_seq, spikes = passes[0](x, decay, v_threshold)
         ctx.save_for_backward(h_seq)
-        ctx.decay, ctx.v_threshold, ctx.alpha = decay, v_threshold, alpha
+        ctx.decay, ctx.v_threshold, ctx.alpha, ctx.passes = decay, v_threshold, alpha, passes
         return spikes
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_spikes: torch.Tensor):  # type: ignore[override]
         (h_seq,) = ctx.saved_tensors
-        # dL/dH[t] = g[t] surrogate[t] + dL/dH[t+1] * decay * (1 - S[t]), surrogate = (alpha/2) / (1 + (c (H - thr))^2)
-        # with c = pi/2 alpha.
-        scale = atan_scale(ctx.alpha)
-        if native.recurrences_eligible(h_seq):
-            grad_x = native.lif_backward(h_seq, grad_spikes, ctx.decay, ctx.v_threshold, scale, ctx.alpha / 2)
-            return grad_x, None, None, None
-        # Three whole-sequence passes, then one in-place op per step.
-        centred = torch.sub(h_seq, ctx.v_threshold)
-        grad_x = torch.addcmul(centred.new_ones(()), centred, centred, value=scale)
-        torch.addcdiv(centred.new_zeros(()), grad_spikes, grad_x, value=ctx.alpha / 2, out=grad_x)
-        carry = torch.lt(h_seq, ctx.v_threshold, out=centred).mul_(ctx.decay)
-        g_steps, c_steps = grad_x.unbind(0), carry.unbind(0)
-        for t in range(grad_x.shape[0] - 2, -1, -1):
-            g_steps[t].addcmul_(g_steps[t + 1], c_steps[t])
-        return grad_x, None, None, None
+        grad_x = ctx.passes[1](h_seq, grad_spikes, ctx.decay, ctx.v_threshold, atan_scale(ctx.alpha), ctx.alpha / 2)
+        return grad_x, None, None, None, None
 
 
 class _LeakyReadout(torch.autograd.Function):
@@ -138,8 +129,6 @@ class _LeakyReadout(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, tau: float) -> torch.Tensor:  # type: ignore[override]
         decay = 1.0 - 1.0 / tau
         ctx.decay = decay
-        if native.recurrences_eligible(x):
-            return native.leaky(x, decay, backward=False)
         v_seq = x.clone(memory_format=torch.contiguous_format)
         steps = v_seq.unbind(0)
         for t in range(1, x.shape[0]):
@@ -149,8 +138,6 @@ class _LeakyReadout(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_v_seq: torch.Tensor):  # type: ignore[override]
-        if native.recurrences_eligible(grad_v_seq):
-            return native.leaky(grad_v_seq, ctx.decay, backward=True), None
         grad_x = grad_v_seq.clone(memory_format=torch.contiguous_format)
         steps = grad_x.unbind(0)
         for t in range(grad_x.shape[0] - 2, -1, -1):
@@ -164,8 +151,6 @@ def _lif_spikes_inference(x: torch.Tensor, tau: float, v_threshold: float) -> to
     V = H - H S is exactly H (1 - S) for S in {0, 1}.
     """
     decay = 1.0 - 1.0 / tau
-    if native.recurrences_eligible(x):
-        return native.lif_forward(x, decay, v_threshold, keep_h=False)[1]
     spikes = torch.empty_like(x, memory_format=torch.contiguous_format)
     h = x.new_empty(x.shape[1:])
     v = x.new_zeros(x.shape[1:])
@@ -180,215 +165,12 @@ def lif_spikes(x: torch.Tensor, tau: float, v_threshold: float, alpha: float) ->
     """Spikes of a multi-step LIF over ``x`` of shape (T, ...): H = (1 - 1/tau) V + X, S = H >= thr, V = H (1 - S)."""
     if not (torch.is_grad_enabled() and x.requires_grad):
         return _lif_spikes_inference(x, tau, v_threshold)
-    return _LIFSpikes.apply(x, tau, v_threshold, alpha)
+    return LIFSpikes.apply(x, tau, v_threshold, alpha)
 
 
 def leaky_readout(x: torch.Tensor, tau: float) -> torch.Tensor:
     """Membrane sequence of a non-spiking LIF (the paper's output layer, threshold 1e9)."""
     return _LeakyReadout.apply(x, tau)
-
-
-def _record_statistics(ctx, running: tuple[torch.Tensor, torch.Tensor, float] | None, mean: torch.Tensor,
-                       var: torch.Tensor, eps: float, rows: int) -> None:
-    """After a fused BatchNorm forward: keep (mean, 1 / std) for the backward and update ``nn.BatchNorm1d``'s running
-    statistics as F.batch_norm does in training (the variance stored unbiased)."""
-    ctx.stats = (mean, (var + eps).rsqrt())
-    if running is not None:
-        running_mean, running_var, factor = running
-        running_mean.mul_(1.0 - factor).add_(mean.to(running_mean.dtype), alpha=factor)
-        running_var.mul_(1.0 - factor).add_((var * (rows / (rows - 1))).to(running_var.dtype), alpha=factor)
-
-
-class _BatchNormLIF(torch.autograd.Function):
-    """BatchNorm with batch statistics -> LIF -> dropout mask, in the compiled fused kernels (:mod:`suite.ops.native`).
-
-    Saves the BatchNorm input (the unfused BatchNorm saves it too), the mask and the small state from which the
-    backward computes H again (:class:`suite.ops.native.NeuronState`); the statistics stay float64.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor | None,  # type: ignore[override]
-                running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float, v_threshold: float,
-                alpha: float) -> torch.Tensor:
-        decay = 1.0 - 1.0 / tau
-        out, state, mean, var = native.batchnorm_lif_forward(x, weight, bias, keep, eps, decay, v_threshold)
-        _record_statistics(ctx, running, mean, var, eps, x.shape[0] * x.shape[1])
-        ctx.save_for_backward(x, *state, keep, weight)
-        ctx.decay, ctx.v_threshold, ctx.alpha = decay, v_threshold, alpha
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        x, checkpoints, rows, keep, weight = ctx.saved_tensors
-        scale = atan_scale(ctx.alpha)
-        grad_x, grad_weight, grad_bias, _ = native.batchnorm_lif_backward(
-            x, native.NeuronState(checkpoints, rows), grad_out, keep, weight, *ctx.stats, ctx.decay, ctx.v_threshold,
-            scale, ctx.alpha / 2)
-        return grad_x, grad_weight, grad_bias, None, None, None, None, None, None
-
-
-def _affine_cpu_norm(weight: torch.Tensor | None, channels: int) -> bool:
-    """The fused kernels' BatchNorm: affine, its (C,) weight on the CPU."""
-    return weight is not None and weight.device.type == "cpu" and weight.shape == (channels,)
-
-
-def batchnorm_lif_supported(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
-    """Whether :func:`batchnorm_lif` runs fused for this (T, B, C) input: CPU float32/float64 with the compiled
-    kernels, an affine BatchNorm on the CPU, and more than one row (else BatchNorm itself raises)."""
-    return (native.recurrences_eligible(x) and x.dim() == 3 and _affine_cpu_norm(weight, x.shape[2])
-            and x.shape[0] * x.shape[1] > 1)
-
-
-def batchnorm_lif(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                  running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float,
-                  v_threshold: float, alpha: float, keep: torch.Tensor | None) -> torch.Tensor:
-    """A hidden layer's training-mode neuron stage in one op (optional for backends; see ``OPTIONAL_FUNCTIONS``):
-    BatchNorm over the T x B rows with batch statistics, then :func:`lif_spikes`, then ``* keep`` (the dropout mask,
-    (B, C), or None). ``running = (running_mean, running_var, factor)`` is updated in place as ``F.batch_norm`` does
-    in training (None: not tracked). Only where :func:`batchnorm_lif_supported`; elsewhere ValueError.
-    """
-    _require(batchnorm_lif_supported(x, weight), "batchnorm_lif", x, weight)
-    return _BatchNormLIF.apply(x.contiguous(), weight, bias, keep, running, eps, tau, v_threshold, alpha)
-
-
-def _require(supported: bool, op: str, x: torch.Tensor, weight: torch.Tensor | None,
-             pos: torch.Tensor | None = None) -> None:
-    """One-line ValueError naming the op and the tensors when a fused op is called where it does not run (its
-    ``*_supported`` is False): the C kernels would read out of bounds."""
-    if not supported:
-        described = ", ".join(f"{name} {tuple(t.shape)} {t.dtype} on {t.device}"
-                              for name, t in (("input", x), ("BatchNorm weight", weight), ("positions", pos))
-                              if t is not None)
-        raise ValueError(f"{op} cannot run on {described or 'these tensors'} (see {op}_supported); compose the ops")
-
-
-def _delay_stage_setup(ctx, pos: torch.Tensor, sig: float, kernel_size: int, pad_left: int, tau: float,
-                      v_threshold: float, alpha: float) -> float:
-    """For a delay fused with a neuron stage: the Gaussian taps (``ctx.taps``, built once and reused by the backward)
-    and the constants the backward needs (``ctx.params``); returns the LIF decay."""
-    sigma, ctx.taps = _native_taps(pos, sig, kernel_size)
-    decay = 1.0 - 1.0 / tau
-    ctx.params = (sigma, pad_left, decay, v_threshold, alpha)
-    return decay
-
-
-def _native_taps(pos: torch.Tensor, sig: float, kernel_size: int) -> tuple[float, torch.Tensor]:
-    """(sigma, the (D, Cp) Gaussian taps of the compiled kernels) for SIG ``sig``, as :func:`gaussian_kernel`."""
-    sigma = abs(sig) + SIGMA_OFFSET
-    return sigma, native.gaussian_taps(pos, kernel_size, sigma, KERNEL_NORM_EPS)
-
-
-class _DelayBatchNormLIF(torch.autograd.Function):
-    """A dendritic layer's soft delay -> BatchNorm (batch statistics) -> LIF -> dropout in training (CPU float32).
-
-    The depthwise forward hands the BatchNorm its statistics (from registers: no pass over the delayed current y), and
-    the depthwise backward computes the BatchNorm input gradient while it gathers it (no tensor written for it).
-    Saves the delay's input, the positions, y, the mask and the neuron state from which the backward computes H
-    again: what the two separate ops save.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, pos: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,  # type: ignore[override]
-                keep: torch.Tensor | None, sig: float, kernel_size: int, pad_left: int, pad_right: int,
-                running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float, v_threshold: float,
-                alpha: float) -> torch.Tensor:
-        x = x.contiguous()
-        decay = _delay_stage_setup(ctx, pos, sig, kernel_size, pad_left, tau, v_threshold, alpha)
-        y, moments = native.gaussian_delay_forward(x, ctx.taps, pad_left, pad_right, moments=True)
-        out, state, mean, var = native.batchnorm_lif_forward(y, weight, bias, keep, eps, decay, v_threshold, moments)
-        _record_statistics(ctx, running, mean, var, eps, y.shape[0] * y.shape[1])
-        ctx.save_for_backward(x, pos, y, *state, keep, weight)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        x, pos, y, checkpoints, rows, keep, weight = ctx.saved_tensors
-        sigma, pad_left, decay, v_threshold, alpha = ctx.params
-        grad_dy, grad_weight, grad_bias, channel = native.batchnorm_lif_backward(
-            y, native.NeuronState(checkpoints, rows), grad_out, keep, weight, *ctx.stats, decay, v_threshold,
-            atan_scale(alpha), alpha / 2, defer_input_grad=True)
-        grad_x, grad_pos = native.gaussian_delay_backward(x, pos, ctx.taps, sigma, grad_dy, pad_left,
-                                                          *ctx.needs_input_grad[:2], batchnorm=(channel, y))
-        return (grad_x, grad_pos, grad_weight, grad_bias) + (None,) * 10
-
-
-def delay_batchnorm_lif_supported(x: torch.Tensor, pos: torch.Tensor, kernel_size: int, pad_left: int,
-                                  pad_right: int, weight: torch.Tensor | None) -> bool:
-    """Whether :func:`delay_batchnorm_lif` runs fused: the compiled soft delay (CPU float32) and an affine BatchNorm
-    on the CPU over more than one row."""
-    rows = (x.shape[0] + pad_left + pad_right - kernel_size + 1) * x.shape[1] if x.dim() == 3 else 0
-    return (native.gaussian_delay_eligible(x, pos, kernel_size, pad_left, pad_right)
-            and _affine_cpu_norm(weight, x.shape[2]) and rows > 1)
-
-
-def delay_batchnorm_lif(x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int, pad_left: int,
-                        pad_right: int, weight: torch.Tensor, bias: torch.Tensor,
-                        running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float,
-                        v_threshold: float, alpha: float, keep: torch.Tensor | None) -> torch.Tensor:
-    """A dendritic hidden layer's training-mode stage after its weights in one op (optional for backends; see
-    ``OPTIONAL_FUNCTIONS``): :func:`channel_delay`, then :func:`batchnorm_lif` (same arguments). Only where
-    :func:`delay_batchnorm_lif_supported`; elsewhere ValueError.
-    """
-    _require(delay_batchnorm_lif_supported(x, pos, kernel_size, pad_left, pad_right, weight), "delay_batchnorm_lif", x,
-             weight, pos)
-    return _DelayBatchNormLIF.apply(x, pos, weight, bias, keep, sig, kernel_size, pad_left, pad_right, running, eps,
-                                    tau, v_threshold, alpha)
-
-
-class _BatchNormLIFDelay(torch.autograd.Function):
-    """A hidden layer's BatchNorm (batch statistics) -> LIF -> dropout followed by the next layer's soft axonal delay,
-    in training (CPU float32). Neither the spikes nor H are stored: the depthwise kernel computes them block by block
-    from the BatchNorm input, and its backward computes them again from it (bit-identical) and runs the LIF's reverse
-    recurrence on each block's gradient as it is produced. Saves the BatchNorm input, its (4, C) channel rows, the
-    mask and the positions."""
-
-    @staticmethod
-    def forward(ctx, z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pos: torch.Tensor,  # type: ignore[override]
-                keep: torch.Tensor | None, running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float,
-                tau: float, v_threshold: float, alpha: float, sig: float, kernel_size: int, pad_left: int,
-                pad_right: int) -> torch.Tensor:
-        z = z.contiguous()
-        decay = _delay_stage_setup(ctx, pos, sig, kernel_size, pad_left, tau, v_threshold, alpha)
-        y, channel, mean, var = native.lif_delay_forward(z, weight, bias, keep, eps, decay, v_threshold, ctx.taps,
-                                                         pad_left, pad_right)
-        _record_statistics(ctx, running, mean, var, eps, z.shape[0] * z.shape[1])
-        ctx.save_for_backward(z, channel, keep, weight, pos)
-        return y
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
-        z, channel, keep, weight, pos = ctx.saved_tensors
-        sigma, pad_left, decay, v_threshold, alpha = ctx.params
-        grad_z, grad_pos, grad_weight, grad_bias = native.lif_delay_backward(
-            z, channel, keep, weight, *ctx.stats, pos, ctx.taps, sigma, grad_y, pad_left, ctx.needs_input_grad[3],
-            decay, v_threshold, atan_scale(alpha), alpha / 2)
-        return (grad_z, grad_weight, grad_bias, grad_pos) + (None,) * 10
-
-
-def batchnorm_lif_delay_supported(z: torch.Tensor, weight: torch.Tensor | None, pos: torch.Tensor, kernel_size: int,
-                                  pad_left: int, pad_right: int) -> bool:
-    """Whether :func:`batchnorm_lif_delay` runs fused: a float32 BatchNorm input on the CPU with the compiled
-    kernels, an affine BatchNorm over more than one row, and the next layer's positions for its channels."""
-    return (native.gaussian_delay_eligible(z, pos, kernel_size, pad_left, pad_right)
-            and _affine_cpu_norm(weight, z.shape[2]) and z.shape[0] * z.shape[1] > 1)
-
-
-def batchnorm_lif_delay(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                        running: tuple[torch.Tensor, torch.Tensor, float] | None, eps: float, tau: float,
-                        v_threshold: float, alpha: float, keep: torch.Tensor | None, pos: torch.Tensor, sig: float,
-                        kernel_size: int, pad_left: int, pad_right: int) -> torch.Tensor:
-    """A hidden layer's training-mode neuron stage followed by the next layer's axonal delay, in one op (optional for
-    backends; see ``OPTIONAL_FUNCTIONS``): :func:`batchnorm_lif` (same arguments), then :func:`channel_delay` of
-    its output (``pos``, ``sig`` ... of the next layer). Only where :func:`batchnorm_lif_delay_supported`; elsewhere
-    ValueError.
-    """
-    _require(batchnorm_lif_delay_supported(z, weight, pos, kernel_size, pad_left, pad_right), "batchnorm_lif_delay", z,
-             weight, pos)
-    return _BatchNormLIFDelay.apply(z, weight, bias, pos, keep, running, eps, tau, v_threshold, alpha, sig,
-                                    kernel_size, pad_left, pad_right)
 
 
 # ------------------------------------------------------------------------------------------- kernel shapes
@@ -474,51 +256,6 @@ class _ChannelConv(torch.autograd.Function):
         return grad_x, grad_k, None, None
 
 
-class _NativeChannelConv(torch.autograd.Function):
-    """The same correlation with the compiled kernels of :mod:`suite.ops.native` (CPU float32).
-
-    Saves the input itself (the oneDNN form saves a padded copy) for the kernel gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:  # type: ignore[override]
-        x = x.contiguous()
-        ctx.save_for_backward(x, kernel)
-        ctx.pad_left = pad_left
-        return native.depthwise_forward(x, kernel, pad_left, pad_right)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
-        x, kernel = ctx.saved_tensors
-        grad_x, grad_k = native.depthwise_backward(x, kernel, grad_y, ctx.pad_left, *ctx.needs_input_grad[:2])
-        return grad_x, grad_k, None, None
-
-
-class _NativeGaussianDelay(torch.autograd.Function):
-    """The soft per-channel delay as one op on CPU float32 (:mod:`suite.ops.native`): the Gaussian taps are built in
-    C in the depthwise kernels' layout, and the backward turns the kernel-gradient partial sums into dL/dpos in closed
-    form. Same values as ``gaussian_kernel`` + the correlation within float rounding, without the ~25 small ops of
-    the kernel's autograd graph per call. Saves the input, the positions and the (D, Cp) taps."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int, pad_left: int,  # type: ignore[override]
-                pad_right: int) -> torch.Tensor:
-        x = x.contiguous()
-        ctx.save_for_backward(x, pos)
-        ctx.pad_left = pad_left
-        ctx.sigma, ctx.taps = _native_taps(pos, sig, kernel_size)
-        return native.gaussian_delay_forward(x, ctx.taps, pad_left, pad_right)[0]
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
-        x, pos = ctx.saved_tensors
-        grad_x, grad_pos = native.gaussian_delay_backward(x, pos, ctx.taps, ctx.sigma, grad_y, ctx.pad_left,
-                                                          *ctx.needs_input_grad[:2])
-        return grad_x, grad_pos, None, None, None, None
-
-
 def _channel_conv_inference(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:
     """The depthwise correlation without autograd: the convolution pads (symmetrically, max(L, R) steps) instead of a
     padded copy of the input, and the output rows that belong to the (L, R) padding are a contiguous slice."""
@@ -530,12 +267,8 @@ def _channel_conv_inference(x: torch.Tensor, kernel: torch.Tensor, pad_left: int
 
 
 def _channel_conv(x: torch.Tensor, kernel: torch.Tensor, pad_left: int, pad_right: int) -> torch.Tensor:
-    """Compiled kernels where eligible (:func:`suite.ops.native.eligible`), oneDNN otherwise."""
-    differentiable = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
-    if native.depthwise_eligible(x, kernel, pad_left, pad_right):
-        return _NativeChannelConv.apply(x, kernel, pad_left, pad_right) if differentiable else \
-            native.depthwise_forward(x, kernel, pad_left, pad_right)
-    if differentiable:
+    """The depthwise correlation (oneDNN on CPU): an autograd Function when a gradient is needed."""
+    if torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad):
         return _ChannelConv.apply(x, kernel, pad_left, pad_right)
     return _channel_conv_inference(x, kernel, pad_left, pad_right)
 
@@ -544,10 +277,6 @@ def channel_delay(
     x: torch.Tensor, pos: torch.Tensor, sig: float, kernel_size: int, pad_left: int, pad_right: int
 ) -> torch.Tensor:
     """Per-channel soft delay: x (T, B, C), pos (C,) -> (T + pad_left + pad_right - D + 1, B, C)."""
-    if native.gaussian_delay_eligible(x, pos, kernel_size, pad_left, pad_right):
-        if torch.is_grad_enabled() and (x.requires_grad or pos.requires_grad):
-            return _NativeGaussianDelay.apply(x, pos, sig, kernel_size, pad_left, pad_right)
-        return native.gaussian_delay_forward(x, _native_taps(pos, sig, kernel_size)[1], pad_left, pad_right)[0]
     kernel = gaussian_kernel(pos, sig, kernel_size)  # (C, D), small: its own autograd graph carries dP
     return _channel_conv(x, kernel, pad_left, pad_right)
 
@@ -560,8 +289,12 @@ def channel_delay_hard(
     Exact (products by 1 and sums of zeros) and, in the channels-last layout, faster than a gather: 2.1 vs 3.2 ms on a
     (128, 16, 512) input with 2 threads here.
     """
-    kernel = F.one_hot(kernel_size - 1 - delays.to(device=x.device, dtype=torch.long), kernel_size).to(x.dtype)
-    return _channel_conv(x, kernel, pad_left, pad_right)
+    return _channel_conv(x, one_hot_kernel(delays, kernel_size, x), pad_left, pad_right)
+
+
+def one_hot_kernel(delays: torch.Tensor, kernel_size: int, x: torch.Tensor) -> torch.Tensor:
+    """The (C, D) kernel of integer per-channel delays: a one at tap D - 1 - delay, in x's dtype and device."""
+    return F.one_hot(kernel_size - 1 - delays.to(device=x.device, dtype=torch.long), kernel_size).to(x.dtype)
 
 
 # --------------------------------------------------------------------------------------- synaptic delays
@@ -736,43 +469,6 @@ class _WindowTaps(torch.autograd.Function):
         return (acc_g if ctx.needs_input_grad[0] else None), grad_pos, None, None, None, None
 
 
-class _WindowedSynapticDelay(torch.autograd.Function):
-    """y[t, :, o] = sum_i sum_j x_pad[t + start[o, i] + j, :, i] taps[o, i, j] with the compiled window kernels
-    (:mod:`suite.ops.native`, ``synaptic.c``); saves the padded channel-major input, the taps and the starts."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, taps: torch.Tensor, start: torch.Tensor, kernel_size: int,  # type: ignore[override]
-                pad_left: int, pad_right: int) -> torch.Tensor:
-        t_in, batch, _ = x.shape
-        t_out = t_in + pad_left + pad_right - kernel_size + 1
-        src = native.window_series(x, pad_left, t_in + pad_left + pad_right)
-        taps = taps.detach().contiguous()
-        y = native.time_major(native.window_correlate(src, taps, start, t_out), batch)
-        ctx.save_for_backward(src, taps, start)
-        ctx.shape, ctx.kernel_size, ctx.pad_left = x.shape, kernel_size, pad_left
-        return y
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
-        src, taps, start = ctx.saved_tensors
-        t_in, batch, _ = ctx.shape
-        t_out = grad_y.shape[0]
-        window = taps.shape[2]
-        grad_x = grad_taps = None
-        if ctx.needs_input_grad[0]:
-            # the transposed correlation: dL/dx[t, i] = sum_o sum_j taps[o, i, W-1-j] gy_pad[t + start'[i, o] + j, o],
-            # gy_pad = grad_y behind D - 1 zero rows, start' = pad_left + D - W - start
-            lead = ctx.kernel_size - 1
-            grad_src = native.window_series(grad_y, lead, t_out + 2 * lead)
-            flipped = taps.permute(1, 0, 2).flip(2).contiguous()
-            start_t = (ctx.pad_left + lead - (window - 1) - start).t().contiguous()
-            grad_x = native.time_major(native.window_correlate(grad_src, flipped, start_t, t_in), batch)
-        if ctx.needs_input_grad[1]:
-            grad_taps = native.window_tap_grad(src, grad_y, start, window)
-        return grad_x, grad_taps, None, None, None, None
-
-
 def synaptic_delay(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -782,16 +478,8 @@ def synaptic_delay(
     pad_left: int,
     pad_right: int,
 ) -> torch.Tensor:
-    """One soft delay per synapse: x (T, B, Cin), weight and pos (Cout, Cin) -> (T', B, Cout).
-
-    Two algorithms, chosen by the width alone: while a synapse's window (:func:`synaptic_window`) has at most
-    ``WINDOW_MAX_TAPS`` taps and the compiled kernels take the input (CPU float32), the windowed delay over each
-    synapse's active taps; otherwise the full kernel, D matrix products (:class:`_SynapticDelay`).
-    """
-    window = synaptic_window(sig, kernel_size)[0]
-    if window <= WINDOW_MAX_TAPS and native.window_eligible(x, window) and weight.dtype == pos.dtype == torch.float32:
-        taps, start = synaptic_window_taps(weight, pos, float(sig), kernel_size)
-        return _WindowedSynapticDelay.apply(x.contiguous(), taps, start, kernel_size, pad_left, pad_right)
+    """One soft delay per synapse: x (T, B, Cin), weight and pos (Cout, Cin) -> (T', B, Cout): the full kernel, D
+    matrix products (:class:`_SynapticDelay`)."""
     return _SynapticDelay.apply(x.contiguous(), weight, pos, float(sig), kernel_size, pad_left, pad_right)
 
 
@@ -856,27 +544,10 @@ def synaptic_delay_hard(
 ) -> torch.Tensor:
     """Integer synaptic delays: each synapse reads its input ``delay`` steps back.
 
-    Without autograd on CPU: a gather, the compiled window kernel with one tap per synapse (tap D - 1 - delay, the
-    weight as its value); without the compiled kernels, sparse per-delay products. With autograd or elsewhere: one
-    dense product per distinct delay. All equal the one-hot kernel's result but for the order of the sums over inputs.
+    Without autograd on CPU: sparse per-delay products. With autograd or elsewhere: one dense product per distinct
+    delay. Both equal the one-hot kernel's result but for the order of the sums over inputs.
     """
     grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     if grad or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return _synaptic_hard_dense(x, weight, delays, kernel_size, pad_left, pad_right)
-    if native.window_eligible(x, 1) and weight.dtype == torch.float32:
-        start = (kernel_size - 1 - delays).to(torch.int32).contiguous()
-        src = native.window_series(x.contiguous(), pad_left, x.shape[0] + pad_left + pad_right)
-        t_out = x.shape[0] + pad_left + pad_right - kernel_size + 1
-        taps = weight.detach().unsqueeze(-1).contiguous()
-        return native.time_major(native.window_correlate(src, taps, start, t_out), x.shape[1])
     return _synaptic_hard_sparse(x, weight, delays, kernel_size, pad_left, pad_right)
-
-
-def network_forward(layers: list[torch.nn.Module], x: torch.Tensor,
-                    spikes: list[torch.Tensor] | None = None) -> torch.Tensor | None:
-    """Training forward of a layer stack with this backend's fused neuron stages (suite/ops/fused_stages.py)."""
-    import sys
-
-    from suite.ops import fused_stages
-
-    return fused_stages.network_forward(sys.modules[__name__], layers, x, spikes)

@@ -26,9 +26,40 @@ def register_backend(name: str, module: str, description: str) -> None:
     BACKENDS[name] = Backend(name, module, description)
 
 
-register_backend("torch", "suite.ops.pytorch", "PyTorch ops (CPU and CUDA): conv1d delays, whole-sequence LIF")
+register_backend("torch", "suite.ops.pytorch",
+                 "the PyTorch reference (CPU and CUDA): oneDNN/cuDNN depthwise delays, per-step LIF, matmul synaptic "
+                 "delays")
+register_backend("cpu-kernels", "suite.ops.cpu_kernels",
+                 "compiled CPU kernels (torch C++ extension, built on first use) with fused training stages; CPU only")
 register_backend("numba-cuda", "suite.ops.numba_cuda",
                  "numba.cuda.jit kernels (GPU, or CPU via NUMBA_ENABLE_CUDASIM=1)")
+
+AUTO = "auto"
+DEFAULT_BACKEND = AUTO
+"""What ``run``, ``sweep``, ``bench`` and the metrics use when no backend is named: :func:`resolve` turns it into a
+registered name once, when a run is set up (the resolved name is what the run id and the record hold)."""
+CPU_ONLY = frozenset({"cpu-kernels"})
+BACKEND_HELP = ("torch (the PyTorch reference), cpu-kernels (compiled CPU kernels, fused stages), numba-cuda, or auto "
+                "(default): cpu-kernels on a CPU device where they build, else torch; the resolved name enters the "
+                "run id and the record")
+
+
+def resolve(name: str, device: str) -> str:
+    """The registered backend a run uses: ``auto`` is ``cpu-kernels`` on a CPU device where the kernels build, else
+    ``torch``; a named backend is checked (SuiteError: unknown, unusable here, or CPU-only on another device)."""
+    device_type = device.split(":")[0]
+    if name == AUTO:
+        if device_type == "cpu":
+            try:
+                get_ops("cpu-kernels")
+                return "cpu-kernels"
+            except SuiteError:
+                pass
+        return "torch"
+    get_ops(name)
+    if name in CPU_ONLY and device_type != "cpu":
+        raise SuiteError(f"backend {name!r} runs on the CPU only, not on device {device!r}; use --backend torch")
+    return name
 
 
 def get_ops(name: str) -> ModuleType:
@@ -37,7 +68,7 @@ def get_ops(name: str) -> ModuleType:
     if ops is not None:
         return ops
     if name not in BACKENDS:
-        raise SuiteError(f"unknown backend {name!r}; available: {', '.join(sorted(BACKENDS))}")
+        raise SuiteError(f"unknown backend {name!r}; available: {', '.join(sorted(BACKENDS))} (or {AUTO!r})")
     try:
         ops = importlib.import_module(BACKENDS[name].module)
     except ImportError as err:

@@ -10,6 +10,7 @@ records, run ids and resumption are shared with it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.errors import SuiteError
+from suite.ops.registry import DEFAULT_BACKEND, resolve
 from suite.specs import ProtocolSpec, RunSpec, load_yaml
 
 SWEEP_DIR = Path(__file__).parent
@@ -45,6 +47,11 @@ class Sweep:
     path: Path
     runs: tuple[PlannedRun, ...]
     resources: Mapping[str, Any] = field(default_factory=dict)
+
+    def on_backend(self, backend: str) -> Sweep:
+        """The same runs on ``backend`` (a resolved name: it is part of every run id)."""
+        runs = tuple(dataclasses.replace(r, spec=dataclasses.replace(r.spec, backend=backend)) for r in self.runs)
+        return dataclasses.replace(self, runs=runs)
 
 
 def sweep_names() -> list[str]:
@@ -125,13 +132,16 @@ def _expand(grid: Any, where: str, base: Path, backend: str, data_root: Path | N
     return runs
 
 
-def load_sweep(name_or_path: str | Path, backend: str = "torch", data_root: Path | None = None) -> Sweep:
-    """A shipped sweep by name, or a sweep file; every error names the file and key.
+def load_sweep(name_or_path: str | Path, backend: str = DEFAULT_BACKEND, data_root: Path | None = None,
+               device: str = "cpu") -> Sweep:
+    """A shipped sweep by name, or a sweep file; every error names the file and key. ``backend`` is resolved for
+    ``device`` (:func:`suite.ops.registry.resolve`) before it enters the run ids.
 
     Each run's id is resolved against its protocol's content and the data under ``data_root`` (as `run` does), so a
     sweep finds the records `run` wrote and never takes a record of other data for its own. Without ``data_root``,
     runs on real datasets keep an empty data fingerprint: they can be listed, not launched.
     """
+    backend = resolve(backend, device)
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = SWEEP_DIR / f"{name_or_path}.yaml"

@@ -1,4 +1,4 @@
-"""pytest-benchmark micro-benchmarks of the torch kernels at the paper's sizes (hidden 512, T ~ 100, batch 16, D 31).
+"""pytest-benchmark micro-benchmarks of the cpu-kernels ops at the paper's sizes (hidden 512, T ~ 100, batch 16, D 31).
 
 Deselected by default; run with ``.venv/bin/python -m pytest -m bench tests/bench`` (add ``--benchmark-save=NAME``
 to keep a run and ``--benchmark-compare`` to compare with the last one). tests/conftest.py pins one intra-op thread.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from suite.ops import pytorch as ops
+from suite.ops import cpu_kernels as ops
+from suite.ops.pytorch import delays_from_positions
 
 pytestmark = pytest.mark.bench
 
@@ -52,7 +53,7 @@ def test_channel_delay_soft_forward_backward(benchmark, spikes_in: torch.Tensor)
 
 
 def test_channel_delay_hard_forward(benchmark, spikes_in: torch.Tensor) -> None:
-    delays = ops.delays_from_positions(_positions((C,), 7), D)
+    delays = delays_from_positions(_positions((C,), 7), D)
     with torch.no_grad():
         y = benchmark(ops.channel_delay_hard, spikes_in, delays, D, LEFT, RIGHT)
     assert y.shape == (T + RIGHT, B, C)
@@ -72,7 +73,7 @@ def test_synaptic_delay_soft_forward_backward(benchmark, spikes_in: torch.Tensor
 
 def test_synaptic_delay_hard_forward(benchmark, spikes_in: torch.Tensor) -> None:
     weight = torch.randn(C, C, generator=_gen(11)) * (2.0 / C) ** 0.5
-    delays = ops.delays_from_positions(_positions((C, C), 12), D)
+    delays = delays_from_positions(_positions((C, C), 12), D)
     with torch.no_grad():
         y = benchmark.pedantic(ops.synaptic_delay_hard, (spikes_in, weight, delays, D, LEFT, RIGHT), rounds=3,
                                warmup_rounds=1)

@@ -1,4 +1,4 @@
-"""Compiled C kernels of the PyTorch backend on CPU, built on first use with the system C compiler.
+"""Compiled CPU kernels of the ``cpu-kernels`` backend: a torch C++ extension built on first use.
 
 - ``depthwise.c``: the per-channel delay correlation (axonal, dendritic), forward and both gradients, float32.
 - ``recurrences.c``: LIF and leaky readout over the whole sequence, forward and backward, float32 and float64.
@@ -7,27 +7,31 @@
   gradient from the depthwise backward's partial sums (the soft axonal/dendritic delay as one op).
 - ``synaptic.c``: per-synapse delays over a window of taps (the soft synaptic delay at its active taps, and the
   hard synaptic delay as a gather), forward, input gradient and the gradient of the window's taps.
+- ``kernels.cpp``: registers each kernel as a typed operator (``torch.ops.suite_kernels.*``, TORCH_LIBRARY) that
+  checks its tensors, and runs the kernels' threads with ATen's ``at::parallel_for`` on PyTorch's own pool (pool.h).
 
 Why C: the fast depthwise correlation keeps a tile of output vectors in registers across the D taps (Numba's loops
 reloaded and stored the accumulators every tap and were slower than oneDNN), and these kernels must run on PyTorch's
-own OpenMP pool: a second thread pool on the same cores makes both wait (docs/kernels.md). The sources are
-compiled with ``-O3 -march=native`` into a per-user cache keyed by the sources, the compiler and the CPU, loaded with
-ctypes, and given libgomp's entry points from the libgomp PyTorch loaded (``pool.h``).
+own OpenMP pool: a second thread pool on the same cores makes both wait (docs/kernels.md).
 
-Nothing here is required: without a C compiler, on a platform other than Linux, or with ``SUITE_NATIVE=0``, the
-backend uses PyTorch ops instead (same results within float rounding, slower) and ``status()`` says why
-(``python -m suite doctor`` prints it).
+Build (:func:`library`, once per sources, compilers, torch version and CPU, into a per-user cache): the C sources with
+the system C compiler (``-O3 -march=native``), then ``torch.utils.cpp_extension.load`` (ninja, the system C++
+compiler) builds ``kernels.cpp`` linked with them, in a child process; the library is moved into the cache
+atomically and loaded with ``torch.ops.load_library``. Where it cannot be built (not Linux, no C or C++ compiler, no
+ninja, a compiler error) ``library()`` is None and ``status()`` says why: asking for the ``cpu-kernels`` backend then
+is a one-line error (:func:`suite.ops.cpu_kernels.check_available`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -37,14 +41,25 @@ import torch
 
 from suite.usercache import user_cache_root
 
-SOURCES = tuple(Path(__file__).with_name(name)
-                for name in ("depthwise.c", "recurrences.c", "batchnorm_lif.c", "gaussian.c", "synaptic.c"))
-HEADERS = tuple(Path(__file__).with_name(name) for name in ("pool.h", "neuron.h"))
-FLAGS = ("-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast", "-shared", "-fPIC")
-LIBRARIES = ("-lm",)
-COMPILE_TIMEOUT_S = 120
+HERE = Path(__file__).parent
+SOURCES = tuple(HERE / name for name in ("depthwise.c", "recurrences.c", "batchnorm_lif.c", "gaussian.c", "synaptic.c"))
+GLUE = HERE / "kernels.cpp"
+HEADERS = tuple(HERE / name for name in ("pool.h", "neuron.h"))
+FLAGS = ("-O3", "-march=native", "-std=gnu11", "-ffp-contract=fast", "-fPIC")
+GLUE_FLAGS = ("-O2", "-fopenmp")
+"""The glue is compiled with OpenMP: at::parallel_for is a header template whose ``#pragma omp parallel`` must be
+compiled into it (without it, parallel_for runs serially). It links libgomp.so.1, which the loader resolves to the
+libgomp torch has already loaded (same soname): one OpenMP pool in the process."""
+COMPILE_TIMEOUT_S = 300
 MIN_COLUMNS_PER_THREAD = 2048
 """Recurrences narrower than this per thread run on one thread: waking the pool costs more than it saves."""
+_BUILD_SCRIPT = """
+import sys
+from torch.utils.cpp_extension import load
+name, glue, include, build, flags, *objects = sys.argv[1:]
+load(name=name, sources=[glue], extra_cflags=flags.split(), extra_include_paths=[include],
+     extra_ldflags=[*objects, "-fopenmp"], build_directory=build, is_python_module=False, verbose=False)
+"""
 
 _lock = threading.Lock()
 _state: dict = {}
@@ -67,131 +82,111 @@ def _cpu_identity() -> str:
     return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in ("model name", "flags")}))
 
 
-def _run_compiler(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, errors="replace", check=False,
-                          timeout=COMPILE_TIMEOUT_S)
+def _run(args: list[str], what: str, **kwargs) -> None:
+    """Run a build step; OSError ``what: <its first error line>`` (not gcc's "In function ...") when it fails."""
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, errors="replace", check=False,
+                              timeout=COMPILE_TIMEOUT_S, **kwargs)
+    except subprocess.TimeoutExpired:
+        raise OSError(f"{what}: took longer than {COMPILE_TIMEOUT_S} s") from None
+    if done.returncode != 0:
+        lines = (done.stderr.strip() or done.stdout.strip()).splitlines() or ["no output"]
+        first = next((line for line in lines if re.search(r"\berror:", line, re.IGNORECASE)), lines[-1])
+        raise OSError(f"{what}: {first.strip()}")
 
 
-def _build(compiler: str) -> Path:
-    """Compile the sources (once per sources, compiler and CPU) and return the library's path."""
-    version = _run_compiler(compiler, "--version").stdout
-    texts = [path.read_text() for path in (*SOURCES, *HEADERS)]
-    key = hashlib.sha256("\0".join([*texts, compiler, version, " ".join(FLAGS + LIBRARIES), _cpu_identity()]).encode())
-    target = cache_dir() / f"suite-kernels-{key.hexdigest()[:16]}.so"
+def _version(compiler: str) -> str:
+    return subprocess.run([compiler, "--version"], capture_output=True, text=True, errors="replace", check=False,
+                          timeout=COMPILE_TIMEOUT_S).stdout
+
+
+def _build(compiler: str, cxx: str) -> Path:
+    """Build the extension (once per sources, compilers, torch and CPU) into the cache and return its path; nothing
+    is loaded into this process (a child process runs cpp_extension), so a build can be repeated in tests."""
+    texts = [path.read_text() for path in (*SOURCES, GLUE, *HEADERS)]
+    key = hashlib.sha256("\0".join([*texts, compiler, _version(compiler), cxx, _version(cxx), " ".join(FLAGS),
+                                     " ".join(GLUE_FLAGS), torch.__version__, _cpu_identity()]).encode())
+    name = f"suite_kernels_{key.hexdigest()[:16]}"
+    target = cache_dir() / f"{name}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        partial = Path(scratch) / target.name
-        done = _run_compiler(compiler, *FLAGS, "-o", str(partial), *map(str, SOURCES), *LIBRARIES)
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines() or ["no output"]
-            first = next((line for line in lines if "error" in line), lines[0])  # not gcc's "In function ..."
-            raise OSError(f"{compiler} failed on the CPU kernels: {first}")
-        os.replace(partial, target)  # atomic: a concurrent build of the same key writes the same bytes
+        _run([compiler, *FLAGS, "-c", *map(str, SOURCES)], f"{compiler} failed on the CPU kernels", cwd=scratch)
+        objects = [str(Path(scratch) / f"{source.stem}.o") for source in SOURCES]
+        env = {**os.environ, "CXX": cxx, "PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                                                   os.environ.get("PATH", "")])}  # a venv's ninja
+        build = Path(scratch) / "build"
+        build.mkdir()
+        _run([sys.executable, "-c", _BUILD_SCRIPT, name, str(GLUE), str(HERE), str(build), " ".join(GLUE_FLAGS),
+              *objects],
+             f"{cxx} failed on the CPU kernels' torch extension (torch.utils.cpp_extension)", env=env)
+        os.replace(build / f"{name}.so", target)  # atomic: a concurrent build of the same key writes the same bytes
     return target
 
 
-def _torch_openmp() -> tuple[ctypes.CDLL | None, str]:
-    """PyTorch's libgomp (already loaded by torch), whose pool the kernels borrow, or None for serial kernels."""
-    if "ATen parallel backend: OpenMP" not in torch.__config__.parallel_info():
-        return None, "serial: PyTorch's parallel backend is not OpenMP"
+def _register(path: Path) -> None:
+    """Load the extension's operators, unless an earlier load in this process registered them already."""
     try:
-        maps = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
-        return None, "serial: no /proc/self/maps"
-    loaded = sorted({line.split()[-1] for line in maps if "libgomp" in line.split()[-1]})
-    torch_lib = str(Path(torch.__file__).parent / "lib")
-    candidates = [path for path in loaded if path.startswith(torch_lib)] or loaded
-    if not candidates:
-        return None, "serial: PyTorch loaded no libgomp"
-    return ctypes.CDLL(candidates[0]), f"threads from {candidates[0]}"
-
-
-def _declare(lib: ctypes.CDLL) -> None:
-    pointer, int_, long_, double = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_double
-    pool = [pointer, pointer, pointer, int_]
-    lib.suite_depthwise_forward.argtypes = [pointer] * 5 + [int_] * 6 + pool
-    lib.suite_depthwise_backward.argtypes = [pointer] * 8 + [int_] * 6 + pool
-    lib.suite_depthwise_forward.restype = lib.suite_depthwise_backward.restype = None
-    lib.suite_scratch_floats.argtypes = [int_] * 5
-    lib.suite_scratch_floats.restype = long_
-    lib.suite_recurrence.argtypes = [int_, int_] + [pointer] * 5 + [double] * 4 + [long_] * 3 + pool
-    lib.suite_bn_lif_forward.argtypes = [int_] + [pointer] * 14 + [int_] + [double] * 3 + [long_] * 4 + pool
-    lib.suite_bn_lif_backward.argtypes = [int_] + [pointer] * 15 + [int_] + [double] * 4 + [long_] * 4 + pool
-    lib.suite_recurrence.restype = lib.suite_bn_lif_forward.restype = lib.suite_bn_lif_backward.restype = None
-    lib.suite_bn_lif_scratch.argtypes = [long_] * 3
-    lib.suite_bn_lif_scratch.restype = long_
-    lib.suite_gaussian_taps.argtypes = [pointer] + [int_] * 3 + [double] * 2 + [pointer] + pool
-    lib.suite_gaussian_position_grad.argtypes = [pointer] * 3 + [int_] * 5 + [double, pointer]
-    lib.suite_gaussian_taps.restype = lib.suite_gaussian_position_grad.restype = None
-    lib.suite_lif_delay_forward.argtypes = [pointer] * 6 + [double] * 2 + [int_] * 6 + pool
-    lib.suite_lif_delay_backward.argtypes = [pointer] * 16 + [double] * 4 + [int_] * 6 + pool
-    lib.suite_lif_delay_forward.restype = lib.suite_lif_delay_backward.restype = None
-    lib.suite_set_team_barrier.argtypes, lib.suite_set_team_barrier.restype = [pointer], None
-    lib.suite_window_correlate.argtypes = [pointer] * 4 + [int_] * 6 + pool
-    lib.suite_window_tap_grad.argtypes = [pointer] * 4 + [int_] * 7 + pool
-    lib.suite_window_correlate.restype = lib.suite_window_tap_grad.restype = None
+        torch.ops.suite_kernels.constants  # noqa: B018 (the lookup raises when the namespace has no such operator)
+    except (AttributeError, RuntimeError):
+        torch.ops.load_library(str(path))
 
 
 def _load() -> None:
-    if os.environ.get("SUITE_NATIVE", "1") == "0":
-        _state["reason"] = "disabled by SUITE_NATIVE=0"
-        return
     if platform.system() != "Linux":
         _state["reason"] = f"built only on Linux, not {platform.system()}"
         return
-    compiler = shutil.which(os.environ.get("CC", "cc"))
-    if compiler is None:
-        _state["reason"] = f"no C compiler ({os.environ.get('CC', 'cc')}) on PATH"
+    compilers = {"C": os.environ.get("CC", "cc"), "C++": os.environ.get("CXX", "c++")}
+    found = {kind: shutil.which(name) for kind, name in compilers.items()}
+    missing = [f"no {kind} compiler ({compilers[kind]}) on PATH" for kind, path in found.items() if path is None]
+    if missing:
+        _state["reason"] = "; ".join(missing)
         return
     try:
-        lib = ctypes.CDLL(str(_build(compiler)))
-        _declare(lib)
-        gomp, threads = _torch_openmp()
-        entries = [ctypes.cast(getattr(gomp, name), ctypes.c_void_p) if gomp else None
-                   for name in ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads", "GOMP_barrier")]
-        lib.suite_set_team_barrier(entries.pop())  # the axonal fusion's backward has two phases in one region
+        _register(_build(found["C"], found["C++"]))  # type: ignore[arg-type]
+        vector_width, window_tile, window_max = torch.ops.suite_kernels.constants()
     except OSError as err:
         _state["reason"] = str(err)
         return
-    except Exception as err:  # any failure to build or load means: use the PyTorch ops (status() says why)
+    except Exception as err:  # any failure to build or load: the backend reports it (status() says why)
         _state["reason"] = f"{type(err).__name__}: {err}"
         return
-    _state.update(lib=lib, vector_width=lib.suite_vector_width(), threads=threads, pool=entries,
-                  window_tile=lib.suite_window_tile(), window_max=lib.suite_window_max())
+    _state.update(ops=torch.ops.suite_kernels, vector_width=vector_width, window_tile=window_tile,
+                  window_max=window_max)
 
 
-def library() -> ctypes.CDLL | None:
-    """The loaded library (building it on the first call), or None when it is unavailable."""
+def library() -> torch._ops._OpNamespace | None:
+    """The operators (``torch.ops.suite_kernels``; built and loaded on the first call), or None when unavailable."""
     if not _state:  # every eligibility check calls this: the lock is only needed until the first load is done
         with _lock:
             if not _state:
                 _load()
-    return _state.get("lib")
+    return _state.get("ops")
 
 
 def status() -> str:
     """One line: whether the compiled kernels are in use, and why not if they are not."""
     if library() is None:
-        return f"unavailable ({_state['reason']}); the CPU backend uses PyTorch ops"
-    return f"compiled ({_state['threads']}), cache {cache_dir()}"
+        return f"unavailable ({_state['reason']})"
+    return f"compiled (torch extension, threads on PyTorch's pool), cache {cache_dir()}"
 
 
-def _loaded() -> ctypes.CDLL:
-    """The library, for the kernel wrappers (callers check eligibility first; this is the guard if they did not)."""
+def _loaded() -> torch._ops._OpNamespace:
+    """The operators, for the kernel wrappers (callers check eligibility first; this is the guard if they did not)."""
     lib = library()
     if lib is None:
         raise RuntimeError(f"compiled CPU kernels {status()}")
     return lib
 
 
-def _pool(columns: int | None = None) -> list:
-    """The pool arguments of every kernel; ``columns`` caps the threads of a narrow recurrence."""
+def _pool(columns: int | None = None) -> int:
+    """The team size of every kernel (its scratch and partial sums are per member): PyTorch's thread count;
+    ``columns`` caps the threads of a narrow recurrence."""
     threads = torch.get_num_threads()
     if columns is not None:
         threads = max(1, min(threads, columns // MIN_COLUMNS_PER_THREAD))
-    return [*_state["pool"], threads]
+    return threads
 
 
 # ------------------------------------------------------------------------------------------- recurrences
@@ -215,9 +210,8 @@ def _recurrence(kind: int, first: torch.Tensor, out: torch.Tensor, *, grad: torc
     """Run one recurrence kernel; ``first`` and ``grad`` are contiguous (T, N), outputs are preallocated."""
     steps, width = first.shape
     scratch_row = first.new_empty(width) if kind == LIF_FORWARD else None
-    address = [t.data_ptr() if t is not None else None for t in (first, grad, out, out2, scratch_row)]
-    _loaded().suite_recurrence(kind, int(first.dtype == torch.float64), *address, decay, threshold, scale, half_alpha,
-                               steps, width, h_rows, *_pool(width))
+    _loaded().recurrence(kind, first, grad, out, out2, scratch_row, decay, threshold, scale, half_alpha, steps, width,
+                         h_rows, _pool(width))
 
 
 def lif_forward(x: torch.Tensor, decay: float, v_threshold: float, keep_h: bool) -> tuple[torch.Tensor | None,
@@ -274,15 +268,15 @@ def _taps(kernel: torch.Tensor, reverse: bool = False) -> torch.Tensor:
     return out
 
 
-def _scratch(x: torch.Tensor, pool: list, taps: int, front: int, steps_out: int, backward: bool) -> torch.Tensor:
+def _scratch(x: torch.Tensor, pool: int, taps: int, front: int, steps_out: int, backward: bool) -> torch.Tensor:
     """The per-thread buffers of a depthwise forward or backward over x (T, B, C) with ``taps`` taps."""
-    return x.new_empty(pool[-1] * _loaded().suite_scratch_floats(x.shape[0], taps, front, steps_out, int(backward)))
+    return x.new_empty(pool * _loaded().scratch_floats(x.shape[0], taps, front, steps_out, backward))
 
 
-def _weight_grad_partial(x: torch.Tensor, pool: list, reversed_taps: torch.Tensor) -> torch.Tensor:
+def _weight_grad_partial(x: torch.Tensor, pool: int, reversed_taps: torch.Tensor) -> torch.Tensor:
     """The zeroed per-thread partial sums of dL/dtaps a depthwise backward adds into: (threads, rows, Cp)."""
-    rows = _loaded().suite_weight_grad_rows(reversed_taps.shape[0])
-    return x.new_zeros(pool[-1], rows, reversed_taps.shape[1])
+    rows = _loaded().weight_grad_rows(reversed_taps.shape[0])
+    return x.new_zeros(pool, rows, reversed_taps.shape[1])
 
 
 def _correlate(x: torch.Tensor, taps: torch.Tensor, front: int, steps_out: int, moments: bool = False
@@ -297,8 +291,7 @@ def _correlate(x: torch.Tensor, taps: torch.Tensor, front: int, steps_out: int, 
     stats = torch.empty(batch, 2, channels, dtype=torch.float64) if moments else None
     pool = _pool()
     scratch = _scratch(x, pool, taps.shape[0], front, steps_out, backward=False)
-    lib.suite_depthwise_forward(x.data_ptr(), taps.data_ptr(), out.data_ptr(), stats.data_ptr() if moments else None,
-                                scratch.data_ptr(), steps, batch, channels, taps.shape[0], front, steps_out, *pool)
+    lib.depthwise_forward(x, taps, out, stats, scratch, steps, batch, channels, taps.shape[0], front, steps_out, pool)
     return out, stats
 
 
@@ -325,11 +318,8 @@ def _correlate_backward(x: torch.Tensor, reversed_taps: torch.Tensor, grad_y: to
         channel, y = batchnorm[0], batchnorm[1].detach().contiguous()
         bn = x.new_zeros(4, reversed_taps.shape[1])
         bn[:, :channels] = channel
-    lib.suite_depthwise_backward(
-        x.data_ptr(), grad_y.data_ptr(), y.data_ptr() if y is not None else None,
-        bn.data_ptr() if bn is not None else None, reversed_taps.data_ptr(),
-        grad_x.data_ptr() if need_x else None, partial.data_ptr() if need_taps else None, scratch.data_ptr(), steps,
-        batch, channels, taps, pad_left, grad_y.shape[0], *pool)
+    lib.depthwise_backward(x, grad_y, y, bn, reversed_taps, grad_x, partial, scratch, steps, batch, channels, taps,
+                           pad_left, grad_y.shape[0], pool)
     return grad_x, partial
 
 
@@ -369,8 +359,7 @@ def gaussian_taps(pos: torch.Tensor, kernel_size: int, sigma: float, eps: float)
     of every channel (``sigma`` = |SIG| + offset; ``eps`` the normaliser's)."""
     pos = pos.detach().contiguous()
     taps = pos.new_empty(kernel_size, _padded_channels(pos.shape[0]))
-    _loaded().suite_gaussian_taps(pos.data_ptr(), pos.shape[0], kernel_size, taps.shape[1], sigma, eps,
-                                  taps.data_ptr(), *_pool())
+    _loaded().gaussian_taps(pos, pos.shape[0], kernel_size, taps.shape[1], sigma, eps, taps, _pool())
     return taps
 
 
@@ -408,9 +397,8 @@ def _position_grad(pos: torch.Tensor, taps: torch.Tensor, partial: torch.Tensor 
         return None
     pos = pos.detach().contiguous()
     grad_pos = torch.empty_like(pos)
-    _loaded().suite_gaussian_position_grad(pos.data_ptr(), taps.data_ptr(), partial.data_ptr(), partial.shape[0],
-                                           partial.shape[1], pos.shape[0], taps.shape[0], partial.shape[2], sigma,
-                                           grad_pos.data_ptr())
+    _loaded().gaussian_position_grad(pos, taps, partial, partial.shape[0], partial.shape[1], pos.shape[0],
+                                     taps.shape[0], partial.shape[2], sigma, grad_pos)
     return grad_pos
 
 
@@ -433,9 +421,9 @@ def _chunk_steps(x: torch.Tensor) -> int:
     return max(1, CHUNK_BYTES // (x.shape[1] * x.shape[2] * x.element_size()))
 
 
-def _bn_scratch(x: torch.Tensor, pool: list, every: int) -> torch.Tensor:
+def _bn_scratch(x: torch.Tensor, pool: int, every: int) -> torch.Tensor:
     """The per-thread buffers of the BatchNorm -> LIF kernels over x (T, B, C): a chunk's H, V and one row."""
-    return x.new_empty(pool[-1] * _loaded().suite_bn_lif_scratch(x.shape[1], x.shape[2], every))
+    return x.new_empty(pool * _loaded().bn_lif_scratch(x.shape[1], x.shape[2], every))
 
 
 def _bn_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep: torch.Tensor, eps: float,
@@ -453,16 +441,13 @@ def _bn_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, keep:
         out, row = torch.empty_like(x), x.new_empty(batch, channels)
         checkpoints, scratch = x.new_empty(-(-steps // every), batch, channels), _bn_scratch(x, pool, every)
     channel = x.new_empty(4, channels)
-    gamma, beta = (p.detach().to(dtype).contiguous() for p in (weight, bias))  # alive across the call
+    gamma, beta = (p.detach().to(dtype).contiguous() for p in (weight, bias))
     f64 = torch.float64
     mean, var = torch.empty(channels, dtype=f64), torch.empty(channels, dtype=f64)
     work = torch.empty(2, channels, dtype=f64)
-    partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
-    address = [t.data_ptr() if t is not None else None for t in (keep, out, checkpoints, scratch, row, moments)]
-    lib.suite_bn_lif_forward(
-        int(dtype == f64), x.data_ptr(), gamma.data_ptr(), beta.data_ptr(), *address[:5], channel.data_ptr(),
-        mean.data_ptr(), var.data_ptr(), work.data_ptr(), partial.data_ptr(), address[5], int(stats_only), eps, decay,
-        v_threshold, steps, batch, channels, every, *pool)
+    partial = torch.zeros(pool, 2, channels, dtype=f64)
+    lib.bn_lif_forward(x, gamma, beta, keep, out, checkpoints, scratch, row, channel, mean, var, work, partial, moments,
+                       stats_only, eps, decay, v_threshold, steps, batch, channels, every, pool)
     return out, checkpoints, mean, var, channel
 
 
@@ -504,18 +489,16 @@ def batchnorm_lif_backward(x: torch.Tensor, state: NeuronState, grad_out: torch.
     keep, pool = _mask(keep, x), _pool(batch * channels)
     grad = grad_out.detach().to(dtype).contiguous()
     grad_x, channel = torch.empty_like(x), x.new_empty(4, channels)
-    gamma = weight.detach().to(dtype).contiguous()  # alive across the call
+    gamma = weight.detach().to(dtype).contiguous()
     f64 = torch.float64
     grad_weight, grad_bias = torch.empty(channels, dtype=f64), torch.empty(channels, dtype=f64)
     work = torch.empty(channels, dtype=f64)
-    partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
+    partial = torch.zeros(pool, 2, channels, dtype=f64)
     every = _chunk_steps(x)
     scratch = _bn_scratch(x, pool, every)
-    lib.suite_bn_lif_backward(
-        int(dtype == f64), x.data_ptr(), state.checkpoints.data_ptr(), state.rows.data_ptr(), scratch.data_ptr(),
-        grad.data_ptr(), keep.data_ptr(), gamma.data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_x.data_ptr(),
-        channel.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(), work.data_ptr(), partial.data_ptr(),
-        int(defer_input_grad), decay, v_threshold, scale, half_alpha, steps, batch, channels, every, *pool)
+    lib.bn_lif_backward(x, state.checkpoints, state.rows, scratch, grad, keep, gamma, mean, invstd, grad_x, channel,
+                        grad_weight, grad_bias, work, partial, defer_input_grad, decay, v_threshold, scale, half_alpha,
+                        steps, batch, channels, every, pool)
     return grad_x, grad_weight.to(weight.dtype), grad_bias.to(weight.dtype), channel
 
 
@@ -539,9 +522,8 @@ def lif_delay_forward(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
     y = z.new_empty(steps_out, batch, channels)
     pool = _pool()
     scratch = _scratch(z, pool, kernel_size, pad_left, steps_out, backward=False)
-    lib.suite_lif_delay_forward(z.data_ptr(), keep.data_ptr(), channel.data_ptr(), taps.data_ptr(), y.data_ptr(),
-                                scratch.data_ptr(), decay, v_threshold, steps, batch, channels, kernel_size, pad_left,
-                                steps_out, *pool)
+    lib.lif_delay_forward(z, keep, channel, taps, y, scratch, decay, v_threshold, steps, batch, channels, kernel_size,
+                          pad_left, steps_out, pool)
     return y, channel, mean, var
 
 
@@ -558,20 +540,17 @@ def lif_delay_backward(z: torch.Tensor, channel: torch.Tensor, keep: torch.Tenso
     keep = _mask(keep, z)
     kernel_size, reversed_taps = taps.shape[0], taps.flip(0)
     grad_y = grad_y.detach().contiguous()
-    gamma = weight.detach().float().contiguous()  # alive across the call
+    gamma = weight.detach().float().contiguous()
     pool = _pool()
     f64 = torch.float64
     grad_z, rows = torch.empty_like(z), z.new_empty(4, channels)
     grad_weight, grad_bias, work = (torch.empty(channels, dtype=f64) for _ in range(3))
-    bn_partial = torch.zeros(pool[-1], 2, channels, dtype=f64)
+    bn_partial = torch.zeros(pool, 2, channels, dtype=f64)
     dw_partial = _weight_grad_partial(z, pool, reversed_taps) if need_pos else None
     scratch = _scratch(z, pool, kernel_size, pad_left, grad_y.shape[0], backward=True)
-    lib.suite_lif_delay_backward(
-        z.data_ptr(), keep.data_ptr(), channel.data_ptr(), grad_y.data_ptr(), reversed_taps.data_ptr(),
-        grad_z.data_ptr(), bn_partial.data_ptr(), dw_partial.data_ptr() if dw_partial is not None else None,
-        scratch.data_ptr(), gamma.data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_weight.data_ptr(),
-        grad_bias.data_ptr(), work.data_ptr(), rows.data_ptr(), decay, v_threshold, scale, half_alpha, steps, batch,
-        channels, kernel_size, pad_left, grad_y.shape[0], *pool)
+    lib.lif_delay_backward(z, keep, channel, grad_y, reversed_taps, grad_z, bn_partial, dw_partial, scratch, gamma,
+                           mean, invstd, grad_weight, grad_bias, work, rows, decay, v_threshold, scale, half_alpha,
+                           steps, batch, channels, kernel_size, pad_left, grad_y.shape[0], pool)
     grad_weight, grad_bias = grad_weight.to(weight.dtype), grad_bias.to(weight.dtype)
     return grad_z, _position_grad(pos, taps, dw_partial, sigma), grad_weight, grad_bias
 
@@ -609,8 +588,8 @@ def window_correlate(src: torch.Tensor, taps: torch.Tensor, start: torch.Tensor,
     n_src, rows, padded = src.shape
     n_dst, _, window = taps.shape
     dst = src.new_empty(n_dst, steps_out, padded)
-    lib.suite_window_correlate(src.data_ptr(), taps.data_ptr(), start.data_ptr(), dst.data_ptr(), n_dst, n_src,
-                               window, rows, steps_out, padded // _state["vector_width"], *_pool())
+    lib.window_correlate(src, taps, start, dst, n_dst, n_src, window, rows, steps_out,
+                         padded // _state["vector_width"], _pool())
     return dst
 
 
@@ -622,6 +601,6 @@ def window_tap_grad(x: torch.Tensor, grad_y: torch.Tensor, start: torch.Tensor, 
     steps_out, _, n_out = grad_y.shape
     series = window_series(grad_y, 0, steps_out + window - 1, source=False)
     ga = x.new_empty(n_out, n_in, window)
-    lib.suite_window_tap_grad(x.data_ptr(), series.data_ptr(), start.data_ptr(), ga.data_ptr(), n_out, n_in, window,
-                              rows, steps_out, padded // _state["vector_width"], series.shape[1], *_pool())
+    lib.window_tap_grad(x, series, start, ga, n_out, n_in, window, rows, steps_out, padded // _state["vector_width"],
+                        series.shape[1], _pool())
     return ga

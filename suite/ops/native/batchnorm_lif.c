@@ -197,13 +197,12 @@ void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const
                           void *out, void *checkpoints, void *scratch, void *v, void *channel, double *mean,
                           double *var, double *work,
                           double *partial, const double *moments, int stats_only, double eps, double decay,
-                          double threshold, long T, long B, long C, long every, gomp_parallel_fn parallel,
-                          thread_query_fn thread_num, thread_query_fn num_threads, int n_threads) {
+                          double threshold, long T, long B, long C, long every, int n_threads) {
     double *a = work, *shift = work + C;
     for (long c = 0; c < C; c++) shift[c] = is_double ? channel_f64(x, c) : channel_f32(x, c);
     job j = {.x = x, .keep = keep, .out = out, .v = v, .checkpoints = checkpoints, .scratch = scratch,
              .channel = channel, .partial = partial, .shift = shift, .decay = decay, .threshold = threshold,
-             .T = T, .B = B, .C = C, .every = every, .threads = {parallel, thread_num, num_threads, n_threads}};
+             .T = T, .B = B, .C = C, .every = every, .threads = {n_threads}};
     const double rows = (double)(T * B);
     if (moments) {
         combine_moments(moments, B, C, T, mean, var);
@@ -226,7 +225,6 @@ void suite_bn_lif_forward(int is_double, const void *x, const void *gamma, const
     set(channel, C, 1, shift); /* beta */
     set(channel, C, 2, mean);
     if (stats_only) return;
-    j.threads.parallel = parallel;
     pool_run(&j.threads, is_double ? lif_f64 : lif_f32, &j);
 }
 
@@ -257,18 +255,16 @@ void suite_bn_lif_backward(int is_double, const void *x, const void *checkpoints
                            const double *mean, const double *invstd, void *grad_x, void *channel, double *grad_gamma,
                            double *grad_beta, double *work, double *partial, int defer_input_grad, double decay,
                            double threshold, double scale, double half_alpha, long T, long B, long C, long every,
-                           gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
                            int n_threads) {
     job j = {.x = x, .grad = grad_out, .keep = keep, .out = grad_x, .checkpoints = (void *)checkpoints,
              .scratch = scratch, .channel = channel, .forward_rows = forward_rows, .partial = partial,
              .decay = decay, .threshold = threshold, .scale = scale, .half_alpha = half_alpha, .T = T, .B = B, .C = C,
-             .every = every, .threads = {parallel, thread_num, num_threads, n_threads}};
+             .every = every, .threads = {n_threads}};
     void (*set)(void *, long, long, const double *) = is_double ? set_channels_f64 : set_channels_f32;
     set(channel, C, 2, mean); /* the reverse pass reads it */
     pool_run(&j.threads, is_double ? lif_backward_f64 : lif_backward_f32, &j);
     suite_bn_backward_channels(is_double, partial, n_threads, gamma, mean, invstd, (double)(T * B), C, grad_gamma,
                                grad_beta, work, channel);
     if (defer_input_grad) return;
-    j.threads.parallel = parallel;
     pool_run(&j.threads, is_double ? input_grad_f64 : input_grad_f32, &j);
 }

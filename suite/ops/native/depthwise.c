@@ -25,7 +25,8 @@
  * (neither H nor the spikes stored); the backward computes the block's H and spikes again from z (bit-identical, and
  * cheaper than a stored H: see lif_block), uses the spikes for the kernel gradient and runs the LIF's reverse
  * recurrence on the block's input gradient as soon as the correlation has produced it, writing dY and the BatchNorm
- * sums; after a team barrier, the same region turns dY into the BatchNorm input gradient (batchnorm_input_grad).
+ * sums; then (serially) the BatchNorm sums become per-channel rows, and a second parallel pass over the same work
+ * items turns dY into the BatchNorm input gradient (input_grad_blocks).
  *
  * Threads: see pool.h; the caller passes a scratch buffer of n_threads * suite_scratch_floats(...) floats.
  */
@@ -40,15 +41,6 @@
 #define TILE 16 /* output time steps (forward) or taps (weight gradient) held in registers per inner loop */
 #define BLOCK 8 /* channel vectors gathered together (8 x 64 contiguous bytes per time row) */
 #define PREFETCH_ROWS 12 /* a gather asks for the row this many steps ahead: each row is in another page */
-
-/* libgomp's GOMP_barrier (the team barrier of `#pragma omp barrier`), set by the loader; NULL runs serially. */
-static void (*team_barrier)(void);
-
-void suite_set_team_barrier(void (*barrier)(void)) { team_barrier = barrier; }
-
-static void barrier(const pool *p) {
-    if (p->parallel && team_barrier) team_barrier();
-}
 
 typedef float vec __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float)))); /* unaligned ok */
 
@@ -325,19 +317,19 @@ static void forward_blocks(void *data) {
     }
 }
 
-/* The BatchNorm input gradient of the axonal fusion's backward, in the same parallel region: once every thread has
- * added its BatchNorm sums, one thread turns them into the per-channel rows (suite_bn_backward_channels), and each
- * thread then finishes the dY it wrote, its work items last to first, so that the blocks it wrote last are still in
- * its cache. Elementwise, with the same row arithmetic as batchnorm_lif.c's pass (bit-identical). */
-static void batchnorm_input_grad(const job *j, int begin, int end, int blocks) {
+/* The BatchNorm input gradient of the axonal fusion's backward, a second parallel pass after backward_blocks (once
+ * every member has added its BatchNorm sums and suite_bn_backward_channels has turned them into the per-channel
+ * rows): each member finishes the dY it wrote (the same share of work items, on the same thread of the pool), its
+ * work items last to first, so that the blocks it wrote last are still in its cache. Elementwise, with the same row
+ * arithmetic as batchnorm_lif.c's pass (bit-identical). */
+static void input_grad_blocks(void *data) {
+    const job *j = data;
     const neuron *n = j->lif;
     const long C = j->C;
     const size_t row = (size_t)j->B * C;
-    barrier(&j->threads);
-    if (pool_self(&j->threads) == 0)
-        suite_bn_backward_channels(0, n->partial, j->threads.n_threads, n->gamma, n->mean, n->invstd,
-                                   (double)j->T * j->B, C, n->grad_gamma, n->grad_beta, n->work, n->rows);
-    barrier(&j->threads);
+    const int nv = vectors(j->C), blocks = (nv + BLOCK - 1) / BLOCK;
+    int begin, end;
+    thread_share(j, j->B * blocks, &begin, &end);
     for (int item = end - 1; item >= begin; item--) {
         const block k = block_of(j, item, blocks);
         const float *r = n->rows + (size_t)k.v0 * VL;
@@ -382,7 +374,6 @@ static void backward_blocks(void *data) {
                             j->out + k.offset, row, NULL, j->C);
         }
     }
-    if (j->lif) batchnorm_input_grad(j, begin, end, blocks);
 }
 
 int suite_vector_width(void) { return VL; }
@@ -400,11 +391,10 @@ int suite_weight_grad_rows(int D) { return round_up(D, TILE); }
 /* moments: (B, 2, C) doubles out (per batch item and channel: mean of y over its T_out steps, and the sum of
  * squared deviations from that mean), or NULL. */
 void suite_depthwise_forward(const float *x, const float *w, float *y, double *moments, float *scratch, int T, int B,
-                             int C, int D, int front, int T_out, gomp_parallel_fn parallel, thread_query_fn thread_num,
-                             thread_query_fn num_threads, int n_threads) {
+                             int C, int D, int front, int T_out, int n_threads) {
     job j = {x, NULL, w, y, NULL, moments, NULL, NULL, NULL, scratch,
              (size_t)suite_scratch_floats(T, D, front, T_out, 0), T, B, C, D, front, T_out,
-             {parallel, thread_num, num_threads, n_threads}};
+             {n_threads}};
     pool_run(&j.threads, forward_blocks, &j);
 }
 
@@ -413,11 +403,10 @@ void suite_depthwise_forward(const float *x, const float *w, float *y, double *m
  * a ((dY - mean_dY) - (y - mean) m2). */
 void suite_depthwise_backward(const float *x, const float *g, const float *y, const float *bn,
                               const float *reversed_taps, float *dx, float *dw_partial, float *scratch, int T, int B,
-                              int C, int D, int front, int T_out, gomp_parallel_fn parallel,
-                              thread_query_fn thread_num, thread_query_fn num_threads, int n_threads) {
+                              int C, int D, int front, int T_out, int n_threads) {
     job j = {x, g, reversed_taps, dx, dw_partial, NULL, y, bn, NULL, scratch,
              (size_t)suite_scratch_floats(T, D, front, T_out, 1), T, B, C, D, front, T_out,
-             {parallel, thread_num, num_threads, n_threads}};
+             {n_threads}};
     pool_run(&j.threads, backward_blocks, &j);
 }
 
@@ -425,12 +414,11 @@ void suite_depthwise_backward(const float *x, const float *g, const float *y, co
  * stored. channel: rows a, beta, mean of C floats (suite_bn_lif_forward with stats_only); keep (B, C). */
 void suite_lif_delay_forward(const float *z, const float *keep, const float *channel, const float *w,
                              float *y, float *scratch, double decay, double threshold, int T, int B, int C, int D,
-                             int front, int T_out, gomp_parallel_fn parallel, thread_query_fn thread_num,
-                             thread_query_fn num_threads, int n_threads) {
+                             int front, int T_out, int n_threads) {
     const neuron n = {.z = z, .keep = keep, .channel = channel, .decay = (float)decay, .threshold = (float)threshold};
     job j = {NULL, NULL, w, y, NULL, NULL, NULL, NULL, &n, scratch,
              (size_t)suite_scratch_floats(T, D, front, T_out, 0), T, B, C, D, front, T_out,
-             {parallel, thread_num, num_threads, n_threads}};
+             {n_threads}};
     pool_run(&j.threads, forward_blocks, &j);
 }
 
@@ -444,12 +432,14 @@ void suite_lif_delay_backward(const float *z, const float *keep, const float *ch
                               float *scratch, const float *gamma, const double *mean, const double *invstd,
                               double *grad_gamma, double *grad_beta, double *work, float *rows, double decay,
                               double threshold, double scale, double half_alpha, int T, int B, int C, int D,
-                              int front, int T_out, gomp_parallel_fn parallel, thread_query_fn thread_num,
-                              thread_query_fn num_threads, int n_threads) {
+                              int front, int T_out, int n_threads) {
     const neuron n = {z, keep, channel, dz, bn_partial, gamma, mean, invstd, grad_gamma, grad_beta, work, rows,
                       (float)decay, (float)threshold, (float)scale, (float)half_alpha};
     job j = {NULL, g, reversed_taps, NULL, dw_partial, NULL, NULL, NULL, &n, scratch,
              (size_t)suite_scratch_floats(T, D, front, T_out, 1), T, B, C, D, front, T_out,
-             {parallel, thread_num, num_threads, n_threads}};
+             {n_threads}};
     pool_run(&j.threads, backward_blocks, &j);
+    suite_bn_backward_channels(0, bn_partial, n_threads, gamma, mean, invstd, (double)T * B, C, grad_gamma, grad_beta,
+                               work, rows);
+    pool_run(&j.threads, input_grad_blocks, &j);
 }

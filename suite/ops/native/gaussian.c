@@ -54,9 +54,8 @@ static void taps_share(void *data) {
 
 /* taps (D, Cp): taps[k, c] = kernel[c, k], channels C .. Cp - 1 zero; the channels split across the pool. */
 void suite_gaussian_taps(const float *pos, int C, int D, int Cp, double s, double eps, float *taps,
-                         gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
                          int n_threads) {
-    taps_job j = {pos, taps, C, D, Cp, s, eps, {parallel, thread_num, num_threads, n_threads}};
+    taps_job j = {pos, taps, C, D, Cp, s, eps, {n_threads}};
     pool_run(&j.threads, taps_share, &j);
 }
 

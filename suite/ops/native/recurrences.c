@@ -107,13 +107,12 @@ DEFINE_RECURRENCES(double, f64)
  * precision. */
 void suite_recurrence(int kind, int is_double, const void *in, const void *grad, void *out, void *out2, void *v,
                       double decay, double threshold, double scale, double half_alpha, long T, long N, long h_rows,
-                      gomp_parallel_fn parallel, thread_query_fn thread_num, thread_query_fn num_threads,
                       int n_threads) {
     static void (*const kernels[2][4])(void *) = {
         {lif_forward_f32, lif_backward_f32, leaky_forward_f32, leaky_backward_f32},
         {lif_forward_f64, lif_backward_f64, leaky_forward_f64, leaky_backward_f64},
     };
     job j = {in, grad, out, out2, v, decay, threshold, scale, half_alpha, T, N, h_rows,
-             {parallel, thread_num, num_threads, n_threads}};
+             {n_threads}};
     pool_run(&j.threads, kernels[is_double != 0][kind], &j);
 }

@@ -186,17 +186,15 @@ int suite_window_tile(void) { return TILE; }
 int suite_window_max(void) { return MAX_WINDOW; }
 
 void suite_window_correlate(const float *src, const float *a, const int *start, float *dst, int n_dst, int n_src,
-                            int W, int R_src, int T_out, int Bv, gomp_parallel_fn parallel,
-                            thread_query_fn thread_num, thread_query_fn num_threads, int n_threads) {
+                            int W, int R_src, int T_out, int Bv, int n_threads) {
     window_job j = {src, a, start, dst, NULL, n_dst, n_src, W, R_src, T_out, Bv, 0,
-                    {parallel, thread_num, num_threads, n_threads}};
+                    {n_threads}};
     pool_run(&j.threads, correlate_part, &j);
 }
 
 void suite_window_tap_grad(const float *x, const float *gy, const int *start, float *ga, int n_dst, int n_src, int W,
-                           int R_src, int T_out, int Bv, int R_g, gomp_parallel_fn parallel,
-                           thread_query_fn thread_num, thread_query_fn num_threads, int n_threads) {
+                           int R_src, int T_out, int Bv, int R_g, int n_threads) {
     window_job j = {x, NULL, start, ga, gy, n_dst, n_src, W, R_src, T_out, Bv, R_g,
-                    {parallel, thread_num, num_threads, n_threads}};
+                    {n_threads}};
     pool_run(&j.threads, tap_grad_part, &j);
 }
