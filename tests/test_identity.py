@@ -17,6 +17,7 @@ from suite.cli import main
 from suite.data import synthetic
 from suite.errors import SuiteError
 from suite.identity import registered_protocol, resolve_run
+from suite.ops.registry import resolve as resolve_backend
 from suite.registry import get_protocol
 from suite.specs import RunSpec
 from suite.train import Progress, run_training
@@ -182,7 +183,8 @@ def test_dry_run_reads_no_data(gsc_tree: Path, tmp_path: Path, capsys: pytest.Ca
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "protocol gsc, epochs=1: hash" in out and "NOT COMPARABLE with published gsc numbers" in out
-    planned = [RunSpec(v, "gsc", seed=0, overrides={"kernel_size": 15}) for v in ("axonal", "dendritic")]
+    backend = resolve_backend("auto", "cpu")  # `run`'s default backend as resolved on this machine
+    planned = [RunSpec(v, "gsc", backend, seed=0, overrides={"kernel_size": 15}) for v in ("axonal", "dendritic")]
     protocol = get_protocol("gsc").with_overrides({"epochs": 1})
     for spec in planned:
         assert resolve_run(spec, protocol, gsc_tree).run_id in out

@@ -17,6 +17,7 @@ import torch
 from suite.cli import main
 from suite.errors import SuiteError
 from suite.identity import resolve_run
+from suite.ops.registry import resolve as resolve_backend
 from suite.records import load_trained_model
 from suite.registry import get_protocol
 from suite.specs import RunSpec
@@ -48,7 +49,8 @@ def _run_argv(protocol: Path, out: Path, cache: Path) -> list[str]:
 def _run_id(protocol_path: Path) -> str:
     """The id `run` gives the no-delay seed-0 run of the tiny protocol (resolved against its content and data)."""
     protocol = get_protocol(str(protocol_path))
-    return resolve_run(RunSpec("no-delay", protocol.name, "torch", 0), protocol, None).run_id
+    backend = resolve_backend("auto", "cpu")  # what `run` resolves its default backend to on this machine
+    return resolve_run(RunSpec("no-delay", protocol.name, backend, 0), protocol, None).run_id
 
 
 def test_the_payload_runs_code_when_unpickled(tmp_path: Path) -> None:
