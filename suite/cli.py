@@ -190,12 +190,14 @@ def _plan(args: argparse.Namespace) -> list[tuple[Any, Any]]:
         if not args.protocol or not args.variant:
             raise SuiteError("run: give --protocol and --variant, or --all (every variant on the embedded protocols)")
         protocol_names, variant_names = args.protocol, args.variant
-    backend = resolve(args.backend, args.device)  # unknown or unusable backend: fail before any data is built
+    resolve(args.backend, args.device)  # unknown or unusable backend: fail before any data is built
+    backend_of = {}  # auto resolves per variant, among the backends the variant supports
     for name in variant_names:
-        found = get_variant(name)
-        if backend not in found.supported_backends():
-            raise SuiteError(f"variant {name!r} does not support backend {backend!r} "
-                             f"(supported: {', '.join(found.supported_backends())})")
+        supported = get_variant(name).supported_backends()
+        backend_of[name] = resolve(args.backend, args.device, supported)
+        if backend_of[name] not in supported:
+            raise SuiteError(f"variant {name!r} does not support backend {backend_of[name]!r} "
+                             f"(supported: {', '.join(supported)})")
     protocol_overrides, overrides = split_overrides(_overrides(args.set))
     protocols = [get_protocol(name).with_overrides(protocol_overrides) for name in protocol_names]
     for protocol in protocols:
@@ -208,7 +210,7 @@ def _plan(args: argparse.Namespace) -> list[tuple[Any, Any]]:
         seeds = args.seeds if args.seeds is not None else list(protocol.seeds)
         for variant_name in variant_names:
             for seed in seeds:
-                specs.append((RunSpec(variant_name, protocol.name, backend, seed,
+                specs.append((RunSpec(variant_name, protocol.name, backend_of[variant_name], seed,
                                       tuple(sorted(overrides.items())), args.official_metric, protocol.protocol_hash,
                                       fingerprint), protocol))
     return specs

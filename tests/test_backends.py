@@ -68,6 +68,33 @@ def test_run_records_the_resolved_backend(capsys) -> None:
     assert spec.run_id in capsys.readouterr().out
 
 
+@needs_kernels
+def test_auto_resolves_per_variant_among_its_backends(monkeypatch, capsys) -> None:
+    """A variant that runs on torch only (e.g. a plug-in) gets torch from auto beside cpu-kernels for the others, in
+    `run` and in sweeps; naming a backend it lacks stays a one-line error; auto with no usable candidate names the
+    variant's backends."""
+    from suite import registry as variants
+    from suite.cli import _plan, build_parser, main
+    from suite.sweeps import load_sweep
+
+    monkeypatch.setattr(variants, "_VARIANTS", dict(variants._VARIANTS))
+    variants.register_variant("axonal-torch-only", description="test: torch only", delay_type="axonal",
+                              backends=("torch",))
+    argv = ["run", "--protocol", "gsc-mini", "--variant", "axonal", "--variant", "axonal-torch-only", "--seeds", "0",
+            "--dry-run"]
+    planned = {spec.variant: spec.backend for spec, _ in _plan(build_parser(argv).parse_args(argv))}
+    assert planned == {"axonal": "cpu-kernels", "axonal-torch-only": "torch"}
+    assert main([*argv, "--backend", "cpu-kernels"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: variant 'axonal-torch-only' does not support backend "
+                                               "'cpu-kernels' (supported: torch)")
+    assert registry.resolve("auto", "cpu", ("torch",)) == "torch"
+    with pytest.raises(SuiteError, match=r"^backend 'auto' picks cpu-kernels or torch; the variant supports "
+                                         r"numba-cuda on device 'cpu': name one with --backend$"):
+        registry.resolve("auto", "cpu", ("numba-cuda",))
+    sweep = {(r.spec.variant, r.spec.backend) for r in load_sweep("embedded").runs}  # variants: all
+    assert ("axonal", "cpu-kernels") in sweep and ("axonal-torch-only", "torch") in sweep
+
+
 # ------------------------------------------------------------------------------------------- one thread pool
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from suite.errors import SuiteError
 from suite.launch import Job
 from suite.ops.registry import BACKEND_HELP, DEFAULT_BACKEND, resolve
+from suite.registry import get_variant
 from suite.status import run_state, summary
 from suite.sweeps import PlannedRun, Sweep, data_root_for, load_sweep, sweep_names
 
@@ -142,7 +143,12 @@ def _load(args: argparse.Namespace, name: str) -> tuple[Sweep, dict[str, Any], s
     resources = resources_from(args, sweep)
     gpu_job = args.launcher == "slurm" and int(resources["gpus"]) > 0
     device = args.device or ("cuda" if gpu_job else "cpu")
-    return sweep.on_backend(resolve(args.backend, device)), resources, device
+    resolve(args.backend, device)  # a named backend that cannot run here: one line before anything else
+
+    def backend_of(variant: str) -> str:
+        return resolve(args.backend, device, get_variant(variant).supported_backends())
+
+    return sweep.on_backend(backend_of), resources, device
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

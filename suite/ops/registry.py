@@ -40,22 +40,27 @@ DEFAULT_BACKEND = AUTO
 registered name once, when a run is set up (the resolved name is what the run id and the record hold)."""
 CPU_ONLY = frozenset({"cpu-kernels"})
 BACKEND_HELP = ("torch (the PyTorch reference), cpu-kernels (compiled CPU kernels, fused stages), numba-cuda, or auto "
-                "(default): cpu-kernels on a CPU device where they build, else torch; the resolved name enters the "
-                "run id and the record")
+                "(default): cpu-kernels on a CPU device where they build, else torch, per variant among its "
+                "backends; the resolved name enters the run id and the record")
 
 
-def resolve(name: str, device: str) -> str:
+def resolve(name: str, device: str, supported: tuple[str, ...] | None = None) -> str:
     """The registered backend a run uses: ``auto`` is ``cpu-kernels`` on a CPU device where the kernels build, else
-    ``torch``; a named backend is checked (SuiteError: unknown, unusable here, or CPU-only on another device)."""
+    ``torch``, taking only backends in ``supported`` (a variant's) when given; a named backend is checked
+    (SuiteError: unknown, unusable here, or CPU-only on another device)."""
     device_type = device.split(":")[0]
     if name == AUTO:
-        if device_type == "cpu":
+        for candidate in ("cpu-kernels", "torch"):
+            if (supported is not None and candidate not in supported) or \
+                    (candidate in CPU_ONLY and device_type != "cpu"):
+                continue
             try:
-                get_ops("cpu-kernels")
-                return "cpu-kernels"
+                get_ops(candidate)
+                return candidate
             except SuiteError:
-                pass
-        return "torch"
+                continue
+        raise SuiteError(f"backend 'auto' picks cpu-kernels or torch; the variant supports "
+                         f"{', '.join(supported or ())} on device {device!r}: name one with --backend")
     get_ops(name)
     if name in CPU_ONLY and device_type != "cpu":
         raise SuiteError(f"backend {name!r} runs on the CPU only, not on device {device!r}; use --backend torch")

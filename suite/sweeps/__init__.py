@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from suite.errors import SuiteError
-from suite.ops.registry import DEFAULT_BACKEND, resolve
+from suite.ops.registry import AUTO, DEFAULT_BACKEND, resolve
 from suite.specs import ProtocolSpec, RunSpec, load_yaml
 
 SWEEP_DIR = Path(__file__).parent
@@ -48,9 +48,11 @@ class Sweep:
     runs: tuple[PlannedRun, ...]
     resources: Mapping[str, Any] = field(default_factory=dict)
 
-    def on_backend(self, backend: str) -> Sweep:
-        """The same runs on ``backend`` (a resolved name: it is part of every run id)."""
-        runs = tuple(dataclasses.replace(r, spec=dataclasses.replace(r.spec, backend=backend)) for r in self.runs)
+    def on_backend(self, backend_of: Callable[[str], str]) -> Sweep:
+        """The same runs, each on the backend ``backend_of(variant)`` names (a resolved name: it is part of every run
+        id)."""
+        runs = tuple(dataclasses.replace(r, spec=dataclasses.replace(r.spec, backend=backend_of(r.spec.variant)))
+                     for r in self.runs)
         return dataclasses.replace(self, runs=runs)
 
 
@@ -141,7 +143,7 @@ def load_sweep(name_or_path: str | Path, backend: str = DEFAULT_BACKEND, data_ro
     sweep finds the records `run` wrote and never takes a record of other data for its own. Without ``data_root``,
     runs on real datasets keep an empty data fingerprint: they can be listed, not launched.
     """
-    backend = resolve(backend, device)
+    requested, backend = backend, resolve(backend, device)
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = SWEEP_DIR / f"{name_or_path}.yaml"
@@ -176,5 +178,11 @@ def load_sweep(name_or_path: str | Path, backend: str = DEFAULT_BACKEND, data_ro
             if run.spec.run_id not in seen:  # grids may overlap; a run is run once
                 seen.add(run.spec.run_id)
                 runs.append(run)
-    return Sweep(str(data["name"]), data["version"], str(data.get("description", "")), str(data.get("source", "")),
-                 path, tuple(runs), {**RESOURCE_DEFAULTS, **resources})
+    sweep = Sweep(str(data["name"]), data["version"], str(data.get("description", "")), str(data.get("source", "")),
+                  path, tuple(runs), {**RESOURCE_DEFAULTS, **resources})
+    if requested != AUTO:
+        return sweep
+    from suite.registry import get_variant
+
+    # auto resolves per variant, among the backends the variant supports (as `run` does)
+    return sweep.on_backend(lambda variant: resolve(AUTO, device, get_variant(variant).supported_backends()))
